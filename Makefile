@@ -1,0 +1,151 @@
+# libappsrv - one non-recursive Makefile. Objects go to $(BUILD)/.
+# Targets: all test asan valgrind run examples fuzz fuzz-smoke bench install
+#          uninstall pkgcheck clean
+
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+PKGDIR     ?= $(LIBDIR)/pkgconfig
+DESTDIR    ?=
+
+CC    ?= cc
+BUILD ?= build
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wpointer-arith
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -fPIC -fvisibility=hidden \
+               -Iinclude -MMD -MP
+ifeq ($(SANITIZE),1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+# User CFLAGS/LDFLAGS append, never replace.
+ALL_CFLAGS  = $(BASE_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
+LIBS := -pthread
+
+LIB_SRCS := $(sort $(wildcard lib/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS := $(BUILD)/cli/appsrv.o
+TEST_SRCS := $(sort $(wildcard tests/*.c))
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+DEPS := $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+
+STATIC := $(BUILD)/libappsrv.a
+SONAME := libappsrv.so.$(VERSION_MAJOR)
+SHARED := $(BUILD)/libappsrv.so.$(VERSION)
+CLI    := $(BUILD)/appsrv
+TESTS  := $(BUILD)/tests/run_tests
+PC     := $(BUILD)/appsrv.pc
+
+.PHONY: all test asan valgrind run examples fuzz fuzz-smoke bench install uninstall \
+        pkgcheck clean criterion-check
+
+all: $(STATIC) $(SHARED) $(CLI) $(PC)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# Only appsrv_* symbols leave the shared library: -fvisibility=hidden is the
+# first gate, the version script the second.
+$(SHARED): $(LIB_OBJS) lib/appsrv.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/appsrv.map \
+	    -o $@ $(LIB_OBJS) $(ALL_LDFLAGS) $(LIBS)
+	ln -sf libappsrv.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libappsrv.so
+
+$(CLI): $(CLI_OBJS) $(STATIC)
+	$(CC) -o $@ $(CLI_OBJS) $(STATIC) $(ALL_LDFLAGS) $(LIBS)
+
+$(PC): pkgconfig/appsrv.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# ------------------------------------------------------------------ tests
+# Criterion comes from the distribution. When it is missing, install it as
+# root on Debian/Ubuntu, or say exactly what to install.
+criterion-check:
+	@if ! printf '#include <criterion/criterion.h>\n' | $(CC) -E -x c - >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "make: installing libcriterion-dev (Criterion test framework)"; \
+	        apt-get install -y libcriterion-dev >/dev/null 2>&1 || \
+	        { apt-get update && apt-get install -y libcriterion-dev; } || exit 1; \
+	    else \
+	        echo "make test needs Criterion: run 'sudo apt-get install libcriterion-dev'" \
+	             "(Debian/Ubuntu) or 'brew install criterion'" >&2; exit 1; \
+	    fi; \
+	fi
+
+$(BUILD)/tests/%.o: tests/%.c | criterion-check
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ilib -Wno-missing-prototypes -c $< -o $@
+
+$(TESTS): $(TEST_OBJS) $(STATIC) | $(CLI)
+	$(CC) -o $@ $(TEST_OBJS) $(STATIC) $(ALL_LDFLAGS) -lcriterion $(LIBS)
+
+# Tests find the CLI binary through APPSRV_BIN. --jobs bounds parallelism on
+# a 2-core machine; every test has its own timeout.
+TEST_JOBS ?= 2
+test: all $(TESTS)
+	APPSRV_BIN=$(abspath $(CLI)) $(TESTS) --jobs $(TEST_JOBS) $(TEST_ARGS)
+
+asan:
+	$(MAKE) test BUILD=build/asan SANITIZE=1
+
+# Criterion runs each test in a child process: valgrind follows them.
+valgrind: all $(TESTS)
+	APPSRV_BIN=$(abspath $(CLI)) APPSRV_VALGRIND=1 valgrind --quiet --trace-children=yes \
+	    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    --child-silent-after-fork=yes $(TESTS) --jobs 1 $(TEST_ARGS)
+
+run: $(CLI)
+	$(CLI) --host 127.0.0.1 --port 8080 --line-port 9090
+
+# ----------------------------------------------------------------- fuzzing
+-include fuzz/fuzz.mk
+
+# ----------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGDIR) \
+	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/appsrv.h $(DESTDIR)$(INCLUDEDIR)/appsrv.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libappsrv.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libappsrv.so.$(VERSION)
+	ln -sf libappsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libappsrv.so
+	install -m 644 $(PC) $(DESTDIR)$(PKGDIR)/appsrv.pc
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/appsrv
+	if [ -f cli/appsrv.1 ]; then install -m 644 cli/appsrv.1 $(DESTDIR)$(MANDIR)/man1/appsrv.1; fi
+	if [ -f lib/libappsrv.3 ]; then install -m 644 lib/libappsrv.3 $(DESTDIR)$(MANDIR)/man3/libappsrv.3; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/appsrv.h $(DESTDIR)$(LIBDIR)/libappsrv.a \
+	    $(DESTDIR)$(LIBDIR)/libappsrv.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	    $(DESTDIR)$(LIBDIR)/libappsrv.so $(DESTDIR)$(PKGDIR)/appsrv.pc \
+	    $(DESTDIR)$(BINDIR)/appsrv $(DESTDIR)$(MANDIR)/man1/appsrv.1 \
+	    $(DESTDIR)$(MANDIR)/man3/libappsrv.3
+
+# Builds examples/blocking_echo.c against a DESTDIR install with nothing but
+# pkg-config, shared and static, and checks the exported symbols.
+pkgcheck:
+	sh .ci/pkgcheck.sh
+
+examples:
+	$(MAKE) -C examples
+
+clean:
+	rm -rf build
+
+-include $(DEPS)

@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * appsrv.c - the CLI: a standalone echo-and-respond server (SPEC §5).
+ * Parses flags, registers the HTTP and line routes with the public API
+ * like any host program, prints the listening lines, and runs until
+ * SIGINT/SIGTERM, which call appsrv_server_stop() (async-signal-safe).
+ * It holds no protocol code: framing, limits and errors are the library's.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <appsrv.h>
+
+static appsrv_server_t *g_srv; /* for the signal handler only */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: appsrv [-H|--host ADDR] [-p|--port PORT] [-l|--line-port PORT]\n"
+            "              [-t|--threads N] [-c|--max-conns N] [--max-body BYTES]\n"
+            "              [--idle-timeout SEC] [--head-timeout SEC] [--access-log]\n"
+            "              [-q|--quiet] [-V|--version] [-h|--help]\n"
+            "\n"
+            "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
+            "  -p, --port PORT        HTTP port, 0 picks a free one (default 8080)\n"
+            "  -l, --line-port PORT   also serve the line protocol on PORT\n"
+            "  -t, --threads N        worker threads (default: number of CPUs)\n"
+            "  -c, --max-conns N      open connections at most (default 10000)\n"
+            "      --max-body BYTES   request body limit (default 8388608)\n"
+            "      --idle-timeout SEC keep-alive idle timeout (default 60)\n"
+            "      --head-timeout SEC request head timeout (default 10)\n"
+            "      --access-log       one line per request on stderr\n"
+            "  -q, --quiet            no informational output\n"
+            "  -V, --version          print the version and exit\n"
+            "  -h, --help             print this help and exit\n");
+}
+
+static void bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "appsrv: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    usage(stderr);
+    exit(2);
+}
+
+/* A whole decimal number in [min, max]: no sign tricks, no junk. */
+static uint64_t parse_num(const char *s, uint64_t min, uint64_t max, const char *what)
+{
+    uint64_t v = 0;
+    if (*s == '\0')
+        bad_usage("%s: empty number", what);
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            bad_usage("invalid number for %s", what);
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            bad_usage("number out of range for %s", what);
+        v = v * 10 + d;
+    }
+    if (v < min || v > max)
+        bad_usage("number out of range for %s", what);
+    return v;
+}
+
+/* ---------------------------------------------------------------- routes */
+
+static int text(appsrv_res_t *res, int status, const char *type, const char *body)
+{
+    appsrv_res_set_status(res, status);
+    appsrv_res_add_header(res, "Content-Type", type);
+    return appsrv_res_set_body(res, body, strlen(body));
+}
+
+static int h_health(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)req, (void)user;
+    return text(res, 200, "text/plain", "OK");
+}
+
+static int h_plaintext(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)req, (void)user;
+    return text(res, 200, "text/plain", "Hello, World!");
+}
+
+static int h_json(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)req, (void)user;
+    return text(res, 200, "application/json", "{\"message\":\"Hello, World!\"}");
+}
+
+static int h_echo_body(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)user;
+    appsrv_str_t ct = appsrv_req_header(req, "Content-Type");
+    char type[512];
+    if (ct.ptr != NULL && ct.len < sizeof(type)) {
+        memcpy(type, ct.ptr, ct.len);
+        type[ct.len] = '\0';
+    } else {
+        strcpy(type, "application/octet-stream");
+    }
+    appsrv_res_set_status(res, 200);
+    if (appsrv_res_add_header(res, "Content-Type", type) < 0)
+        appsrv_res_add_header(res, "Content-Type", "application/octet-stream");
+    /* The request body lives until the response is sent: no copy. */
+    appsrv_str_t body = appsrv_req_body(req);
+    return appsrv_res_set_body_ref(res, body.ptr, body.len, NULL, NULL);
+}
+
+static void free_cb(void *data, void *ud)
+{
+    (void)ud;
+    free(data);
+}
+
+static int h_echo_query(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)user;
+    appsrv_str_t q = appsrv_req_query(req);
+    char *buf = malloc(q.len + 1);
+    if (buf == NULL)
+        return -ENOMEM;
+    ssize_t n = appsrv_req_query_param(req, "msg", buf, q.len + 1);
+    if (n < 0) {
+        free(buf);
+        return text(res, 400, "text/plain",
+                    n == -ENOENT ? "missing msg parameter\n" : "bad msg parameter\n");
+    }
+    appsrv_res_set_status(res, 200);
+    appsrv_res_add_header(res, "Content-Type", "text/plain");
+    return appsrv_res_set_body_ref(res, buf, (size_t)n, free_cb, NULL);
+}
+
+static int l_ping(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)req, (void)user;
+    appsrv_res_set_status(res, 200);
+    return appsrv_res_set_body(res, "PONG", 4);
+}
+
+static int l_echo(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)user;
+    appsrv_str_t body = appsrv_req_body(req);
+    appsrv_res_set_status(res, 200);
+    return appsrv_res_set_body(res, body.ptr, body.len);
+}
+
+static int l_quit(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)req, (void)user;
+    appsrv_res_set_status(res, 200);
+    appsrv_res_close(res);
+    return appsrv_res_set_body(res, "BYE", 3);
+}
+
+/* ---------------------------------------------------------------- logging */
+
+static void access_log(const appsrv_log_entry_t *e, void *user)
+{
+    (void)user;
+    char peer[64];
+    if (appsrv_addr_format(e->peer, peer, sizeof(peer)) < 0)
+        strcpy(peer, "-");
+    /* One fprintf: stdio locks the stream, so lines never interleave. */
+    if (e->proto == APPSRV_PROTO_LINE)
+        fprintf(stderr, "%s line \"%.*s\" %d %" PRIu64 " %" PRIu64 "us\n", peer,
+                (int)e->method.len, e->method.ptr ? e->method.ptr : "", e->status, e->bytes,
+                e->usec);
+    else
+        fprintf(stderr, "%s \"%.*s %.*s\" %d %" PRIu64 " %" PRIu64 "us\n", peer,
+                (int)e->method.len, e->method.ptr ? e->method.ptr : "-", (int)e->target.len,
+                e->target.ptr ? e->target.ptr : "", e->status, e->bytes, e->usec);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    appsrv_server_stop(g_srv);
+}
+
+static void print_listening(const char *scheme, const char *host, int port)
+{
+    bool v6 = strchr(host, ':') != NULL;
+    fprintf(stderr, "appsrv: listening on %s://%s%s%s:%d\n", scheme, v6 ? "[" : "", host,
+            v6 ? "]" : "", port);
+    fflush(stderr);
+}
+
+#define CHECK(call)                                                            \
+    do {                                                                       \
+        int rc_ = (call);                                                      \
+        if (rc_ < 0) {                                                         \
+            fprintf(stderr, "appsrv: %s: %s\n", #call, appsrv_strerror(rc_));  \
+            return 1;                                                          \
+        }                                                                      \
+    } while (0)
+
+enum { OPT_MAX_BODY = 256, OPT_IDLE, OPT_HEAD, OPT_ACCESS_LOG };
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"line-port", required_argument, NULL, 'l'},
+        {"threads", required_argument, NULL, 't'},
+        {"max-conns", required_argument, NULL, 'c'},
+        {"max-body", required_argument, NULL, OPT_MAX_BODY},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE},
+        {"head-timeout", required_argument, NULL, OPT_HEAD},
+        {"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+        {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    appsrv_config_t cfg;
+    appsrv_config_init(&cfg);
+    const char *host = "127.0.0.1";
+    int port = 8080, line_port = -1;
+    bool quiet = false;
+
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":H:p:l:t:c:qVh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'H':
+            if (optarg[0] == '\0')
+                bad_usage("%s: empty host", "--host");
+            host = optarg;
+            break;
+        case 'p':
+            port = (int)parse_num(optarg, 0, 65535, "--port");
+            break;
+        case 'l':
+            line_port = (int)parse_num(optarg, 0, 65535, "--line-port");
+            break;
+        case 't':
+            cfg.threads = (int)parse_num(optarg, 1, 1024, "--threads");
+            break;
+        case 'c':
+            cfg.max_conns = (int)parse_num(optarg, 1, 1000000, "--max-conns");
+            break;
+        case OPT_MAX_BODY:
+            cfg.max_body = (size_t)parse_num(optarg, 0, (uint64_t)1 << 40, "--max-body");
+            break;
+        case OPT_IDLE:
+            cfg.idle_timeout_ms = (int)parse_num(optarg, 1, 86400, "--idle-timeout") * 1000;
+            break;
+        case OPT_HEAD:
+            cfg.head_timeout_ms = (int)parse_num(optarg, 1, 86400, "--head-timeout") * 1000;
+            break;
+        case OPT_ACCESS_LOG:
+            cfg.access_log = access_log;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'V':
+            printf("appsrv %s\n", appsrv_version());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case ':':
+            bad_usage("option %s needs a value", argv[optind - 1]);
+            break;
+        default:
+            bad_usage("unknown option %s", argv[optind - 1]);
+            break;
+        }
+    }
+    if (optind < argc)
+        bad_usage("unexpected argument %s", argv[optind]);
+
+    appsrv_server_t *srv;
+    CHECK(appsrv_server_new(&srv, &cfg));
+    CHECK(appsrv_route(srv, "GET", "/health", h_health, NULL));
+    CHECK(appsrv_route(srv, "GET", "/plaintext", h_plaintext, NULL));
+    CHECK(appsrv_route(srv, "GET", "/json", h_json, NULL));
+    CHECK(appsrv_route(srv, "POST", "/echo", h_echo_body, NULL));
+    CHECK(appsrv_route(srv, "PUT", "/echo", h_echo_body, NULL));
+    CHECK(appsrv_route(srv, "GET", "/echo", h_echo_query, NULL));
+    CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
+    CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
+    CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));
+
+    int hport = appsrv_listen_http(srv, host, port);
+    if (hport < 0) {
+        fprintf(stderr, "appsrv: cannot listen on %s port %d: %s\n", host, port,
+                appsrv_strerror(hport));
+        appsrv_server_free(srv);
+        return 1;
+    }
+    int lport = -1;
+    if (line_port >= 0) {
+        lport = appsrv_listen_line(srv, host, line_port);
+        if (lport < 0) {
+            fprintf(stderr, "appsrv: cannot listen on %s port %d: %s\n", host, line_port,
+                    appsrv_strerror(lport));
+            appsrv_server_free(srv);
+            return 1;
+        }
+    }
+
+    g_srv = srv;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    print_listening("http", host, hport);
+    if (lport >= 0)
+        print_listening("line", host, lport);
+
+    int rc = appsrv_server_run(srv);
+    if (!quiet && rc == 0)
+        fprintf(stderr, "appsrv: stopped\n");
+    if (rc < 0)
+        fprintf(stderr, "appsrv: run: %s\n", appsrv_strerror(rc));
+    appsrv_server_free(srv);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * appsrv.h - the whole public API of libappsrv.
+ *
+ * Two layers:
+ *   1. the socket layer (appsrv_listen, appsrv_accept, appsrv_recv,
+ *      appsrv_send_all, ...): thin blocking-or-not wrappers that a host can
+ *      use to write a classic "accept, recv, process, send" server;
+ *   2. the server layer (appsrv_server_*, appsrv_route*, appsrv_req_*,
+ *      appsrv_res_*): epoll loops on worker threads that speak HTTP/1.1 and
+ *      a line protocol and call the host's handlers.
+ *
+ * Conventions: a call that can fail returns int (or ssize_t): >= 0 on
+ * success, a negative errno value or a negative APPSRV_E* code on failure;
+ * appsrv_strerror() names it. Nothing here prints, exits or raises SIGPIPE.
+ * Every function states its thread rule: "any thread", "loop thread only"
+ * (inside a handler, on the request's own worker) or "async-signal-safe".
+ */
+#ifndef APPSRV_H
+#define APPSRV_H
+
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define APPSRV_API __attribute__((visibility("default")))
+#define APPSRV_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define APPSRV_API
+#define APPSRV_PRINTF(f, a)
+#endif
+
+/* ---------------------------------------------------------------- version */
+
+#define APPSRV_VERSION_MAJOR 0
+#define APPSRV_VERSION_MINOR 1
+#define APPSRV_VERSION_PATCH 0
+#define APPSRV_VERSION_HEX                                                     \
+    ((APPSRV_VERSION_MAJOR << 16) | (APPSRV_VERSION_MINOR << 8) | APPSRV_VERSION_PATCH)
+#define APPSRV_VERSION_STRING "0.1.0"
+
+/* The run-time version string, e.g. "0.1.0". Static; any thread. */
+APPSRV_API const char *appsrv_version(void);
+
+/* ----------------------------------------------------------------- errors */
+
+/*
+ * Codes of the library's own, for failures that have no errno. They are
+ * negative and far below any errno value. X(name, value, message).
+ */
+#define APPSRV_ERR_MAP(X)                                                      \
+    X(EAI_ADDRFAMILY, -3001, "address family not supported for this host")    \
+    X(EAI_AGAIN, -3002, "temporary failure in name resolution")               \
+    X(EAI_BADFLAGS, -3003, "bad flags for name resolution")                   \
+    X(EAI_FAIL, -3004, "non-recoverable failure in name resolution")          \
+    X(EAI_FAMILY, -3005, "address family not supported")                      \
+    X(EAI_MEMORY, -3006, "out of memory in name resolution")                  \
+    X(EAI_NODATA, -3007, "host has no address")                               \
+    X(EAI_NONAME, -3008, "host or service not known")                         \
+    X(EAI_SERVICE, -3009, "service not supported for this socket type")       \
+    X(EAI_SOCKTYPE, -3010, "socket type not supported")                       \
+    X(EAI_SYSTEM, -3011, "system error in name resolution")                   \
+    X(EAI_OTHER, -3012, "unknown name resolution failure")                    \
+    X(ECLOSED, -3100, "connection closed by peer")                            \
+    X(EPARSE, -3101, "malformed input")                                       \
+    X(ESTATE, -3102, "call not valid in this state")                          \
+    X(ECANCELED, -3103, "request canceled: the client is gone")
+
+enum appsrv_errno {
+#define APPSRV_X_ENUM_(name, value, msg) APPSRV_##name = (value),
+    APPSRV_ERR_MAP(APPSRV_X_ENUM_)
+#undef APPSRV_X_ENUM_
+};
+
+/*
+ * A message for err (a negative errno value or an APPSRV_E* code; the sign
+ * is ignored for errno values). Static string, never NULL; any thread.
+ */
+APPSRV_API const char *appsrv_strerror(int err);
+
+/* The symbolic name of err, e.g. "EADDRINUSE" or "APPSRV_EPARSE". Static,
+ * never NULL ("UNKNOWN" when unknown); any thread. */
+APPSRV_API const char *appsrv_errname(int err);
+
+/* ----------------------------------------------------------- socket layer */
+
+/* A peer or local address: IPv4 or IPv6. Plain data; copy freely. */
+typedef struct appsrv_addr {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } u;
+    socklen_t len;
+} appsrv_addr_t;
+
+/* Flags for appsrv_listen(). Close-on-exec and SO_REUSEADDR are always set. */
+#define APPSRV_LISTEN_NONBLOCK 0x1u  /* O_NONBLOCK on the listening socket */
+#define APPSRV_LISTEN_REUSEPORT 0x2u /* SO_REUSEPORT (several sockets, one port) */
+#define APPSRV_LISTEN_V6ONLY 0x4u    /* IPV6_V6ONLY on an IPv6 socket */
+
+/*
+ * Resolves host (numeric or name; NULL or "" means every IPv4 address,
+ * "::" every IPv6 address) and port (0 picks a free port) with
+ * getaddrinfo(), then socket + bind + listen on the first address that
+ * works. backlog <= 0 means SOMAXCONN.
+ * Returns the listening fd (close-on-exec; the caller closes it), or
+ * -errno (e.g. -EADDRINUSE, -EACCES, -EINVAL for a port outside 0..65535)
+ * or APPSRV_EAI_* when the name does not resolve. Any thread.
+ */
+APPSRV_API int appsrv_listen(const char *host, int port, int backlog, unsigned flags);
+
+/* The local port a bound socket listens on, or -errno. Any thread. */
+APPSRV_API int appsrv_local_port(int fd);
+
+/*
+ * Connects a TCP socket to host:port, waiting at most timeout_ms
+ * (< 0: no limit). Returns a blocking, close-on-exec fd or -errno
+ * (-ETIMEDOUT, -ECONNREFUSED, ...) or APPSRV_EAI_*. Any thread.
+ */
+APPSRV_API int appsrv_connect(const char *host, int port, int timeout_ms);
+
+/* Flags for appsrv_accept(). Close-on-exec is always set. */
+#define APPSRV_ACCEPT_NONBLOCK 0x1u
+
+/*
+ * Accepts one connection on lfd. Retries EINTR and ECONNABORTED (a peer
+ * that gave up before we accepted is not an error of ours). peer may be
+ * NULL. Returns the connected fd or -errno: -EAGAIN on a non-blocking lfd
+ * with nothing pending, -EMFILE/-ENFILE when out of descriptors. Any thread.
+ */
+APPSRV_API int appsrv_accept(int lfd, appsrv_addr_t *peer, unsigned flags);
+
+/*
+ * Receives at most len bytes, waiting at most timeout_ms for the first
+ * byte (< 0: no limit; 0: do not wait). Retries EINTR. Works on blocking
+ * and non-blocking fds. Returns the byte count (0 means the peer closed
+ * its side), -ETIMEDOUT, or -errno. Any thread.
+ */
+APPSRV_API ssize_t appsrv_recv(int fd, void *buf, size_t len, int timeout_ms);
+
+/*
+ * Sends all len bytes, looping over partial writes and EINTR, never
+ * raising SIGPIPE (a closed peer gives -EPIPE or -ECONNRESET).
+ * timeout_ms bounds each wait for progress, not the whole transfer
+ * (< 0: no limit), so a slow but steady reader is served in full.
+ * Returns len, or -ETIMEDOUT / -errno; on failure an unknown prefix was
+ * sent, so the caller must close the connection. Any thread.
+ */
+APPSRV_API ssize_t appsrv_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+
+/*
+ * Formats addr as "1.2.3.4:80" or "[::1]:80" into buf (NUL-terminated).
+ * Returns the length, or -ENOSPC / -EAFNOSUPPORT. Any thread.
+ */
+APPSRV_API int appsrv_addr_format(const appsrv_addr_t *addr, char *buf, size_t cap);
+
+/*
+ * Percent-decodes src[0..len) into dst (NUL-terminated); with plus_space,
+ * '+' becomes ' ' (query strings). Returns the decoded length, -EINVAL
+ * for a '%' not followed by two hex digits, -ENOSPC when cap is too small
+ * (cap >= len + 1 always suffices). Any thread.
+ */
+APPSRV_API ssize_t appsrv_pct_decode(const char *src, size_t len, char *dst, size_t cap,
+                                     bool plus_space);
+
+/* ----------------------------------------------------------- server layer */
+
+typedef struct appsrv_server appsrv_server_t;
+typedef struct appsrv_req appsrv_req_t;
+typedef struct appsrv_res appsrv_res_t;
+
+/* A view into memory the library owns: not NUL-terminated. ptr is NULL
+ * when the thing asked for is absent. */
+typedef struct appsrv_str {
+    const char *ptr;
+    size_t len;
+} appsrv_str_t;
+
+typedef enum appsrv_proto {
+    APPSRV_PROTO_HTTP = 1,
+    APPSRV_PROTO_LINE = 2,
+} appsrv_proto_t;
+
+/* What an access-log callback receives; valid during the call only. */
+typedef struct appsrv_log_entry {
+    const appsrv_addr_t *peer;
+    appsrv_proto_t proto;
+    appsrv_str_t method; /* HTTP method or line command */
+    appsrv_str_t target; /* HTTP request target; empty for line requests */
+    int status;
+    uint64_t bytes;    /* response bytes queued: head + body */
+    uint64_t usec;     /* from the request's head complete to response queued */
+} appsrv_log_entry_t;
+
+/* Called on the loop thread once per response. Must not block. */
+typedef void (*appsrv_log_cb)(const appsrv_log_entry_t *entry, void *user);
+
+/*
+ * Server configuration. Fill with appsrv_config_init(), then override
+ * fields. appsrv_server_new() copies it. New fields are added at the end.
+ */
+typedef struct appsrv_config {
+    int threads;              /* worker threads (default: online CPUs) */
+    int max_conns;            /* open client connections (10,000) */
+    size_t max_head;          /* request line + headers bytes (16 KiB) */
+    size_t max_target;        /* request-target bytes (8 KiB) */
+    size_t max_headers;       /* header fields per request (128) */
+    size_t max_body;          /* request body bytes (8 MiB) */
+    size_t max_line;          /* line-protocol request bytes (64 KiB) */
+    int head_timeout_ms;      /* head must complete in (10 s) */
+    int idle_timeout_ms;      /* keep-alive idle, and body read stall (60 s) */
+    int write_timeout_ms;     /* write stall: no progress for (30 s) */
+    int drain_timeout_ms;     /* appsrv_server_stop(): in-flight bound (10 s) */
+    int backlog;              /* listen() backlog (511) */
+    appsrv_log_cb access_log; /* NULL: no access log */
+    void *access_log_user;
+} appsrv_config_t;
+
+/* Fills cfg with the defaults above. Any thread. */
+APPSRV_API void appsrv_config_init(appsrv_config_t *cfg);
+
+/*
+ * Creates a server from cfg (copied; NULL means defaults). On success
+ * *out owns a new server; free it with appsrv_server_free().
+ * Returns 0, -EINVAL for an out-of-range field, or -ENOMEM. Any thread.
+ */
+APPSRV_API int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg);
+
+/*
+ * A handler. Return 0 when res is complete (the library sends it),
+ * APPSRV_LATER to keep res and finish it later (reserved for deferred
+ * responses), or a negative value: the library answers 500. A handler
+ * that returns 0 without setting a status also gets 500.
+ * req and res are valid until the response is sent. Runs on a loop
+ * thread: it must not block.
+ */
+typedef int (*appsrv_handler_cb)(appsrv_req_t *req, appsrv_res_t *res, void *user);
+
+#define APPSRV_LATER 1
+
+/*
+ * Registers handler for method (e.g. "GET"; NULL matches any) and an
+ * HTTP path pattern: exact segments, ":name" segments that capture one
+ * segment, and a trailing "*" that matches the rest (also nothing).
+ * Both strings are copied. Specific beats general: for a path, exact
+ * segments win over ":name", which wins over "*". A GET route also
+ * answers HEAD (body suppressed). An unknown path gets 404, a known
+ * path with another method 405 + Allow.
+ * Returns 0, -EINVAL (bad pattern or method), -EEXIST (same method and
+ * pattern twice), -ENOMEM. Call before appsrv_server_run(); any thread.
+ */
+APPSRV_API int appsrv_route(appsrv_server_t *srv, const char *method, const char *pattern,
+                            appsrv_handler_cb handler, void *user);
+
+/*
+ * Registers handler for a line-protocol command word (e.g. "PING";
+ * case-sensitive, no spaces). The request's method and path are the word,
+ * its body the rest of the line after one space. Unknown words get
+ * "404 Not Found". Returns 0, -EINVAL, -EEXIST, -ENOMEM. Before run.
+ */
+APPSRV_API int appsrv_route_line(appsrv_server_t *srv, const char *command,
+                                 appsrv_handler_cb handler, void *user);
+
+/*
+ * Listens for HTTP (or line protocol) on host:port (port 0: a free port,
+ * the same for every worker). Returns the bound port (> 0) or a negative
+ * error as appsrv_listen(). Call before appsrv_server_run(); any thread.
+ */
+APPSRV_API int appsrv_listen_http(appsrv_server_t *srv, const char *host, int port);
+APPSRV_API int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port);
+
+/*
+ * Runs the workers; the calling thread becomes worker 0. Blocks until
+ * appsrv_server_stop(), then returns 0 after the drain; or a negative
+ * error if it cannot start (-EINVAL: no listener; -ESTATE: already ran).
+ */
+APPSRV_API int appsrv_server_run(appsrv_server_t *srv);
+
+/*
+ * Asks the server to stop: no new connections, requests in flight are
+ * finished (bounded by drain_timeout_ms), idle connections closed, then
+ * appsrv_server_run() returns. Async-signal-safe; any thread; repeatable.
+ * Before run, it makes the next run return at once.
+ */
+APPSRV_API void appsrv_server_stop(appsrv_server_t *srv);
+
+/* Frees the server (after run returned, or if it never ran). NULL is a
+ * no-op. Any thread, but not concurrently with any other call on srv. */
+APPSRV_API void appsrv_server_free(appsrv_server_t *srv);
+
+/* ------------------------------------------------------ request accessors */
+/* All: loop thread only, while the request is being answered. Views are
+ * valid until the response is sent; copy to keep. */
+
+APPSRV_API appsrv_proto_t appsrv_req_proto(const appsrv_req_t *req);
+APPSRV_API appsrv_str_t appsrv_req_method(const appsrv_req_t *req);
+/* The request target as sent, e.g. "/a/b?x=1". */
+APPSRV_API appsrv_str_t appsrv_req_target(const appsrv_req_t *req);
+/* The path of the target (raw, not decoded), e.g. "/a/b". */
+APPSRV_API appsrv_str_t appsrv_req_path(const appsrv_req_t *req);
+/* The raw query after '?', without it; ptr NULL when there is no '?'. */
+APPSRV_API appsrv_str_t appsrv_req_query(const appsrv_req_t *req);
+/* HTTP minor version (0 or 1); 0 for line requests. */
+APPSRV_API int appsrv_req_http_minor(const appsrv_req_t *req);
+
+/*
+ * Decodes query parameter name ("%XX" and '+' as space) into buf
+ * (NUL-terminated). Returns the decoded length, -ENOENT when absent,
+ * -ENOSPC when buf is too small (a cap of query length + 1 always fits).
+ * A parameter given without '=' has the value "".
+ */
+APPSRV_API ssize_t appsrv_req_query_param(const appsrv_req_t *req, const char *name, char *buf,
+                                          size_t cap);
+
+/* The raw value captured by ":name" in the matched route pattern, or the
+ * rest of the path for name "*". ptr NULL when absent. */
+APPSRV_API appsrv_str_t appsrv_req_param(const appsrv_req_t *req, const char *name);
+
+/* The first header field named name (ASCII case-insensitive), value with
+ * surrounding whitespace removed. ptr NULL when absent. */
+APPSRV_API appsrv_str_t appsrv_req_header(const appsrv_req_t *req, const char *name);
+
+/* Header fields in order: count, then each by index. Returns 0 or -ERANGE. */
+APPSRV_API size_t appsrv_req_header_count(const appsrv_req_t *req);
+APPSRV_API int appsrv_req_header_at(const appsrv_req_t *req, size_t i, appsrv_str_t *name,
+                                    appsrv_str_t *value);
+
+/* The whole request body (de-chunked); empty (len 0) when there is none. */
+APPSRV_API appsrv_str_t appsrv_req_body(const appsrv_req_t *req);
+
+/* The client's address. */
+APPSRV_API const appsrv_addr_t *appsrv_req_peer(const appsrv_req_t *req);
+
+/* ----------------------------------------------------- response builders */
+/* All: loop thread only (inside the handler), until the handler returns. */
+
+/*
+ * Sets the status (200..999; 1xx interim responses are the library's) and
+ * the reason phrase (copied; NULL or never set: the standard phrase).
+ * Returns 0 or -EINVAL (out of range, or a reason with control bytes).
+ */
+APPSRV_API int appsrv_res_set_status(appsrv_res_t *res, int status);
+APPSRV_API int appsrv_res_set_reason(appsrv_res_t *res, const char *reason);
+
+/*
+ * Adds a header field (both copied). Returns 0, -EINVAL for a name that
+ * is not a token or a value with CR, LF or NUL (header injection) or a
+ * name the library manages (Content-Length, Transfer-Encoding, Date,
+ * Server, Connection), -ENOSPC beyond 8 KiB of headers, -ENOMEM.
+ */
+APPSRV_API int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value);
+
+/* Sets the body to a copy of data[0..len). Replaces any earlier body.
+ * Returns 0 or -ENOMEM. */
+APPSRV_API int appsrv_res_set_body(appsrv_res_t *res, const void *data, size_t len);
+
+/* Appends a copy of data to the body. Returns 0 or -ENOMEM. */
+APPSRV_API int appsrv_res_append(appsrv_res_t *res, const void *data, size_t len);
+
+/* Appends printf-style text to the body. Returns the bytes added or
+ * -ENOMEM / -EINVAL. */
+APPSRV_API int appsrv_res_printf(appsrv_res_t *res, const char *fmt, ...) APPSRV_PRINTF(2, 3);
+
+/*
+ * Sets the body to data[0..len) without copying. The library calls
+ * free_cb(data, ud) (when not NULL) once the bytes are sent or the
+ * connection is gone, on the loop thread; until then data must stay
+ * valid and unchanged. Replaces any earlier body. Returns 0.
+ * data may point into the request (e.g. appsrv_req_body()): request
+ * memory lives until the response is sent.
+ */
+APPSRV_API int appsrv_res_set_body_ref(appsrv_res_t *res, const void *data, size_t len,
+                                       void (*free_cb)(void *data, void *ud), void *ud);
+
+/*
+ * Closes the connection once this response is sent (HTTP: with
+ * "Connection: close"; line protocol: after the response line).
+ */
+APPSRV_API void appsrv_res_close(appsrv_res_t *res);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* APPSRV_H */

@@ -1,0 +1,887 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http.c - HTTP/1.1 on top of a connection: turns buffered bytes into
+ * requests (http_parse.c), reads bodies (Content-Length in place or in one
+ * allocation; chunked decoded into a growing buffer within max_body),
+ * answers 100-continue, routes (router.c), calls the handler and frames the
+ * response (status line, Server, Date, Content-Length, Connection) into the
+ * connection's output queue (conn.c). Also the request accessors and the
+ * response object. Invariant: a request's views point into rbuf or the
+ * body buffer, both kept until its response has been written.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define STATUS_MAP(X)                                                          \
+    X(100, "Continue")                                                         \
+    X(101, "Switching Protocols")                                              \
+    X(200, "OK")                                                               \
+    X(201, "Created")                                                          \
+    X(202, "Accepted")                                                         \
+    X(203, "Non-Authoritative Information")                                    \
+    X(204, "No Content")                                                       \
+    X(205, "Reset Content")                                                    \
+    X(206, "Partial Content")                                                  \
+    X(300, "Multiple Choices")                                                 \
+    X(301, "Moved Permanently")                                                \
+    X(302, "Found")                                                            \
+    X(303, "See Other")                                                        \
+    X(304, "Not Modified")                                                     \
+    X(307, "Temporary Redirect")                                               \
+    X(308, "Permanent Redirect")                                               \
+    X(400, "Bad Request")                                                      \
+    X(401, "Unauthorized")                                                     \
+    X(402, "Payment Required")                                                 \
+    X(403, "Forbidden")                                                        \
+    X(404, "Not Found")                                                        \
+    X(405, "Method Not Allowed")                                               \
+    X(406, "Not Acceptable")                                                   \
+    X(408, "Request Timeout")                                                  \
+    X(409, "Conflict")                                                         \
+    X(410, "Gone")                                                             \
+    X(411, "Length Required")                                                  \
+    X(412, "Precondition Failed")                                              \
+    X(413, "Payload Too Large")                                                \
+    X(414, "URI Too Long")                                                     \
+    X(415, "Unsupported Media Type")                                           \
+    X(416, "Range Not Satisfiable")                                            \
+    X(417, "Expectation Failed")                                               \
+    X(421, "Misdirected Request")                                              \
+    X(422, "Unprocessable Content")                                            \
+    X(425, "Too Early")                                                        \
+    X(426, "Upgrade Required")                                                 \
+    X(428, "Precondition Required")                                            \
+    X(429, "Too Many Requests")                                                \
+    X(431, "Request Header Fields Too Large")                                  \
+    X(451, "Unavailable For Legal Reasons")                                    \
+    X(500, "Internal Server Error")                                            \
+    X(501, "Not Implemented")                                                  \
+    X(502, "Bad Gateway")                                                      \
+    X(503, "Service Unavailable")                                              \
+    X(504, "Gateway Timeout")                                                  \
+    X(505, "HTTP Version Not Supported")
+
+const char *appsrv__reason(int status)
+{
+    switch (status) {
+#define X_CASE(code, text)                                                     \
+    case code:                                                                 \
+        return text;
+        STATUS_MAP(X_CASE)
+#undef X_CASE
+    default:
+        break;
+    }
+    if (status >= 200 && status < 300)
+        return "Success";
+    if (status >= 300 && status < 400)
+        return "Redirection";
+    if (status >= 400 && status < 500)
+        return "Client Error";
+    return "Server Error";
+}
+
+/* --------------------------------------------------------------- helpers */
+
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return false;
+    for (size_t i = 0; i < alen; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z')
+            y = (unsigned char)(y + 32);
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+static void heap_free_cb(void *data, void *ud)
+{
+    (void)ud;
+    free(data);
+}
+
+void appsrv__log_request(appsrv__conn_t *c, const appsrv_req_t *req, int status, uint64_t bytes)
+{
+    const appsrv_config_t *cfg = &c->w->srv->cfg;
+    if (cfg->access_log == NULL)
+        return;
+    appsrv_log_entry_t e = {
+        .peer = &c->peer,
+        .proto = (appsrv_proto_t)c->proto,
+        .status = status,
+        .bytes = bytes,
+    };
+    if (req != NULL) {
+        e.method = req->method;
+        e.target = req->target;
+        uint64_t now = appsrv__now_us();
+        e.usec = now > req->start_us ? now - req->start_us : 0;
+    }
+    cfg->access_log(&e, cfg->access_log_user);
+}
+
+/* ---------------------------------------------------------- error replies */
+
+/* Frames a library-made response with a short text body straight into the
+ * output queue. Used for parse errors and timeouts (no request object). */
+static uint64_t queue_simple(appsrv__conn_t *c, int status, bool close, const char *extra_hdr,
+                             size_t extra_len)
+{
+    const char *reason = appsrv__reason(status);
+    size_t rlen = strlen(reason);
+    size_t need = 160 + 2 * rlen + extra_len;
+    char *p0 = appsrv__out_reserve(c, need);
+    char *mem = NULL;
+    if (p0 == NULL) {
+        mem = malloc(need);
+        if (mem == NULL)
+            return 0;
+        p0 = mem;
+    }
+    char *p = p0;
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p += fmt_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put(p, reason, rlen);
+    p = PUT_LIT(p, "\r\nServer: " APPSRV__SERVER_HEADER "\r\nDate: ");
+    p = put(p, c->w->loop.date, 29);
+    p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    p += fmt_u64(p, rlen);
+    p = PUT_LIT(p, "\r\n");
+    if (extra_len)
+        p = put(p, extra_hdr, extra_len);
+    if (close)
+        p = PUT_LIT(p, "Connection: close\r\n");
+    p = PUT_LIT(p, "\r\n");
+    p = put(p, reason, rlen);
+    size_t len = (size_t)(p - p0);
+    if (mem == NULL)
+        appsrv__out_commit(c, p0, len);
+    else if (appsrv__out_ref(c, mem, len, heap_free_cb, mem, NULL) < 0)
+        free(mem);
+    return len;
+}
+
+void appsrv__http_error(appsrv__conn_t *c, int status)
+{
+    uint64_t bytes = queue_simple(c, status, true, NULL, 0);
+    c->close_after = true;
+    c->keep_alive = false;
+    appsrv__log_request(c, NULL, status, bytes);
+}
+
+/* ------------------------------------------------------- response object */
+
+void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
+{
+    res->conn = c;
+    res->status = 0;
+    res->reason = NULL;
+    res->hdrs = res->hdrs_inline;
+    res->hdrs_len = 0;
+    res->hdrs_cap = sizeof(res->hdrs_inline);
+    res->body = res->body_inline;
+    res->body_len = 0;
+    res->body_cap = sizeof(res->body_inline);
+    res->ref_free = NULL;
+    res->ref_ud = NULL;
+    res->body_is_ref = false;
+    res->body_is_heap = false;
+    res->close = false;
+}
+
+static void body_release(appsrv_res_t *res)
+{
+    if (res->body_is_heap)
+        free(res->body);
+    else if (res->body_is_ref && res->ref_free != NULL)
+        res->ref_free(res->body, res->ref_ud);
+    res->body = res->body_inline;
+    res->body_len = 0;
+    res->body_cap = sizeof(res->body_inline);
+    res->body_is_heap = res->body_is_ref = false;
+    res->ref_free = NULL;
+    res->ref_ud = NULL;
+}
+
+void appsrv__res_dispose(appsrv_res_t *res)
+{
+    free(res->reason);
+    if (res->hdrs != res->hdrs_inline)
+        free(res->hdrs);
+    body_release(res);
+    appsrv__res_reset(res, res->conn);
+}
+
+void appsrv_res_close(appsrv_res_t *res)
+{
+    res->close = true;
+}
+
+int appsrv_res_set_status(appsrv_res_t *res, int status)
+{
+    if (status < 200 || status > 999)
+        return -EINVAL;
+    res->status = status;
+    return 0;
+}
+
+/* RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ) */
+static bool is_text_byte(unsigned char ch)
+{
+    return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
+
+int appsrv_res_set_reason(appsrv_res_t *res, const char *reason)
+{
+    char *copy = NULL;
+    if (reason != NULL) {
+        size_t n = strlen(reason);
+        for (size_t i = 0; i < n; i++)
+            if (!is_text_byte((unsigned char)reason[i]))
+                return -EINVAL;
+        copy = malloc(n + 1);
+        if (copy == NULL)
+            return -ENOMEM;
+        memcpy(copy, reason, n + 1);
+    }
+    free(res->reason);
+    res->reason = copy;
+    return 0;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
+        return true;
+    return ch != 0 && memchr(extra, ch, sizeof(extra) - 1) != NULL;
+}
+
+int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value)
+{
+    static const char *const managed[] = {"content-length", "transfer-encoding", "date",
+                                          "server", "connection"};
+    if (name == NULL || value == NULL)
+        return -EINVAL;
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < nl; i++)
+        if (!is_tchar((unsigned char)name[i]))
+            return -EINVAL;
+    for (size_t i = 0; i < vl; i++)
+        if (!is_text_byte((unsigned char)value[i]))
+            return -EINVAL; /* CR, LF, NUL: header injection */
+    for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++)
+        if (ieq(name, nl, managed[i], strlen(managed[i])))
+            return -EINVAL;
+    size_t need = res->hdrs_len + nl + vl + 4;
+    if (need > APPSRV__RES_MAX_HDRS)
+        return -ENOSPC;
+    if (need > res->hdrs_cap) {
+        size_t cap = res->hdrs_cap * 2;
+        while (cap < need)
+            cap *= 2;
+        if (cap > APPSRV__RES_MAX_HDRS)
+            cap = APPSRV__RES_MAX_HDRS;
+        char *h;
+        if (res->hdrs == res->hdrs_inline) {
+            h = malloc(cap);
+            if (h != NULL)
+                memcpy(h, res->hdrs, res->hdrs_len);
+        } else {
+            h = realloc(res->hdrs, cap);
+        }
+        if (h == NULL)
+            return -ENOMEM;
+        res->hdrs = h;
+        res->hdrs_cap = cap;
+    }
+    char *p = res->hdrs + res->hdrs_len;
+    p = put(p, name, nl);
+    *p++ = ':';
+    *p++ = ' ';
+    p = put(p, value, vl);
+    *p++ = '\r';
+    *p++ = '\n';
+    res->hdrs_len = need;
+    return 0;
+}
+
+/* Makes the body an owned, writable buffer of at least cap bytes that
+ * keeps the current contents. */
+static int body_reserve(appsrv_res_t *res, size_t cap)
+{
+    if (!res->body_is_ref && cap <= res->body_cap)
+        return 0;
+    size_t ncap = res->body_cap > 0 ? res->body_cap : 64;
+    while (ncap < cap) {
+        if (ncap > SIZE_MAX / 2)
+            return -ENOMEM;
+        ncap *= 2;
+    }
+    char *b;
+    if (res->body_is_heap) {
+        b = realloc(res->body, ncap);
+        if (b == NULL)
+            return -ENOMEM;
+    } else {
+        b = malloc(ncap);
+        if (b == NULL)
+            return -ENOMEM;
+        memcpy(b, res->body, res->body_len);
+        if (res->body_is_ref && res->ref_free != NULL)
+            res->ref_free(res->body, res->ref_ud);
+        res->body_is_ref = false;
+        res->ref_free = NULL;
+    }
+    res->body = b;
+    res->body_cap = ncap;
+    res->body_is_heap = true;
+    return 0;
+}
+
+int appsrv_res_append(appsrv_res_t *res, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (res->body_len + len < len || body_reserve(res, res->body_len + len) < 0)
+        return -ENOMEM;
+    memcpy(res->body + res->body_len, data, len);
+    res->body_len += len;
+    return 0;
+}
+
+int appsrv_res_set_body(appsrv_res_t *res, const void *data, size_t len)
+{
+    if (res->body_is_ref)
+        body_release(res);
+    res->body_len = 0;
+    return appsrv_res_append(res, data, len);
+}
+
+int appsrv_res_printf(appsrv_res_t *res, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    if (body_reserve(res, res->body_len + (size_t)n + 1) < 0)
+        return -ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(res->body + res->body_len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    res->body_len += (size_t)n;
+    return n;
+}
+
+int appsrv_res_set_body_ref(appsrv_res_t *res, const void *data, size_t len,
+                            void (*free_cb)(void *data, void *ud), void *ud)
+{
+    body_release(res);
+    res->body = (char *)(uintptr_t)data;
+    res->body_len = len;
+    res->body_cap = len;
+    res->body_is_ref = true;
+    res->ref_free = free_cb;
+    res->ref_ud = ud;
+    return 0;
+}
+
+/* ------------------------------------------------------ request accessors */
+
+appsrv_proto_t appsrv_req_proto(const appsrv_req_t *req)
+{
+    return req->proto;
+}
+
+appsrv_str_t appsrv_req_method(const appsrv_req_t *req)
+{
+    return req->method;
+}
+
+appsrv_str_t appsrv_req_target(const appsrv_req_t *req)
+{
+    return req->target;
+}
+
+appsrv_str_t appsrv_req_path(const appsrv_req_t *req)
+{
+    return req->path;
+}
+
+appsrv_str_t appsrv_req_query(const appsrv_req_t *req)
+{
+    if (!req->has_query)
+        return (appsrv_str_t){NULL, 0};
+    return req->query;
+}
+
+int appsrv_req_http_minor(const appsrv_req_t *req)
+{
+    return req->minor;
+}
+
+ssize_t appsrv_req_query_param(const appsrv_req_t *req, const char *name, char *buf,
+                               size_t cap)
+{
+    const char *val;
+    size_t vlen;
+    if (!req->has_query || name == NULL ||
+        !appsrv__query_find(req->query.ptr, req->query.len, name, &val, &vlen))
+        return -ENOENT;
+    return appsrv_pct_decode(val, vlen, buf, cap, true);
+}
+
+appsrv_str_t appsrv_req_param(const appsrv_req_t *req, const char *name)
+{
+    size_t nl = strlen(name);
+    for (unsigned i = 0; i < req->match.nparams; i++) {
+        const appsrv__param_t *p = &req->match.params[i];
+        if (p->name_len == nl && memcmp(p->name, name, nl) == 0)
+            return (appsrv_str_t){p->val, p->val_len};
+    }
+    return (appsrv_str_t){NULL, 0};
+}
+
+appsrv_str_t appsrv_req_header(const appsrv_req_t *req, const char *name)
+{
+    size_t nl = strlen(name);
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const appsrv__hdr_t *h = &req->hdrs[i];
+        if (ieq(req->base + h->name.off, h->name.len, name, nl))
+            return (appsrv_str_t){req->base + h->value.off, h->value.len};
+    }
+    return (appsrv_str_t){NULL, 0};
+}
+
+size_t appsrv_req_header_count(const appsrv_req_t *req)
+{
+    return req->nhdrs;
+}
+
+int appsrv_req_header_at(const appsrv_req_t *req, size_t i, appsrv_str_t *name,
+                         appsrv_str_t *value)
+{
+    if (i >= req->nhdrs)
+        return -ERANGE;
+    const appsrv__hdr_t *h = &req->hdrs[i];
+    if (name != NULL)
+        *name = (appsrv_str_t){req->base + h->name.off, h->name.len};
+    if (value != NULL)
+        *value = (appsrv_str_t){req->base + h->value.off, h->value.len};
+    return 0;
+}
+
+appsrv_str_t appsrv_req_body(const appsrv_req_t *req)
+{
+    return req->body;
+}
+
+const appsrv_addr_t *appsrv_req_peer(const appsrv_req_t *req)
+{
+    return &req->conn->peer;
+}
+
+/* ---------------------------------------------------------------- framing */
+
+/* Frames res for req into the output queue; takes the body's ownership.
+ * Returns the bytes queued (head + body). */
+static uint64_t queue_response(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
+{
+    int st = res->status;
+    /* RFC 9110 §8.6, §15.3.5, §15.4.5: no content in 204 and 304. */
+    bool no_content = st == 204 || st == 304;
+    size_t blen = no_content ? 0 : res->body_len;
+    bool send_body = !req->is_head && blen > 0;
+    const char *reason = res->reason != NULL ? res->reason : appsrv__reason(st);
+    size_t rlen = strlen(reason);
+    bool inline_body = send_body && blen <= APPSRV__RES_INLINE_BODY;
+    size_t need = 128 + rlen + res->hdrs_len + 40 + (inline_body ? blen : 0);
+
+    char *mem = NULL;
+    char *p0 = appsrv__out_reserve(c, need);
+    if (p0 == NULL) {
+        mem = malloc(need);
+        if (mem == NULL) {
+            c->close_after = true;
+            return 0;
+        }
+        p0 = mem;
+    }
+    char *p = p0;
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p += fmt_u64(p, (uint64_t)st);
+    *p++ = ' ';
+    p = put(p, reason, rlen);
+    p = PUT_LIT(p, "\r\nServer: " APPSRV__SERVER_HEADER "\r\nDate: ");
+    p = put(p, c->w->loop.date, 29);
+    p = PUT_LIT(p, "\r\n");
+    if (!no_content) {
+        /* HEAD keeps the Content-Length a GET would have (RFC 9110 §9.3.2). */
+        p = PUT_LIT(p, "Content-Length: ");
+        p += fmt_u64(p, res->body_len);
+        p = PUT_LIT(p, "\r\n");
+    }
+    p = put(p, res->hdrs, res->hdrs_len);
+    if (!c->keep_alive)
+        p = PUT_LIT(p, "Connection: close\r\n");
+    else if (req->minor == 0)
+        p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    p = PUT_LIT(p, "\r\n");
+    if (inline_body)
+        p = put(p, res->body, blen);
+    size_t hlen = (size_t)(p - p0);
+    if (mem == NULL)
+        appsrv__out_commit(c, p0, hlen);
+    else if (appsrv__out_ref(c, mem, hlen, heap_free_cb, mem, NULL) < 0)
+        free(mem);
+
+    if (send_body && !inline_body) {
+        int rc;
+        if (res->body_is_heap) {
+            rc = appsrv__out_ref(c, res->body, blen, heap_free_cb, res->body, NULL);
+            if (rc == 0) {
+                res->body_is_heap = false;
+                res->body = res->body_inline;
+                res->body_cap = sizeof(res->body_inline);
+            }
+        } else if (res->body_is_ref) {
+            rc = appsrv__out_ref(c, res->body, blen, res->ref_free, res->body, res->ref_ud);
+            if (rc == 0) {
+                res->body_is_ref = false;
+                res->ref_free = NULL;
+                res->body = res->body_inline;
+                res->body_cap = sizeof(res->body_inline);
+            }
+        } else {
+            rc = appsrv__out_copy(c, res->body, blen);
+        }
+        if (rc < 0)
+            c->close_after = true; /* cannot happen: room checked first */
+        hlen += blen;
+    }
+    res->body_len = 0;
+    return hlen;
+}
+
+static void simple_body(appsrv_res_t *res, int status)
+{
+    appsrv__res_dispose(res);
+    res->status = status;
+    const char *r = appsrv__reason(status);
+    appsrv_res_add_header(res, "Content-Type", "text/plain");
+    appsrv_res_set_body(res, r, strlen(r));
+}
+
+/* Routes req. On a miss, fills res with 404 or 405 (+ Allow) and returns
+ * false. */
+static bool route(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
+{
+    appsrv_server_t *srv = c->w->srv;
+    const char *path = req->path.len ? req->path.ptr : "/";
+    size_t plen = req->path.len ? req->path.len : 1;
+    int r = appsrv__router_match(srv->router, req->method.ptr, req->method.len, path, plen,
+                                 &req->match);
+    if (r == 0)
+        return true;
+    if (r == -405) {
+        char allow[256];
+        appsrv__router_allow(srv->router, path, plen, allow, sizeof(allow));
+        simple_body(res, 405);
+        appsrv_res_add_header(res, "Allow", allow);
+    } else {
+        simple_body(res, 404);
+    }
+    return false;
+}
+
+static void finish_request(appsrv__conn_t *c)
+{
+    if (c->body_heap != NULL) {
+        /* The request body lives until its response is written (echo
+         * handlers may reference it): release it from the queue. */
+        if (appsrv__out_ref(c, c->body_heap, 0, heap_free_cb, c->body_heap, NULL) < 0)
+            free(c->body_heap); /* cannot happen: room checked first */
+        c->body_heap = NULL;
+    }
+    c->body_len = c->body_cap = 0;
+    c->body_in_heap = false;
+    c->rpos += c->bpos;
+    c->bpos = 0;
+    c->state = APPSRV__ST_HEAD;
+    c->head_started = false;
+    c->nreqs++;
+    if (!c->keep_alive)
+        c->close_after = true;
+}
+
+static void dispatch(appsrv__conn_t *c)
+{
+    appsrv__rctx_t *x = appsrv__ctx(c);
+    appsrv_req_t *req = &x->req;
+    appsrv_res_t *res = &x->res;
+
+    appsrv__res_dispose(res);
+    if (x->head.target_form == APPSRV__TARGET_ASTERISK) {
+        /* OPTIONS * (RFC 9110 §9.3.7): the server as a whole is alive. */
+        res->status = 200;
+    } else if (route(c, req, res)) {
+        int rc = req->match.handler(req, res, req->match.user);
+        /* XXX issue 8: APPSRV_LATER (deferred responses) is not wired yet. */
+        if (rc < 0 || rc == APPSRV_LATER || res->status == 0)
+            simple_body(res, 500);
+    }
+    int status = res->status;
+    if (res->close)
+        c->keep_alive = false;
+    uint64_t bytes = queue_response(c, req, res);
+    appsrv__res_dispose(res);
+    appsrv__log_request(c, req, status, bytes);
+    finish_request(c);
+}
+
+/* ------------------------------------------------------------- the state */
+
+static void fill_request(appsrv__conn_t *c, uint32_t head_len)
+{
+    appsrv__rctx_t *x = appsrv__ctx(c);
+    appsrv__http_head_t *h = &x->head;
+    appsrv_req_t *req = &x->req;
+    const char *base = c->rbuf + c->rpos;
+
+    req->conn = c;
+    req->proto = APPSRV_PROTO_HTTP;
+    req->minor = h->minor;
+    req->base = base;
+    req->method = (appsrv_str_t){base + h->method.off, h->method.len};
+    req->target = (appsrv_str_t){base + h->target.off, h->target.len};
+    req->path = (appsrv_str_t){base + h->path.off, h->path.len};
+    req->query = (appsrv_str_t){base + h->query.off, h->query.len};
+    req->has_query = h->has_query;
+    req->hdrs = h->hdrs;
+    req->nhdrs = h->nhdrs;
+    req->body = (appsrv_str_t){"", 0};
+    req->is_head = h->method.len == 4 && memcmp(req->method.ptr, "HEAD", 4) == 0;
+    req->match.nparams = 0;
+    req->start_us = c->w->srv->cfg.access_log != NULL ? appsrv__now_us() : 0;
+    c->bpos = head_len;
+    c->hlen = head_len;
+}
+
+/* Starts the body phase. Returns 0, or a status to answer with (and
+ * close: the body was not read). */
+static int begin_body(appsrv__conn_t *c, uint32_t head_len)
+{
+    appsrv_server_t *srv = c->w->srv;
+    appsrv__rctx_t *x = appsrv__ctx(c);
+    appsrv__http_head_t *h = &x->head;
+    size_t cap = srv->block_data_cap;
+    size_t avail = c->rlen - c->rpos - head_len;
+    bool need_more = false;
+
+    c->keep_alive = h->minor >= 1 ? !h->conn_close : (h->conn_keep_alive && !h->conn_close);
+    if (c->w->draining)
+        c->keep_alive = false;
+    c->body_len = 0;
+    c->body_in_heap = false;
+    if (h->is_chunked) {
+        memset(&x->chunk, 0, sizeof(x->chunk));
+        need_more = true;
+    } else if (h->has_content_length && h->content_length > 0) {
+        if (h->content_length > srv->cfg.max_body)
+            return 413;
+        size_t cl = (size_t)h->content_length;
+        if (cl > avail) {
+            need_more = true;
+            if (c->rpos > 0 && c->rpos + head_len + cl > cap && !appsrv__out_busy(c)) {
+                memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+                c->rlen -= c->rpos;
+                c->rpos = 0;
+                fill_request(c, head_len);
+            }
+            if (c->rpos + head_len + cl > cap) {
+                /* Does not fit: one allocation of exactly the body. */
+                c->body_heap = malloc(cl);
+                if (c->body_heap == NULL)
+                    return 503;
+                memcpy(c->body_heap, c->rbuf + c->rpos + head_len, avail);
+                c->body_len = avail;
+                c->body_cap = cl;
+                c->body_in_heap = true;
+                c->bpos = head_len + (uint32_t)avail;
+            }
+        }
+    }
+    c->state = APPSRV__ST_BODY;
+    /* RFC 9110 §10.1.1: answer 100 before reading the body, or the final
+     * status at once when the body would be refused. */
+    if (need_more && h->expect_continue && h->minor >= 1 && avail == 0) {
+        appsrv_req_t *req = &x->req;
+        appsrv_res_t *res = &x->res;
+        appsrv__res_dispose(res);
+        if (x->head.target_form != APPSRV__TARGET_ASTERISK && !route(c, req, res)) {
+            c->keep_alive = false;
+            int status = res->status;
+            uint64_t bytes = queue_response(c, req, res);
+            appsrv__res_dispose(res);
+            appsrv__log_request(c, req, status, bytes);
+            c->close_after = true;
+            return 0;
+        }
+        appsrv__out_copy(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    return 0;
+}
+
+/* Returns 1 when the body is complete, 0 when more is needed, or
+ * -status. */
+static int read_body(appsrv__conn_t *c)
+{
+    appsrv_server_t *srv = c->w->srv;
+    appsrv__rctx_t *x = appsrv__ctx(c);
+    appsrv__http_head_t *h = &x->head;
+    appsrv_req_t *req = &x->req;
+    uint32_t head_len = c->hlen;
+
+    if (h->is_chunked) {
+        const char *p = c->rbuf + c->rpos + c->bpos;
+        size_t len = c->rlen - c->rpos - c->bpos;
+        while (len > 0 && !x->chunk.done) {
+            size_t dlen = 0;
+            int64_t n = appsrv__chunked_parse(&x->chunk, p, len, srv->cfg.max_head, &dlen);
+            if (n < 0)
+                return (int)n;
+            if (dlen > 0) {
+                if (c->body_len + dlen > srv->cfg.max_body)
+                    return -413;
+                if (c->body_len + dlen > c->body_cap) {
+                    size_t ncap = c->body_cap ? c->body_cap : 4096;
+                    while (ncap < c->body_len + dlen)
+                        ncap *= 2;
+                    if (ncap > srv->cfg.max_body)
+                        ncap = srv->cfg.max_body;
+                    char *b = realloc(c->body_heap, ncap);
+                    if (b == NULL)
+                        return -503;
+                    c->body_heap = b;
+                    c->body_cap = ncap;
+                }
+                memcpy(c->body_heap + c->body_len, p, dlen);
+                c->body_len += dlen;
+            }
+            p += n;
+            len -= (size_t)n;
+            c->bpos += (uint32_t)n;
+        }
+        if (!x->chunk.done)
+            return 0;
+        req->body = (appsrv_str_t){c->body_heap ? c->body_heap : "", c->body_len};
+        return 1;
+    }
+    if (!h->has_content_length || h->content_length == 0)
+        return 1;
+    if (c->body_in_heap) {
+        if (c->body_len < c->body_cap)
+            return 0;
+        req->body = (appsrv_str_t){c->body_heap, c->body_len};
+        return 1;
+    }
+    size_t avail = c->rlen - c->rpos - head_len;
+    if (avail < h->content_length)
+        return 0;
+    req->body = (appsrv_str_t){c->rbuf + c->rpos + head_len, (size_t)h->content_length};
+    c->bpos = head_len + (uint32_t)h->content_length;
+    return 1;
+}
+
+int appsrv__http_process(appsrv__conn_t *c)
+{
+    appsrv_server_t *srv = c->w->srv;
+    const appsrv__http_limits_t lim = {
+        .max_head = srv->cfg.max_head,
+        .max_target = srv->cfg.max_target,
+        .max_headers = srv->cfg.max_headers,
+    };
+    int progress = 0;
+
+    while (!c->closing && !c->close_after) {
+        if (c->state == APPSRV__ST_HEAD) {
+            if (c->rblk == NULL || c->rlen == c->rpos)
+                return progress;
+            /* Room for one more response; else flush first. */
+            if (appsrv__out_room(c) < 512)
+                return progress;
+            appsrv__rctx_t *x = appsrv__ctx(c);
+            if (!c->head_started) {
+                memset(&x->head, 0, sizeof(x->head));
+                x->head.hdrs = appsrv__block_hdrs(c->rblk);
+                c->head_started = true;
+            }
+            int r = appsrv__http_parse_head(&x->head, c->rbuf + c->rpos, c->rlen - c->rpos, &lim);
+            if (r == APPSRV__AGAIN) {
+                if (c->rlen == srv->block_data_cap && c->rpos == 0) {
+                    appsrv__http_error(c, 431); /* unreachable: cap > max_head */
+                    return 1;
+                }
+                return progress;
+            }
+            if (r < 0) {
+                appsrv__http_error(c, -r);
+                return 1;
+            }
+            fill_request(c, (uint32_t)r);
+            int st = begin_body(c, (uint32_t)r);
+            if (st != 0) {
+                appsrv__http_error(c, st);
+                return 1;
+            }
+            progress = 1;
+            if (c->close_after)
+                return progress;
+        }
+        int r = read_body(c);
+        if (r == 0)
+            return progress;
+        if (r < 0) {
+            appsrv__http_error(c, -r);
+            return 1;
+        }
+        dispatch(c);
+        progress = 1;
+    }
+    return progress;
+}
