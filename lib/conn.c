@@ -333,6 +333,8 @@ static ssize_t conn_read(appsrv__conn_t *c)
         dst = c->rbuf + c->rlen;
         room = cap - c->rlen;
     }
+    if (room == 0)
+        return -ENOBUFS;
     do
         n = recv(c->io.fd, dst, room, 0);
     while (n < 0 && errno == EINTR);
@@ -388,9 +390,14 @@ static void conn_linger(appsrv__conn_t *c)
     set_timeout(c, TK_LINGER, true);
 }
 
+/* Rounds of read+process one readiness event may take before the
+ * connection yields to the others on its worker. */
+#define DRIVE_ROUNDS 64
+
 static void conn_drive(appsrv__conn_t *c)
 {
-    for (int guard = 0; guard < 1024 && !c->closing; guard++) {
+    int round = 0;
+    for (; round < DRIVE_ROUNDS && !c->closing; round++) {
         if (appsrv__out_busy(c)) {
             int r = out_flush(c);
             if (r < 0) {
@@ -454,6 +461,12 @@ static void conn_drive(appsrv__conn_t *c)
     }
     if (c->closing)
         return;
+    if (round == DRIVE_ROUNDS && c->readable) {
+        /* Fairness: yield, and have epoll report us again. EPOLL_CTL_MOD
+         * re-checks readiness, so an edge-triggered fd that still has
+         * input is queued anew. */
+        appsrv__loop_mod(&c->w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+    }
     if (c->close_after && !appsrv__out_busy(c) && c->state != APPSRV__ST_LINGER) {
         conn_linger(c);
         return;
