@@ -110,6 +110,10 @@ valgrind: all $(TESTS)
 	    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    --child-silent-after-fork=yes $(TESTS) --jobs 1 $(TEST_ARGS)
 
+# Benchmarks against peers (bench/README.md); bounded in time, loopback only.
+bench: all
+	bench/run.sh
+
 run: $(CLI)
 	$(CLI) --host 127.0.0.1 --port 8080 --line-port 9090
 
