@@ -224,6 +224,8 @@ typedef struct appsrv_config {
     int backlog;              /* listen() backlog (511) */
     appsrv_log_cb access_log; /* NULL: no access log */
     void *access_log_user;
+    int response_timeout_ms;  /* deferred response not sent within: 503 and
+                                 close (30 s); 0: no limit */
 } appsrv_config_t;
 
 /* Fills cfg with the defaults above. Any thread. */
@@ -238,11 +240,11 @@ APPSRV_API int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *c
 
 /*
  * A handler. Return 0 when res is complete (the library sends it),
- * APPSRV_LATER to keep res and finish it later (reserved for deferred
- * responses), or a negative value: the library answers 500. A handler
- * that returns 0 without setting a status also gets 500.
- * req and res are valid until the response is sent. Runs on a loop
- * thread: it must not block.
+ * APPSRV_LATER to keep res and finish it later from any thread (see
+ * "deferred responses and streaming" below), or a negative value: the
+ * library answers 500. A handler that returns 0 without setting a status
+ * also gets 500. req and res are valid until the response is sent.
+ * Runs on a loop thread: it must not block.
  */
 typedef int (*appsrv_handler_cb)(appsrv_req_t *req, appsrv_res_t *res, void *user);
 
@@ -381,6 +383,79 @@ APPSRV_API int appsrv_res_printf(appsrv_res_t *res, const char *fmt, ...) APPSRV
  */
 APPSRV_API int appsrv_res_set_body_ref(appsrv_res_t *res, const void *data, size_t len,
                                        void (*free_cb)(void *data, void *ud), void *ud);
+
+/* ------------------------------------- deferred responses and streaming */
+/*
+ * Life cycle. A handler that returns APPSRV_LATER keeps res (and req: both
+ * stay valid, even after the client is gone) until it finishes res exactly
+ * once, from any thread, with appsrv_res_send() (a whole response) or, for
+ * a stream, appsrv_res_end(). After that call neither may be touched.
+ * Requests behind it on the same connection (pipelined) wait, and are
+ * answered in order. If the client disconnects, or response_timeout_ms
+ * passes first (the client then gets 503), the cancel callback runs on the
+ * loop thread and later calls return APPSRV_ECANCELED; the host must still
+ * finish res. appsrv_server_run() returns only after every deferred
+ * response has been finished: a stop cancels those still waiting.
+ */
+
+typedef void (*appsrv_res_cb)(appsrv_res_t *res, void *ud);
+
+/*
+ * Finishes a deferred response with the status, headers and body set on
+ * res. Any thread. Returns 0, APPSRV_ECANCELED (the client is gone: res is
+ * released all the same), or APPSRV_ESTATE (not deferred, or finished).
+ */
+APPSRV_API int appsrv_res_send(appsrv_res_t *res);
+
+/*
+ * Sets the callback run (on the loop thread, at most once) when the client
+ * goes away or the response times out before res is finished. Call it in
+ * the handler, before returning APPSRV_LATER. The callback must not block;
+ * it may call appsrv_res_send()/appsrv_res_end().
+ */
+APPSRV_API void appsrv_res_on_cancel(appsrv_res_t *res, appsrv_res_cb cb, void *ud);
+
+/*
+ * Starts a streamed response of unknown length: the status line and
+ * headers go out at once, the body follows with appsrv_res_write(), sent
+ * chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones.
+ * Call in the handler (then return APPSRV_LATER) or later from any thread.
+ * Returns 0, APPSRV_ECANCELED, or APPSRV_ESTATE (line protocol, or already
+ * streaming/finished).
+ */
+APPSRV_API int appsrv_res_stream(appsrv_res_t *res);
+
+/*
+ * Queues a copy of data on a stream. Any thread. Memory is bounded: when
+ * more than 256 KiB wait unsent, nothing is copied and -EAGAIN is returned;
+ * the drain callback then says when to write again. Returns 0, -EAGAIN,
+ * APPSRV_ECANCELED, APPSRV_ESTATE (not streaming, or ended), -ENOMEM.
+ */
+APPSRV_API int appsrv_res_write(appsrv_res_t *res, const void *data, size_t len);
+
+/* Sets the callback run on the loop thread when a stream that returned
+ * -EAGAIN has drained below 64 KiB unsent. Any thread. */
+APPSRV_API void appsrv_res_on_drain(appsrv_res_t *res, appsrv_res_cb cb, void *ud);
+
+/* Ends a stream (the last chunk follows what was written). Any thread.
+ * Returns 0 or APPSRV_ECANCELED (released all the same) or APPSRV_ESTATE. */
+APPSRV_API int appsrv_res_end(appsrv_res_t *res);
+
+/*
+ * Starts a server-sent events stream (text/event-stream, no caching) like
+ * appsrv_res_stream(). With heartbeat_ms > 0, a comment line is sent when
+ * nothing else was sent for that long, keeping proxies and mobile radios
+ * from dropping the connection. Same returns as appsrv_res_stream().
+ */
+APPSRV_API int appsrv_res_sse_begin(appsrv_res_t *res, int heartbeat_ms);
+
+/*
+ * Sends one event: "event:" (if event is not NULL), "id:" (if id is not
+ * NULL), one "data:" line per line of data, then a blank line. event and
+ * id must not hold CR or LF (-EINVAL). Same returns as appsrv_res_write().
+ */
+APPSRV_API int appsrv_res_sse_send(appsrv_res_t *res, const char *event, const char *id,
+                                   const char *data);
 
 /*
  * Closes the connection once this response is sent (HTTP: with

@@ -21,7 +21,7 @@
 
 #include "internal.h"
 
-enum { TK_NONE = 0, TK_HEAD, TK_IDLE, TK_BODY, TK_WRITE, TK_LINGER };
+enum { TK_NONE = 0, TK_HEAD, TK_IDLE, TK_BODY, TK_WRITE, TK_LINGER, TK_RESPONSE };
 
 #define LINGER_MS 2000
 #define MAX_FREE_CONNS 1024
@@ -58,6 +58,13 @@ static void set_timeout(appsrv__conn_t *c, int kind, bool restart)
     case TK_WRITE:
         ms = cfg->write_timeout_ms;
         break;
+    case TK_RESPONSE:
+        ms = cfg->response_timeout_ms;
+        break;
+    case TK_NONE:
+        c->tkind = TK_NONE;
+        appsrv__timer_stop(loop, &c->timer);
+        return;
     default:
         ms = LINGER_MS;
         break;
@@ -81,6 +88,19 @@ static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
         return;
     }
     switch (c->tkind) {
+    case TK_RESPONSE:
+        /* The host did not answer in time: tell it, and the client. */
+        if (c->host_holds && !appsrv__out_busy(c)) {
+            appsrv__res_cancel(&appsrv__ctx(c)->res);
+            if (c->proto == APPSRV_PROTO_HTTP)
+                appsrv__http_error(c, 503);
+            else
+                appsrv__line_error(c, 503);
+            conn_drive(c);
+            return;
+        }
+        appsrv__conn_close(c);
+        return;
     case TK_HEAD:
     case TK_BODY:
         /* RFC 9110 §15.5.9: 408 tells the client we give up waiting. */
@@ -285,6 +305,15 @@ static void rbuf_compact(appsrv__conn_t *c)
 {
     if (c->rpos == 0 || appsrv__out_busy(c))
         return;
+    if (c->state == APPSRV__ST_BODY) {
+        /* The request's views were taken when its head was parsed. */
+        appsrv_req_t *r = &appsrv__ctx(c)->req;
+        r->base -= c->rpos;
+        r->method.ptr -= c->rpos;
+        r->target.ptr -= c->rpos;
+        r->path.ptr -= c->rpos;
+        r->query.ptr -= c->rpos;
+    }
     memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
     c->rlen -= c->rpos;
     c->rpos = 0;
@@ -366,7 +395,19 @@ static void conn_io_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
         c->readable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->rdhup = true;
+    /* A client that leaves while its response is with the host cancels
+     * it (the cancel callback tells the host). */
+    if (c->rdhup && c->state == APPSRV__ST_WAIT && !c->close_after) {
+        appsrv__conn_close(c);
+        return;
+    }
     conn_drive(c);
+}
+
+void appsrv__conn_drive(appsrv__conn_t *c)
+{
+    if (!c->closing)
+        conn_drive(c);
 }
 
 static int process(appsrv__conn_t *c)
@@ -426,7 +467,9 @@ static void conn_drive(appsrv__conn_t *c)
             if (c->close_after)
                 continue;
         }
-        if (!c->readable)
+        /* While the host holds a response, later input waits in the
+         * socket: bounded memory, and views into rbuf stay put. */
+        if (!c->readable || c->state == APPSRV__ST_WAIT)
             break;
         ssize_t n = conn_read(c);
         if (n == -EAGAIN) {
@@ -474,6 +517,14 @@ static void conn_drive(appsrv__conn_t *c)
     /* Arm the timeout that fits the state we are waiting in. */
     if (c->state == APPSRV__ST_LINGER)
         return;
+    if (c->state == APPSRV__ST_WAIT) {
+        bool streaming = appsrv__ctx(c)->res.head_sent;
+        if (!streaming && c->w->srv->cfg.response_timeout_ms > 0)
+            set_timeout(c, TK_RESPONSE, false);
+        else
+            set_timeout(c, TK_NONE, true);
+        return;
+    }
     if (c->state == APPSRV__ST_BODY) {
         set_timeout(c, TK_BODY, true);
     } else if (c->rblk != NULL && c->rlen > c->rpos) {
@@ -545,9 +596,19 @@ void appsrv__conn_close(appsrv__conn_t *c)
     close(c->io.fd);
     c->io.fd = -1;
     out_reset(c);
-    free(c->body_heap);
-    c->body_heap = NULL;
-    rbuf_release(c);
+    if (c->host_holds) {
+        /* The host still holds req and res: keep them (and the body)
+         * until it finishes res; tell it the client is gone. */
+        appsrv_res_t *res = &appsrv__ctx(c)->res;
+        appsrv__timer_stop(&w->loop, &res->hb_timer);
+        appsrv__res_cancel(res);
+        c->zombie = true;
+        w->nzombies++;
+    } else {
+        free(c->body_heap);
+        c->body_heap = NULL;
+        rbuf_release(c);
+    }
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -556,6 +617,33 @@ void appsrv__conn_close(appsrv__conn_t *c)
         c->next->prev = c->prev;
     w->nconns--;
     atomic_fetch_sub(&w->srv->nconns, 1);
+    c->next = c->prev = NULL;
+    if (c->zombie) {
+        c->next = w->zombies;
+        if (w->zombies != NULL)
+            w->zombies->prev = c;
+        w->zombies = c;
+        return;
+    }
+    c->next = w->closed;
+    w->closed = c;
+}
+
+void appsrv__conn_release_zombie(appsrv__conn_t *c)
+{
+    appsrv__worker_t *w = c->w;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->zombies = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->host_holds = false;
+    c->zombie = false;
+    w->nzombies--;
+    free(c->body_heap);
+    c->body_heap = NULL;
+    rbuf_release(c);
     c->next = w->closed;
     w->closed = c;
 }

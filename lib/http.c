@@ -10,6 +10,7 @@
  * body buffer, both kept until its response has been written.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,21 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
     res->body_is_ref = false;
     res->body_is_heap = false;
     res->close = false;
+    res->deferred = res->sent = res->streaming = res->ended = false;
+    res->gone = res->want_drain = false;
+    res->pend_head = res->pend_tail = NULL;
+    res->pend_bytes = res->pend_off = 0;
+    res->on_drain = NULL;
+    res->drain_ud = NULL;
+    res->head_sent = res->chunked = res->cancel_called = false;
+    res->hb_ms = 0;
+    res->last_out_ms = 0;
+    res->hb_timer.idx = 0;
+    res->hb_timer.cb = NULL;
+    res->on_cancel = NULL;
+    res->cancel_ud = NULL;
+    res->queued = false;
+    res->q_next = NULL;
 }
 
 static void body_release(appsrv_res_t *res)
@@ -236,6 +252,13 @@ static void body_release(appsrv_res_t *res)
 
 void appsrv__res_dispose(appsrv_res_t *res)
 {
+    while (res->pend_head != NULL) {
+        appsrv__chunk_t *ch = res->pend_head;
+        res->pend_head = ch->next;
+        free(ch);
+    }
+    if (res->conn != NULL && appsrv__timer_armed(&res->hb_timer))
+        appsrv__timer_stop(&res->conn->w->loop, &res->hb_timer);
     free(res->reason);
     if (res->hdrs != res->hdrs_inline)
         free(res->hdrs);
@@ -520,12 +543,24 @@ const appsrv_addr_t *appsrv_req_peer(const appsrv_req_t *req)
 
 /* Frames res for req into the output queue; takes the body's ownership.
  * Returns the bytes queued (head + body). */
+static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res,
+                           bool stream);
+
 static uint64_t queue_response(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
+{
+    return queue_head(c, req, res, false);
+}
+
+/* Frames the head (and, unless stream, the body) of res. A stream head
+ * announces chunked coding to HTTP/1.1 clients and a close-delimited body
+ * to HTTP/1.0 ones. */
+static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res,
+                           bool stream)
 {
     int st = res->status;
     /* RFC 9110 §8.6, §15.3.5, §15.4.5: no content in 204 and 304. */
     bool no_content = st == 204 || st == 304;
-    size_t blen = no_content ? 0 : res->body_len;
+    size_t blen = no_content || stream ? 0 : res->body_len;
     bool send_body = !req->is_head && blen > 0;
     const char *reason = res->reason != NULL ? res->reason : appsrv__reason(st);
     size_t rlen = strlen(reason);
@@ -550,7 +585,14 @@ static uint64_t queue_response(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_
     p = PUT_LIT(p, "\r\nServer: " APPSRV__SERVER_HEADER "\r\nDate: ");
     p = put(p, c->w->loop.date, 29);
     p = PUT_LIT(p, "\r\n");
-    if (!no_content) {
+    if (stream) {
+        if (req->minor >= 1 && !no_content) {
+            p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+            res->chunked = true;
+        } else {
+            c->keep_alive = false; /* RFC 9112 §6.3: the close ends it */
+        }
+    } else if (!no_content) {
         /* HEAD keeps the Content-Length a GET would have (RFC 9110 §9.3.2). */
         p = PUT_LIT(p, "Content-Length: ");
         p += fmt_u64(p, res->body_len);
@@ -661,8 +703,16 @@ static void dispatch(appsrv__conn_t *c)
         res->status = 200;
     } else if (route(c, req, res)) {
         int rc = req->match.handler(req, res, req->match.user);
-        /* XXX issue 8: APPSRV_LATER (deferred responses) is not wired yet. */
-        if (rc < 0 || rc == APPSRV_LATER || res->status == 0)
+        if (rc == APPSRV_LATER) {
+            /* The host finishes res later (any thread): wait for it. */
+            pthread_mutex_lock(&c->w->qlock);
+            res->deferred = true;
+            pthread_mutex_unlock(&c->w->qlock);
+            c->host_holds = true;
+            c->state = APPSRV__ST_WAIT;
+            return;
+        }
+        if (rc < 0 || res->status == 0)
             simple_body(res, 500);
     }
     int status = res->status;
@@ -672,6 +722,402 @@ static void dispatch(appsrv__conn_t *c)
     appsrv__res_dispose(res);
     appsrv__log_request(c, req, status, bytes);
     finish_request(c);
+}
+
+/* ------------------------------------------- deferred responses, streams */
+
+static void hb_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t);
+
+/* Finishes the response the host held: the connection moves on to the
+ * next request. Caller: loop thread, res no longer reachable by the host. */
+static void finish_deferred(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res, int status,
+                            uint64_t bytes)
+{
+    appsrv__res_unqueue(res);
+    if (res->close)
+        c->keep_alive = false;
+    appsrv__res_dispose(res);
+    appsrv__log_request(c, req, status, bytes);
+    c->host_holds = false;
+    finish_request(c);
+}
+
+/* Moves what the host has written into the output queue, framed. Returns
+ * 1 on progress. Holds qlock while copying (at most a staging area). */
+static int pump_stream(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
+{
+    appsrv__worker_t *w = c->w;
+    int progress = 0;
+    bool call_drain = false, ended;
+
+    pthread_mutex_lock(&w->qlock);
+    while (res->pend_head != NULL) {
+        appsrv__chunk_t *ch = res->pend_head;
+        size_t avail = ch->len - res->pend_off;
+        size_t n = avail;
+        if (!req->is_head) {
+            size_t room = appsrv__out_room(c);
+            if (room < 64)
+                break;
+            if (n > room - 32)
+                n = room - 32;
+            char *p0 = appsrv__out_reserve(c, n + 32);
+            if (p0 == NULL)
+                break;
+            char *p = p0;
+            if (res->chunked) {
+                static const char hex[] = "0123456789abcdef";
+                char tmp[16];
+                int k = 0;
+                size_t v = n;
+                do {
+                    tmp[k++] = hex[v & 15];
+                    v >>= 4;
+                } while (v != 0);
+                while (k > 0)
+                    *p++ = tmp[--k];
+                *p++ = '\r';
+                *p++ = '\n';
+            }
+            memcpy(p, ch->data + res->pend_off, n);
+            p += n;
+            if (res->chunked) {
+                *p++ = '\r';
+                *p++ = '\n';
+            }
+            appsrv__out_commit(c, p0, (size_t)(p - p0));
+        }
+        res->pend_off += n;
+        res->pend_bytes -= n;
+        progress = 1;
+        if (res->pend_off == ch->len) {
+            res->pend_head = ch->next;
+            if (res->pend_head == NULL)
+                res->pend_tail = NULL;
+            res->pend_off = 0;
+            free(ch);
+        }
+    }
+    if (res->want_drain && res->pend_bytes < APPSRV__STREAM_LOW) {
+        res->want_drain = false;
+        call_drain = res->on_drain != NULL;
+    }
+    ended = res->ended && res->pend_head == NULL;
+    pthread_mutex_unlock(&w->qlock);
+
+    if (progress)
+        res->last_out_ms = w->loop.now_ms;
+    if (call_drain)
+        res->on_drain(res, res->drain_ud);
+    if (ended) {
+        if (res->chunked && !req->is_head && appsrv__out_copy(c, "0\r\n\r\n", 5) < 0)
+            return progress; /* no room: after the next flush */
+        finish_deferred(c, req, res, res->status, 0);
+        return 1;
+    }
+    return progress;
+}
+
+/* The connection's side of a response the host holds. */
+static int pump(appsrv__conn_t *c)
+{
+    appsrv__rctx_t *x = appsrv__ctx(c);
+    appsrv_req_t *req = &x->req;
+    appsrv_res_t *res = &x->res;
+    bool sent, streaming;
+
+    pthread_mutex_lock(&c->w->qlock);
+    sent = res->sent;
+    streaming = res->streaming;
+    pthread_mutex_unlock(&c->w->qlock);
+    if (streaming) {
+        if (!res->head_sent) {
+            if (appsrv__out_room(c) < 512)
+                return 0;
+            if (res->status == 0)
+                res->status = 200;
+            queue_head(c, req, res, true);
+            res->head_sent = true;
+            res->last_out_ms = c->w->loop.now_ms;
+            if (res->hb_ms > 0) {
+                res->hb_timer.cb = hb_timer_cb;
+                appsrv__timer_start(&c->w->loop, &res->hb_timer,
+                                    c->w->loop.now_ms + (uint64_t)res->hb_ms);
+            }
+        }
+        return pump_stream(c, req, res) | 1;
+    }
+    if (!sent)
+        return 0;
+    if (res->status == 0)
+        simple_body(res, 500);
+    int status = res->status;
+    if (res->close)
+        c->keep_alive = false;
+    uint64_t bytes = queue_response(c, req, res);
+    finish_deferred(c, req, res, status, bytes);
+    return 1;
+}
+
+static void hb_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
+{
+    appsrv_res_t *res = appsrv__container_of(t, appsrv_res_t, hb_timer);
+    appsrv__conn_t *c = res->conn;
+    if (c->closing || c->state != APPSRV__ST_WAIT)
+        return;
+    uint64_t due = res->last_out_ms + (uint64_t)res->hb_ms;
+    if (loop->now_ms >= due && !appsrv__out_busy(c)) {
+        /* An SSE comment line: ignored by clients, keeps the path warm. */
+        static const char beat[] = "c\r\n:heartbeat\n\n\r\n";
+        static const char beat10[] = ":heartbeat\n\n";
+        if (!c->zombie && !appsrv__ctx(c)->req.is_head) {
+            if (res->chunked)
+                appsrv__out_copy(c, beat, sizeof(beat) - 1);
+            else
+                appsrv__out_copy(c, beat10, sizeof(beat10) - 1);
+        }
+        res->last_out_ms = loop->now_ms;
+        due = loop->now_ms + (uint64_t)res->hb_ms;
+        appsrv__conn_drive(c);
+        if (c->closing)
+            return;
+    }
+    appsrv__timer_start(loop, t, due);
+}
+
+void appsrv__res_unqueue(appsrv_res_t *res)
+{
+    appsrv__worker_t *w = res->conn->w;
+    pthread_mutex_lock(&w->qlock);
+    if (res->queued) {
+        appsrv_res_t **pp = &w->q_head, *prev = NULL;
+        while (*pp != NULL && *pp != res) {
+            prev = *pp;
+            pp = &(*pp)->q_next;
+        }
+        if (*pp == res) {
+            *pp = res->q_next;
+            if (w->q_tail == res)
+                w->q_tail = prev;
+        }
+        res->queued = false;
+    }
+    pthread_mutex_unlock(&w->qlock);
+}
+
+void appsrv__res_enqueue_locked(appsrv_res_t *res)
+{
+    appsrv__worker_t *w = res->conn->w;
+    if (res->queued)
+        return;
+    res->queued = true;
+    res->q_next = NULL;
+    if (w->q_tail != NULL)
+        w->q_tail->q_next = res;
+    else
+        w->q_head = res;
+    w->q_tail = res;
+    appsrv__loop_wake(&w->loop);
+}
+
+void appsrv__res_cancel(appsrv_res_t *res)
+{
+    appsrv__worker_t *w = res->conn->w;
+    pthread_mutex_lock(&w->qlock);
+    res->gone = true;
+    pthread_mutex_unlock(&w->qlock);
+    if (!res->cancel_called) {
+        res->cancel_called = true;
+        if (res->on_cancel != NULL)
+            res->on_cancel(res, res->cancel_ud);
+    }
+}
+
+void appsrv__res_service(appsrv_res_t *res)
+{
+    appsrv__conn_t *c = res->conn;
+    if (c->zombie) {
+        pthread_mutex_lock(&c->w->qlock);
+        bool done = res->sent || res->ended;
+        pthread_mutex_unlock(&c->w->qlock);
+        if (done)
+            appsrv__conn_release_zombie(c);
+        return;
+    }
+    if (c->host_holds)
+        appsrv__conn_drive(c);
+}
+
+static int res_finish(appsrv_res_t *res, bool end)
+{
+    appsrv__worker_t *w = res->conn->w;
+    int rc = 0;
+    pthread_mutex_lock(&w->qlock);
+    if (end ? !res->streaming || res->ended : res->streaming || res->sent) {
+        rc = APPSRV_ESTATE;
+    } else {
+        if (end)
+            res->ended = true;
+        else
+            res->sent = true;
+        rc = res->gone ? APPSRV_ECANCELED : 0;
+        appsrv__res_enqueue_locked(res);
+    }
+    pthread_mutex_unlock(&w->qlock);
+    return rc;
+}
+
+int appsrv_res_send(appsrv_res_t *res)
+{
+    return res_finish(res, false);
+}
+
+int appsrv_res_end(appsrv_res_t *res)
+{
+    return res_finish(res, true);
+}
+
+void appsrv_res_on_cancel(appsrv_res_t *res, appsrv_res_cb cb, void *ud)
+{
+    res->on_cancel = cb;
+    res->cancel_ud = ud;
+}
+
+void appsrv_res_on_drain(appsrv_res_t *res, appsrv_res_cb cb, void *ud)
+{
+    appsrv__worker_t *w = res->conn->w;
+    pthread_mutex_lock(&w->qlock);
+    res->on_drain = cb;
+    res->drain_ud = ud;
+    pthread_mutex_unlock(&w->qlock);
+}
+
+static int stream_begin(appsrv_res_t *res, int hb_ms)
+{
+    appsrv__conn_t *c = res->conn;
+    appsrv__worker_t *w = c->w;
+    int rc;
+    if (c->proto != APPSRV_PROTO_HTTP)
+        return APPSRV_ESTATE;
+    pthread_mutex_lock(&w->qlock);
+    if (res->streaming || res->sent || res->ended) {
+        rc = APPSRV_ESTATE;
+    } else {
+        res->streaming = true;
+        res->hb_ms = hb_ms > 0 ? hb_ms : 0;
+        rc = res->gone ? APPSRV_ECANCELED : 0;
+        if (res->deferred)
+            appsrv__res_enqueue_locked(res);
+    }
+    pthread_mutex_unlock(&w->qlock);
+    return rc;
+}
+
+int appsrv_res_stream(appsrv_res_t *res)
+{
+    return stream_begin(res, 0);
+}
+
+int appsrv_res_sse_begin(appsrv_res_t *res, int heartbeat_ms)
+{
+    /* Headers first: once streaming, the head may go out at any moment. */
+    if (res->streaming)
+        return APPSRV_ESTATE;
+    int rc = appsrv_res_add_header(res, "Content-Type", "text/event-stream");
+    if (rc == 0)
+        rc = appsrv_res_add_header(res, "Cache-Control", "no-cache");
+    if (rc < 0)
+        return rc;
+    return stream_begin(res, heartbeat_ms);
+}
+
+int appsrv_res_write(appsrv_res_t *res, const void *data, size_t len)
+{
+    appsrv__worker_t *w = res->conn->w;
+    int rc = 0;
+    if (len == 0)
+        return 0;
+    pthread_mutex_lock(&w->qlock);
+    if (!res->streaming || res->ended) {
+        rc = APPSRV_ESTATE;
+    } else if (res->gone) {
+        rc = APPSRV_ECANCELED;
+    } else if (res->pend_bytes >= APPSRV__STREAM_HIGH) {
+        res->want_drain = true;
+        rc = -EAGAIN;
+    }
+    pthread_mutex_unlock(&w->qlock);
+    if (rc != 0)
+        return rc;
+    appsrv__chunk_t *ch = malloc(sizeof(*ch) + len);
+    if (ch == NULL)
+        return -ENOMEM;
+    ch->next = NULL;
+    ch->len = len;
+    memcpy(ch->data, data, len);
+    pthread_mutex_lock(&w->qlock);
+    if (res->gone || res->ended) {
+        rc = res->gone ? APPSRV_ECANCELED : APPSRV_ESTATE;
+        free(ch);
+    } else {
+        if (res->pend_tail != NULL)
+            res->pend_tail->next = ch;
+        else
+            res->pend_head = ch;
+        res->pend_tail = ch;
+        res->pend_bytes += len;
+        if (res->deferred)
+            appsrv__res_enqueue_locked(res);
+    }
+    pthread_mutex_unlock(&w->qlock);
+    return rc;
+}
+
+static bool has_crlf(const char *s)
+{
+    return s != NULL && strpbrk(s, "\r\n") != NULL;
+}
+
+int appsrv_res_sse_send(appsrv_res_t *res, const char *event, const char *id, const char *data)
+{
+    if (has_crlf(event) || has_crlf(id))
+        return -EINVAL;
+    size_t dl = data != NULL ? strlen(data) : 0;
+    size_t lines = 1;
+    for (size_t i = 0; i < dl; i++)
+        lines += data[i] == '\n';
+    size_t cap = 16 + (event ? strlen(event) + 8 : 0) + (id ? strlen(id) + 5 : 0) + dl +
+                 lines * 7;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        return -ENOMEM;
+    char *p = buf;
+    if (event != NULL) {
+        p = PUT_LIT(p, "event: ");
+        p = put(p, event, strlen(event));
+        *p++ = '\n';
+    }
+    if (id != NULL) {
+        p = PUT_LIT(p, "id: ");
+        p = put(p, id, strlen(id));
+        *p++ = '\n';
+    }
+    /* One data field per line (a CR or CRLF also ends a line in SSE). */
+    size_t start = 0;
+    for (size_t i = 0; i <= dl; i++) {
+        if (i == dl || data[i] == '\n' || data[i] == '\r') {
+            p = PUT_LIT(p, "data: ");
+            p = put(p, data + start, i - start);
+            *p++ = '\n';
+            if (i < dl && data[i] == '\r' && i + 1 < dl && data[i + 1] == '\n')
+                i++;
+            start = i + 1;
+        }
+    }
+    *p++ = '\n';
+    int rc = appsrv_res_write(res, buf, (size_t)(p - buf));
+    free(buf);
+    return rc;
 }
 
 /* ------------------------------------------------------------- the state */
@@ -839,6 +1285,12 @@ int appsrv__http_process(appsrv__conn_t *c)
     int progress = 0;
 
     while (!c->closing && !c->close_after) {
+        if (c->state == APPSRV__ST_WAIT) {
+            progress |= pump(c);
+            if (c->state == APPSRV__ST_WAIT)
+                return progress;
+            continue;
+        }
         if (c->state == APPSRV__ST_HEAD) {
             if (c->rblk == NULL || c->rlen == c->rpos)
                 return progress;

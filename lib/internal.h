@@ -164,6 +164,10 @@ struct appsrv__worker {
     appsrv__conn_t *closed;     /* closed this pass, freed after dispatch */
     appsrv__block_t *free_blocks;
     size_t nfree_blocks;
+    appsrv__conn_t *zombies;     /* closed conns whose response the host holds */
+    size_t nzombies;
+    pthread_mutex_t qlock;       /* completion queue + shared res fields */
+    appsrv_res_t *q_head, *q_tail;
 };
 
 /* Block pool: fixed-size buffers that connections borrow while active. */
@@ -201,6 +205,16 @@ struct appsrv_req {
     uint64_t start_us;
 };
 
+/* A piece of stream data written by the host, waiting for the loop. */
+typedef struct appsrv__chunk {
+    struct appsrv__chunk *next;
+    size_t len;
+    char data[];
+} appsrv__chunk_t;
+
+#define APPSRV__STREAM_HIGH (256 * 1024)
+#define APPSRV__STREAM_LOW (64 * 1024)
+
 struct appsrv_res {
     appsrv__conn_t *conn;
     int status;
@@ -214,6 +228,30 @@ struct appsrv_res {
     bool body_is_ref;  /* body points at host memory */
     bool body_is_heap; /* body is malloc'd by us */
     bool close;        /* close the connection after this response */
+    /* Deferred and streamed responses. Fields below up to 'loop only' are
+     * shared with host threads under the worker's qlock. */
+    appsrv_res_t *q_next; /* worker completion queue */
+    bool queued;          /* on the completion queue */
+    bool deferred;        /* the handler returned APPSRV_LATER */
+    bool sent;            /* appsrv_res_send() called */
+    bool streaming;       /* appsrv_res_stream() called */
+    bool ended;           /* appsrv_res_end() called */
+    bool gone;            /* cancelled: client gone or timed out */
+    bool want_drain;      /* a write returned -EAGAIN */
+    appsrv__chunk_t *pend_head, *pend_tail;
+    size_t pend_bytes;
+    size_t pend_off;      /* bytes of pend_head already taken */
+    appsrv_res_cb on_drain;
+    void *drain_ud;
+    /* loop only */
+    bool head_sent;       /* stream head queued */
+    bool chunked;         /* stream framed with chunked coding */
+    bool cancel_called;
+    int hb_ms;            /* SSE heartbeat interval */
+    uint64_t last_out_ms; /* last stream output, for the heartbeat */
+    appsrv__timer_t hb_timer;
+    appsrv_res_cb on_cancel;
+    void *cancel_ud;
     char hdrs_inline[APPSRV__RES_INLINE_HDRS];
     char body_inline[APPSRV__RES_INLINE_BODY];
 };
@@ -239,6 +277,7 @@ enum {
     APPSRV__ST_HEAD = 0, /* waiting for / parsing a request head or line */
     APPSRV__ST_BODY,     /* reading a request body */
     APPSRV__ST_LINGER,   /* response sent; draining input before close */
+    APPSRV__ST_WAIT,     /* a deferred or streamed response is in progress */
 };
 
 struct appsrv__conn {
@@ -274,6 +313,8 @@ struct appsrv__conn {
     bool closing;          /* closed; on the worker's closed list */
     bool head_started;     /* the parser state is set for this request */
     bool body_in_heap;     /* Content-Length body read into body_heap */
+    bool host_holds;       /* a deferred/streamed response is with the host */
+    bool zombie;           /* closed while the host holds its response */
     appsrv_addr_t peer;
 };
 
@@ -282,6 +323,7 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
 void appsrv__conn_close(appsrv__conn_t *c);
 void appsrv__conn_free_closed(appsrv__worker_t *w);
 void appsrv__conn_drain(appsrv__conn_t *c); /* graceful stop: close if idle */
+void appsrv__conn_drive(appsrv__conn_t *c);
 /* Appends a copy of bytes to the output queue. Returns 0 or -ENOSPC when
  * the staging area is full (flush first). */
 int appsrv__out_copy(appsrv__conn_t *c, const void *data, size_t len);
@@ -305,6 +347,17 @@ static inline appsrv__rctx_t *appsrv__ctx(appsrv__conn_t *c)
     return &c->rblk->ctx;
 }
 appsrv__hdr_t *appsrv__block_hdrs(appsrv__block_t *b);
+
+/* Called from the completion queue on the loop thread. */
+void appsrv__res_service(appsrv_res_t *res);
+/* Runs the cancel callback once, and marks res gone. */
+void appsrv__res_cancel(appsrv_res_t *res);
+/* Frees a zombie conn once its response is finished. */
+void appsrv__conn_release_zombie(appsrv__conn_t *c);
+/* Takes res off the completion queue if it is there. */
+void appsrv__res_unqueue(appsrv_res_t *res);
+/* Queues res for the loop (caller holds qlock) and wakes it. */
+void appsrv__res_enqueue_locked(appsrv_res_t *res);
 
 /* http.c / line.c: consume buffered input, queue responses.
  * Returns 1 when progress was made, 0 when more input (or output room) is

@@ -10,6 +10,7 @@
  * rather than breaking the framing for the client.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,37 +84,9 @@ void appsrv__line_error(appsrv__conn_t *c, int status)
     appsrv__log_request(c, NULL, status, bytes);
 }
 
-static void handle_line(appsrv__conn_t *c, const char *line, size_t len)
+/* Queues the reply for a finished handler call, or 500. */
+static void line_respond(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res, int rc)
 {
-    appsrv_server_t *srv = c->w->srv;
-    appsrv__rctx_t *x = appsrv__ctx(c);
-    appsrv_req_t *req = &x->req;
-    appsrv_res_t *res = &x->res;
-
-    memset(req, 0, sizeof(*req));
-    req->conn = c;
-    req->proto = APPSRV_PROTO_LINE;
-    req->start_us = srv->cfg.access_log != NULL ? appsrv__now_us() : 0;
-    req->target = (appsrv_str_t){line, 0};
-    req->body = (appsrv_str_t){"", 0};
-    if (len == 0) {
-        appsrv__log_request(c, req, 400, reply(c, 400, NULL, NULL, 0));
-        return;
-    }
-    const char *sp = memchr(line, ' ', len);
-    size_t wlen = sp != NULL ? (size_t)(sp - line) : len;
-    req->method = (appsrv_str_t){line, wlen};
-    req->path = req->method;
-    if (sp != NULL)
-        req->body = (appsrv_str_t){sp + 1, len - wlen - 1};
-
-    const appsrv__line_route_t *r = find_route(srv, line, wlen);
-    if (r == NULL) {
-        appsrv__log_request(c, req, 404, reply(c, 404, NULL, NULL, 0));
-        return;
-    }
-    appsrv__res_dispose(res);
-    int rc = r->handler(req, res, r->user);
     int status = res->status;
     const char *reason = res->reason;
     bool ok = rc == 0 && status != 0;
@@ -135,6 +108,68 @@ static void handle_line(appsrv__conn_t *c, const char *line, size_t len)
     appsrv__log_request(c, req, status, bytes);
 }
 
+/* Returns true when the handler deferred its response. */
+static bool handle_line(appsrv__conn_t *c, const char *line, size_t len)
+{
+    appsrv_server_t *srv = c->w->srv;
+    appsrv__rctx_t *x = appsrv__ctx(c);
+    appsrv_req_t *req = &x->req;
+    appsrv_res_t *res = &x->res;
+
+    memset(req, 0, sizeof(*req));
+    req->conn = c;
+    req->proto = APPSRV_PROTO_LINE;
+    req->start_us = srv->cfg.access_log != NULL ? appsrv__now_us() : 0;
+    req->target = (appsrv_str_t){line, 0};
+    req->body = (appsrv_str_t){"", 0};
+    if (len == 0) {
+        appsrv__log_request(c, req, 400, reply(c, 400, NULL, NULL, 0));
+        return false;
+    }
+    const char *sp = memchr(line, ' ', len);
+    size_t wlen = sp != NULL ? (size_t)(sp - line) : len;
+    req->method = (appsrv_str_t){line, wlen};
+    req->path = req->method;
+    if (sp != NULL)
+        req->body = (appsrv_str_t){sp + 1, len - wlen - 1};
+
+    const appsrv__line_route_t *r = find_route(srv, line, wlen);
+    if (r == NULL) {
+        appsrv__log_request(c, req, 404, reply(c, 404, NULL, NULL, 0));
+        return false;
+    }
+    appsrv__res_dispose(res);
+    int rc = r->handler(req, res, r->user);
+    if (rc == APPSRV_LATER) {
+        pthread_mutex_lock(&c->w->qlock);
+        res->deferred = true;
+        pthread_mutex_unlock(&c->w->qlock);
+        c->host_holds = true;
+        c->state = APPSRV__ST_WAIT;
+        return true;
+    }
+    line_respond(c, req, res, rc);
+    return false;
+}
+
+/* A deferred reply: sent once the host calls appsrv_res_send(). */
+static void line_pump(appsrv__conn_t *c)
+{
+    appsrv__rctx_t *x = appsrv__ctx(c);
+    pthread_mutex_lock(&c->w->qlock);
+    bool sent = x->res.sent;
+    pthread_mutex_unlock(&c->w->qlock);
+    if (!sent)
+        return;
+    appsrv__res_unqueue(&x->res);
+    line_respond(c, &x->req, &x->res, 0);
+    c->host_holds = false;
+    c->state = APPSRV__ST_HEAD;
+    c->rpos += c->bpos;
+    c->bpos = 0;
+    c->nreqs++;
+}
+
 int appsrv__line_process(appsrv__conn_t *c)
 {
     appsrv_server_t *srv = c->w->srv;
@@ -142,6 +177,13 @@ int appsrv__line_process(appsrv__conn_t *c)
     int progress = 0;
 
     while (!c->closing && !c->close_after) {
+        if (c->state == APPSRV__ST_WAIT) {
+            line_pump(c);
+            if (c->state == APPSRV__ST_WAIT)
+                return progress;
+            progress = 1;
+            continue;
+        }
         if (c->rblk == NULL || c->rlen == c->rpos)
             return progress;
         if (appsrv__out_room(c) < 256)
@@ -168,10 +210,13 @@ int appsrv__line_process(appsrv__conn_t *c)
             return 1;
         }
         c->bpos = 0;
-        handle_line(c, start, len);
+        progress = 1;
+        if (handle_line(c, start, len)) {
+            c->bpos = (uint32_t)consumed; /* advanced when the reply goes */
+            continue;
+        }
         c->rpos += (uint32_t)consumed;
         c->nreqs++;
-        progress = 1;
     }
     return progress;
 }

@@ -77,6 +77,7 @@ void appsrv_config_init(appsrv_config_t *cfg)
     cfg->write_timeout_ms = 30 * 1000;
     cfg->drain_timeout_ms = 10 * 1000;
     cfg->backlog = 511;
+    cfg->response_timeout_ms = 30 * 1000;
 }
 
 static int check_config(const appsrv_config_t *c)
@@ -89,7 +90,7 @@ static int check_config(const appsrv_config_t *c)
     if (c->max_line < 1 || c->max_line > (1u << 30) || c->max_body > ((size_t)1 << 40))
         return -EINVAL;
     if (c->head_timeout_ms < 1 || c->idle_timeout_ms < 1 || c->write_timeout_ms < 1 ||
-        c->drain_timeout_ms < 0)
+        c->drain_timeout_ms < 0 || c->response_timeout_ms < 0)
         return -EINVAL;
     return 0;
 }
@@ -147,6 +148,7 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
         rc = appsrv__loop_init(&w->loop, wake_cb);
         if (rc < 0)
             goto free_loops;
+        pthread_mutex_init(&w->qlock, NULL);
         srv->nworkers++;
     }
     size_blocks(srv);
@@ -154,8 +156,10 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
     return 0;
 
 free_loops:
-    for (int i = 0; i < srv->nworkers; i++)
+    for (int i = 0; i < srv->nworkers; i++) {
         appsrv__loop_dispose(&srv->workers[i].loop);
+        pthread_mutex_destroy(&srv->workers[i].qlock);
+    }
     free(srv->workers);
 free_router:
     appsrv__router_free(srv->router);
@@ -364,6 +368,25 @@ static void wake_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
     (void)events;
     appsrv__worker_t *w = appsrv__container_of(loop, appsrv__worker_t, loop);
     appsrv__loop_wake_ack(loop);
+    /* Responses finished by host threads. One at a time: servicing one may
+     * unlink another (a finished response leaves the queue). Bounded, so
+     * a host that keeps writing cannot starve this loop's sockets. */
+    for (int n = 0; n < 4096; n++) {
+        pthread_mutex_lock(&w->qlock);
+        appsrv_res_t *res = w->q_head;
+        if (res != NULL) {
+            w->q_head = res->q_next;
+            if (w->q_head == NULL)
+                w->q_tail = NULL;
+            res->queued = false;
+        }
+        pthread_mutex_unlock(&w->qlock);
+        if (res == NULL)
+            break;
+        appsrv__res_service(res);
+    }
+    if (w->q_head != NULL)
+        appsrv__loop_wake(loop); /* the rest on the next pass */
     if (atomic_load(&w->srv->stopping) && !w->draining)
         begin_drain(w);
 }
@@ -389,7 +412,9 @@ static void close_all(appsrv__worker_t *w)
 static void *worker_main(void *arg)
 {
     appsrv__worker_t *w = arg;
-    while (!(w->draining && w->nconns == 0)) {
+    /* After a stop, the loop runs until its connections are closed and
+     * the host has finished every response it held. */
+    while (!(w->draining && w->nconns == 0 && w->nzombies == 0)) {
         if (appsrv__loop_run_once(&w->loop, -1) < 0)
             break; /* epoll itself failed: nothing sane is left to do */
         appsrv__conn_free_closed(w);
@@ -485,6 +510,11 @@ void appsrv_server_free(appsrv_server_t *srv)
         while (w->conns != NULL)
             appsrv__conn_close(w->conns);
         appsrv__conn_free_closed(w);
+        /* Zombies left here mean the host never finished a response it
+         * held (a broken contract): reclaim the memory anyway. */
+        while (w->zombies != NULL)
+            appsrv__conn_release_zombie(w->zombies);
+        appsrv__conn_free_closed(w);
         while (w->free_conns != NULL) {
             appsrv__conn_t *c = w->free_conns;
             w->free_conns = c->next;
@@ -492,6 +522,7 @@ void appsrv_server_free(appsrv_server_t *srv)
         }
         appsrv__pool_dispose(w);
         appsrv__loop_dispose(&w->loop);
+        pthread_mutex_destroy(&w->qlock);
     }
     free(srv->workers);
     for (size_t i = 0; i < srv->nline_routes; i++)
