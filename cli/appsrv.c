@@ -5,14 +5,19 @@
  * like any host program, prints the listening lines, and runs until
  * SIGINT/SIGTERM, which call appsrv_server_stop() (async-signal-safe).
  * It holds no protocol code: framing, limits and errors are the library's.
+ * GET /delay and GET /events show deferred responses: a timer thread of
+ * the CLI's own (a heap keyed by deadline) finishes them from outside the
+ * server's loops, the way a host's database or RPC thread would.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <appsrv.h>
@@ -162,6 +167,183 @@ static int l_quit(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return appsrv_res_set_body(res, "BYE", 3);
 }
 
+
+/* ----------------------------------------------------------- timer thread */
+
+typedef struct job {
+    uint64_t due_ms;
+    appsrv_res_t *res;
+    int left; /* /events: events still to send; -1 for /delay */
+    int seq;
+} job_t;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job_t *heap; /* min-heap on due_ms */
+    size_t n, cap;
+    bool quit;
+} g_timers = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, false};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int timer_add(job_t j)
+{
+    pthread_mutex_lock(&g_timers.lock);
+    if (g_timers.n == g_timers.cap) {
+        size_t cap = g_timers.cap ? g_timers.cap * 2 : 64;
+        job_t *h = realloc(g_timers.heap, cap * sizeof(*h));
+        if (h == NULL) {
+            pthread_mutex_unlock(&g_timers.lock);
+            return -ENOMEM;
+        }
+        g_timers.heap = h;
+        g_timers.cap = cap;
+    }
+    size_t i = g_timers.n++;
+    while (i > 0 && g_timers.heap[(i - 1) / 2].due_ms > j.due_ms) {
+        g_timers.heap[i] = g_timers.heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    g_timers.heap[i] = j;
+    pthread_cond_signal(&g_timers.cond);
+    pthread_mutex_unlock(&g_timers.lock);
+    return 0;
+}
+
+static job_t timer_pop_locked(void)
+{
+    job_t top = g_timers.heap[0];
+    job_t last = g_timers.heap[--g_timers.n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= g_timers.n)
+            break;
+        if (c + 1 < g_timers.n && g_timers.heap[c + 1].due_ms < g_timers.heap[c].due_ms)
+            c++;
+        if (g_timers.heap[c].due_ms >= last.due_ms)
+            break;
+        g_timers.heap[i] = g_timers.heap[c];
+        i = c;
+    }
+    if (g_timers.n > 0)
+        g_timers.heap[i] = last;
+    return top;
+}
+
+/* Runs one due job outside the lock. */
+static void run_job(job_t j)
+{
+    if (j.left < 0) {
+        appsrv_res_send(j.res); /* APPSRV_ECANCELED: released all the same */
+        return;
+    }
+    char data[32];
+    snprintf(data, sizeof(data), "tick %d", j.seq);
+    char id[16];
+    snprintf(id, sizeof(id), "%d", j.seq);
+    int rc = j.left > 0 ? appsrv_res_sse_send(j.res, "tick", id, data) : 0;
+    if (rc == -EAGAIN) {
+        j.due_ms = mono_ms() + 100; /* slow reader: try again later */
+        if (timer_add(j) == 0)
+            return;
+    }
+    if (j.left <= 1 || rc < 0) {
+        appsrv_res_end(j.res);
+        return;
+    }
+    j.left--;
+    j.seq++;
+    j.due_ms += 100;
+    if (timer_add(j) < 0)
+        appsrv_res_end(j.res);
+}
+
+static void *timer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_timers.lock);
+    while (!(g_timers.quit && g_timers.n == 0)) {
+        if (g_timers.n == 0) {
+            pthread_cond_wait(&g_timers.cond, &g_timers.lock);
+            continue;
+        }
+        uint64_t now = mono_ms();
+        if (g_timers.heap[0].due_ms > now) {
+            uint64_t due = g_timers.heap[0].due_ms;
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000u;
+            ts.tv_sec += (time_t)(ns / 1000000000u);
+            ts.tv_nsec = (long)(ns % 1000000000u);
+            pthread_cond_timedwait(&g_timers.cond, &g_timers.lock, &ts);
+            continue;
+        }
+        job_t j = timer_pop_locked();
+        pthread_mutex_unlock(&g_timers.lock);
+        run_job(j);
+        pthread_mutex_lock(&g_timers.lock);
+    }
+    pthread_mutex_unlock(&g_timers.lock);
+    return NULL;
+}
+
+/* GET /delay?ms=N: answers "OK" after N ms (N <= 10,000). */
+static int h_delay(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)user;
+    char buf[16];
+    ssize_t n = appsrv_req_query_param(req, "ms", buf, sizeof(buf));
+    uint64_t ms = 0;
+    bool ok = n > 0;
+    for (ssize_t i = 0; ok && i < n; i++) {
+        ok = buf[i] >= '0' && buf[i] <= '9';
+        ms = ms * 10 + (uint64_t)(buf[i] - '0');
+    }
+    if (!ok || ms > 10000)
+        return text(res, 400, "text/plain", "ms must be 0..10000\n");
+    text(res, 200, "text/plain", "OK");
+    job_t j = {mono_ms() + ms, res, -1, 0};
+    if (timer_add(j) < 0)
+        return -ENOMEM;
+    return APPSRV_LATER;
+}
+
+/* GET /events?n=N: N server-sent events, one per 100 ms (N <= 1,000). */
+static int h_events(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)user;
+    char buf[16];
+    ssize_t n = appsrv_req_query_param(req, "n", buf, sizeof(buf));
+    int count = 0;
+    bool ok = n > 0;
+    for (ssize_t i = 0; ok && i < n; i++) {
+        ok = buf[i] >= '0' && buf[i] <= '9' && count <= 1000;
+        count = count * 10 + (buf[i] - '0');
+    }
+    if (!ok || count > 1000)
+        return text(res, 400, "text/plain", "n must be 0..1000\n");
+    appsrv_res_set_status(res, 200);
+    if (appsrv_res_sse_begin(res, 15000) < 0)
+        return -1;
+    job_t j = {mono_ms(), res, count, 1};
+    if (count == 0) {
+        appsrv_res_end(res);
+        return APPSRV_LATER;
+    }
+    if (timer_add(j) < 0) {
+        appsrv_res_end(res);
+        return APPSRV_LATER;
+    }
+    return APPSRV_LATER;
+}
+
 /* ---------------------------------------------------------------- logging */
 
 static void access_log(const appsrv_log_entry_t *e, void *user)
@@ -290,6 +472,8 @@ int main(int argc, char **argv)
     CHECK(appsrv_route(srv, "POST", "/echo", h_echo_body, NULL));
     CHECK(appsrv_route(srv, "PUT", "/echo", h_echo_body, NULL));
     CHECK(appsrv_route(srv, "GET", "/echo", h_echo_query, NULL));
+    CHECK(appsrv_route(srv, "GET", "/delay", h_delay, NULL));
+    CHECK(appsrv_route(srv, "GET", "/events", h_events, NULL));
     CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));
@@ -325,7 +509,26 @@ int main(int argc, char **argv)
     if (lport >= 0)
         print_listening("line", host, lport);
 
+    pthread_condattr_t cattr;
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC); /* deadlines are monotonic */
+    pthread_cond_destroy(&g_timers.cond);
+    pthread_cond_init(&g_timers.cond, &cattr);
+    pthread_condattr_destroy(&cattr);
+    pthread_t timer_thread;
+    if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0) {
+        fprintf(stderr, "appsrv: cannot start the timer thread\n");
+        appsrv_server_free(srv);
+        return 1;
+    }
     int rc = appsrv_server_run(srv);
+    /* run returned: every deferred response was finished. */
+    pthread_mutex_lock(&g_timers.lock);
+    g_timers.quit = true;
+    pthread_cond_signal(&g_timers.cond);
+    pthread_mutex_unlock(&g_timers.lock);
+    pthread_join(timer_thread, NULL);
+    free(g_timers.heap);
     if (!quiet && rc == 0)
         fprintf(stderr, "appsrv: stopped\n");
     if (rc < 0)
