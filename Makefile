@@ -102,7 +102,8 @@ test: all $(TESTS)
 	APPSRV_BIN=$(abspath $(CLI)) $(TESTS) --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 asan:
-	$(MAKE) test BUILD=build/asan SANITIZE=1
+	LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
+	    $(MAKE) test BUILD=build/asan SANITIZE=1
 
 # Criterion runs each test in a child process: valgrind follows them.
 valgrind: all $(TESTS)
