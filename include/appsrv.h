@@ -113,9 +113,12 @@ typedef struct appsrv_addr {
  * "::" every IPv6 address) and port (0 picks a free port) with
  * getaddrinfo(), then socket + bind + listen on the first address that
  * works. backlog <= 0 means SOMAXCONN.
+ * Without APPSRV_LISTEN_V6ONLY an IPv6 socket is made dual-stack
+ * explicitly ("::" also takes IPv4), whatever the system default.
  * Returns the listening fd (close-on-exec; the caller closes it), or
- * -errno (e.g. -EADDRINUSE, -EACCES, -EINVAL for a port outside 0..65535)
- * or APPSRV_EAI_* when the name does not resolve. Any thread.
+ * -errno (e.g. -EADDRINUSE, -EACCES, -EINVAL for a port outside 0..65535
+ * or unknown flag bits) or APPSRV_EAI_* when the name does not resolve.
+ * Any thread.
  */
 APPSRV_API int appsrv_listen(const char *host, int port, int backlog, unsigned flags);
 
@@ -123,8 +126,9 @@ APPSRV_API int appsrv_listen(const char *host, int port, int backlog, unsigned f
 APPSRV_API int appsrv_local_port(int fd);
 
 /*
- * Connects a TCP socket to host:port, waiting at most timeout_ms
- * (< 0: no limit). Returns a blocking, close-on-exec fd or -errno
+ * Connects a TCP socket to host:port (host NULL or "": loopback), waiting
+ * at most timeout_ms (< 0: no limit) for the connection; name resolution
+ * comes first and is not cut short by the timeout. Returns a blocking, close-on-exec fd or -errno
  * (-ETIMEDOUT, -ECONNREFUSED, ...) or APPSRV_EAI_*. Any thread.
  */
 APPSRV_API int appsrv_connect(const char *host, int port, int timeout_ms);
@@ -136,7 +140,8 @@ APPSRV_API int appsrv_connect(const char *host, int port, int timeout_ms);
  * Accepts one connection on lfd. Retries EINTR and ECONNABORTED (a peer
  * that gave up before we accepted is not an error of ours). peer may be
  * NULL. Returns the connected fd or -errno: -EAGAIN on a non-blocking lfd
- * with nothing pending, -EMFILE/-ENFILE when out of descriptors. Any thread.
+ * with nothing pending, -EMFILE/-ENFILE when out of descriptors, -EINVAL
+ * for unknown flag bits. Any thread.
  */
 APPSRV_API int appsrv_accept(int lfd, appsrv_addr_t *peer, unsigned flags);
 
@@ -144,7 +149,8 @@ APPSRV_API int appsrv_accept(int lfd, appsrv_addr_t *peer, unsigned flags);
  * Receives at most len bytes, waiting at most timeout_ms for the first
  * byte (< 0: no limit; 0: do not wait). Retries EINTR. Works on blocking
  * and non-blocking fds. Returns the byte count (0 means the peer closed
- * its side), -ETIMEDOUT, or -errno. Any thread.
+ * its side), -ETIMEDOUT (also for timeout 0 with nothing to read), or
+ * -errno. Any thread.
  */
 APPSRV_API ssize_t appsrv_recv(int fd, void *buf, size_t len, int timeout_ms);
 
@@ -159,8 +165,10 @@ APPSRV_API ssize_t appsrv_recv(int fd, void *buf, size_t len, int timeout_ms);
 APPSRV_API ssize_t appsrv_send_all(int fd, const void *buf, size_t len, int timeout_ms);
 
 /*
- * Formats addr as "1.2.3.4:80" or "[::1]:80" into buf (NUL-terminated).
- * Returns the length, or -ENOSPC / -EAFNOSUPPORT. Any thread.
+ * Formats addr as "1.2.3.4:80" or "[::1]:80" (link-local IPv6 with its
+ * interface number, "[fe80::1%2]:80") into buf, NUL-terminated. Returns
+ * the length, or -EINVAL (NULL addr), -ENOSPC (buf set to ""), or
+ * -EAFNOSUPPORT. Any thread.
  */
 APPSRV_API int appsrv_addr_format(const appsrv_addr_t *addr, char *buf, size_t cap);
 

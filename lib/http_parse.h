@@ -64,7 +64,7 @@ typedef struct appsrv__http_head {
     uint64_t content_length;
     bool has_content_length;
     bool is_chunked;       /* Transfer-Encoding: chunked (final, only coding) */
-    bool expect_continue;  /* Expect: 100-continue */
+    bool expect_continue;  /* Expect: 100-continue (HTTP/1.1 only) */
     bool conn_close;       /* Connection: close present */
     bool conn_keep_alive;  /* Connection: keep-alive present */
 
@@ -91,15 +91,20 @@ typedef struct appsrv__http_head {
  *   -400  malformed request line, header line, bare CR or LF, NUL or other
  *         control bytes, obs-fold, whitespace before ':', bad or differing
  *         Content-Length, CL with TE, chunked not final or repeated, TE in
- *         HTTP/1.0, HTTP/1.1 without exactly one Host, bad %-escape;
+ *         HTTP/1.0, HTTP/1.1 without a Host, more than one Host (any
+ *         version), a Host value that is not uri-host[:port], bad
+ *         %-escape, asterisk-form with a method other than OPTIONS;
  *   -414  request-target longer than max_target;
  *   -431  head longer than max_head, or more than max_headers fields;
- *   -501  a transfer coding other than chunked; CONNECT;
+ *   -501  a transfer coding other than chunked; the CONNECT method;
  *   -505  HTTP major version other than 1;
  *   -417  an Expect value other than 100-continue.
  * Leading CRLFs before the request line are skipped (RFC 9112 §2.2).
  * The first offending byte in input order decides the error, so the result
- * is the same however the input is split. 414 is returned as soon as a
+ * is the same however the input is split: a field's meaning (Content-Length,
+ * Transfer-Encoding, Host, Expect, Connection) is judged at its line's LF,
+ * the version (505) at the request line's LF, CONNECT (501) at the SP after
+ * the method, a missing Host at the final LF. 414 is returned as soon as a
  * target byte past max_target arrives, 431 as soon as byte max_head + 1
  * arrives before the head is complete. Once a call returned > 0 or an
  * error, further calls return the same value without reading buf.
@@ -110,7 +115,7 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
 /* Chunked decoder state; zero it before the body. */
 typedef struct appsrv__chunked {
     uint64_t remaining;    /* data bytes left in the current chunk */
-    uint32_t trailer_bytes; /* trailer section size so far */
+    uint32_t trailer_bytes; /* trailer field-line bytes so far */
     uint32_t overhead;     /* extension and leading-zero bytes so far */
     uint8_t stage;
     uint8_t size_digits;
