@@ -105,15 +105,19 @@ static int h_echo_body(appsrv_req_t *req, appsrv_res_t *res, void *user)
 {
     (void)user;
     appsrv_str_t ct = appsrv_req_header(req, "Content-Type");
-    char type[512];
-    if (ct.ptr != NULL && ct.len < sizeof(type)) {
+    appsrv_res_set_status(res, 200);
+    int rc = -ENOENT;
+    if (ct.ptr != NULL) {
+        /* add_header takes a C string; the view is not NUL-terminated. */
+        char *type = malloc(ct.len + 1);
+        if (type == NULL)
+            return -ENOMEM;
         memcpy(type, ct.ptr, ct.len);
         type[ct.len] = '\0';
-    } else {
-        strcpy(type, "application/octet-stream");
+        rc = appsrv_res_add_header(res, "Content-Type", type);
+        free(type);
     }
-    appsrv_res_set_status(res, 200);
-    if (appsrv_res_add_header(res, "Content-Type", type) < 0)
+    if (rc < 0)
         appsrv_res_add_header(res, "Content-Type", "application/octet-stream");
     /* The request body lives until the response is sent: no copy. */
     appsrv_str_t body = appsrv_req_body(req);

@@ -534,9 +534,15 @@ static void conn_drive(appsrv__conn_t *c)
     } else {
         set_timeout(c, TK_IDLE, false);
     }
+    bool idle = c->state == APPSRV__ST_HEAD && !appsrv__out_busy(c) &&
+                (c->rblk == NULL || c->rlen == c->rpos);
+    if (idle && c->w->draining) {
+        /* Graceful stop: the response in flight is out; nothing else. */
+        appsrv__conn_close(c);
+        return;
+    }
     /* Idle between requests: give the buffer back (SPEC §7 memory). */
-    if (c->state == APPSRV__ST_HEAD && c->rblk != NULL && c->rlen == c->rpos &&
-        !appsrv__out_busy(c))
+    if (idle && c->rblk != NULL)
         rbuf_release(c);
 }
 
