@@ -64,7 +64,8 @@
     X(502, "Bad Gateway")                                                      \
     X(503, "Service Unavailable")                                              \
     X(504, "Gateway Timeout")                                                  \
-    X(505, "HTTP Version Not Supported")
+    X(505, "HTTP Version Not Supported")                                       \
+    X(507, "Insufficient Storage")
 
 const char *appsrv__reason(int status)
 {
