@@ -241,8 +241,12 @@ APPSRV_API void appsrv_config_init(appsrv_config_t *cfg);
 
 /*
  * Creates a server from cfg (copied; NULL means defaults). On success
- * *out owns a new server; free it with appsrv_server_free().
- * Returns 0, -EINVAL for an out-of-range field, or -ENOMEM. Any thread.
+ * *out owns a new server; free it with appsrv_server_free(); on failure
+ * *out is NULL. Valid ranges: threads 1..1024, max_conns >= 1, max_head
+ * 64 B..1 GiB, max_target 1..max_head, max_headers 1..65535, max_line
+ * 1 B..1 GiB, max_body <= 1 TiB, head/idle/write timeouts >= 1 ms, drain
+ * and response timeouts >= 0. Returns 0, -EINVAL (out of range, out NULL),
+ * -ENOMEM, or -EMFILE/-ENFILE (epoll/eventfd). Any thread.
  */
 APPSRV_API int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg);
 
@@ -266,8 +270,11 @@ typedef int (*appsrv_handler_cb)(appsrv_req_t *req, appsrv_res_t *res, void *use
  * segments win over ":name", which wins over "*". A GET route also
  * answers HEAD (body suppressed). An unknown path gets 404, a known
  * path with another method 405 + Allow.
- * Returns 0, -EINVAL (bad pattern or method), -EEXIST (same method and
- * pattern twice), -ENOMEM. Call before appsrv_server_run(); any thread.
+ * At most 8 captures per pattern, names unique.
+ * Returns 0, -EINVAL (bad pattern or method, NULL srv/pattern/handler),
+ * -EEXIST (same method and same pattern shape: "/u/:id" and "/u/:name"
+ * collide), -ENOMEM, APPSRV_ESTATE once run has started. Call before
+ * appsrv_server_run(); any thread.
  */
 APPSRV_API int appsrv_route(appsrv_server_t *srv, const char *method, const char *pattern,
                             appsrv_handler_cb handler, void *user);
@@ -276,23 +283,27 @@ APPSRV_API int appsrv_route(appsrv_server_t *srv, const char *method, const char
  * Registers handler for a line-protocol command word (e.g. "PING";
  * case-sensitive, no spaces). The request's method and path are the word,
  * its body the rest of the line after one space. Unknown words get
- * "404 Not Found". Returns 0, -EINVAL, -EEXIST, -ENOMEM. Before run.
+ * "404 Not Found". Returns 0, -EINVAL, -EEXIST, -ENOMEM, APPSRV_ESTATE
+ * once run has started. Before run; any thread.
  */
 APPSRV_API int appsrv_route_line(appsrv_server_t *srv, const char *command,
                                  appsrv_handler_cb handler, void *user);
 
 /*
  * Listens for HTTP (or line protocol) on host:port (port 0: a free port,
- * the same for every worker). Returns the bound port (> 0) or a negative
- * error as appsrv_listen(). Call before appsrv_server_run(); any thread.
+ * the same for every worker: one SO_REUSEPORT socket each). Returns the
+ * bound port (> 0) or a negative error as appsrv_listen(), -ENOSPC beyond
+ * 8 listeners, APPSRV_ESTATE once run has started. Before run; any thread.
  */
 APPSRV_API int appsrv_listen_http(appsrv_server_t *srv, const char *host, int port);
 APPSRV_API int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port);
 
 /*
- * Runs the workers; the calling thread becomes worker 0. Blocks until
+ * Runs the workers; the calling thread becomes worker 0 (the threads it
+ * starts block all signals, so signals reach the caller). Blocks until
  * appsrv_server_stop(), then returns 0 after the drain; or a negative
- * error if it cannot start (-EINVAL: no listener; -ESTATE: already ran).
+ * error if it cannot start (-EINVAL: no listener; APPSRV_ESTATE: already
+ * ran; -errno: a worker could not start). One thread, once per server.
  */
 APPSRV_API int appsrv_server_run(appsrv_server_t *srv);
 
@@ -309,8 +320,12 @@ APPSRV_API void appsrv_server_stop(appsrv_server_t *srv);
 APPSRV_API void appsrv_server_free(appsrv_server_t *srv);
 
 /* ------------------------------------------------------ request accessors */
-/* All: loop thread only, while the request is being answered. Views are
- * valid until the response is sent; copy to keep. */
+/* All: on the thread running the handler; for an APPSRV_LATER response,
+ * on the one thread holding req until the response is finished (never
+ * concurrently). Views are valid until the response is sent; copy to keep.
+ * name arguments must not be NULL. For a line request: method and path
+ * are the command word, target is empty, query absent, no headers, the
+ * body is the rest of the line, minor is 0. */
 
 APPSRV_API appsrv_proto_t appsrv_req_proto(const appsrv_req_t *req);
 APPSRV_API appsrv_str_t appsrv_req_method(const appsrv_req_t *req);
@@ -327,7 +342,8 @@ APPSRV_API int appsrv_req_http_minor(const appsrv_req_t *req);
  * Decodes query parameter name ("%XX" and '+' as space) into buf
  * (NUL-terminated). Returns the decoded length, -ENOENT when absent,
  * -ENOSPC when buf is too small (a cap of query length + 1 always fits).
- * A parameter given without '=' has the value "".
+ * A parameter given without '=' has the value "". -EINVAL for a malformed
+ * %-escape (the server answers 400 to such targets before any handler).
  */
 APPSRV_API ssize_t appsrv_req_query_param(const appsrv_req_t *req, const char *name, char *buf,
                                           size_t cap);
@@ -352,19 +368,24 @@ APPSRV_API appsrv_str_t appsrv_req_body(const appsrv_req_t *req);
 APPSRV_API const appsrv_addr_t *appsrv_req_peer(const appsrv_req_t *req);
 
 /* ----------------------------------------------------- response builders */
-/* All: loop thread only (inside the handler), until the handler returns. */
+/* All: inside the handler, or for an APPSRV_LATER response on the one
+ * thread holding res until appsrv_res_send()/appsrv_res_end() (never
+ * concurrently). A handler's negative return discards what was set. */
 
 /*
- * Sets the status (200..999; 1xx interim responses are the library's) and
- * the reason phrase (copied; NULL or never set: the standard phrase).
- * Returns 0 or -EINVAL (out of range, or a reason with control bytes).
+ * Sets the status (200..999; 1xx interim responses are the library's; 204
+ * and 304 carry no body and no Content-Length) and the reason phrase
+ * (copied; NULL or never set: the standard phrase, or the class phrase
+ * such as "Client Error" for codes without one). Returns 0 or -EINVAL (out
+ * of range, or a reason with control bytes), -ENOMEM.
  */
 APPSRV_API int appsrv_res_set_status(appsrv_res_t *res, int status);
 APPSRV_API int appsrv_res_set_reason(appsrv_res_t *res, const char *reason);
 
 /*
- * Adds a header field (both copied). Returns 0, -EINVAL for a name that
- * is not a token or a value with CR, LF or NUL (header injection) or a
+ * Adds a header field (both copied; ignored on line requests). Returns 0,
+ * -EINVAL for a name that is not a token or a value with a control byte
+ * other than tab (CR/LF: header injection) or a
  * name the library manages (Content-Length, Transfer-Encoding, Date,
  * Server, Connection), -ENOSPC beyond 8 KiB of headers, -ENOMEM.
  */
@@ -383,9 +404,11 @@ APPSRV_API int appsrv_res_printf(appsrv_res_t *res, const char *fmt, ...) APPSRV
 
 /*
  * Sets the body to data[0..len) without copying. The library calls
- * free_cb(data, ud) (when not NULL) once the bytes are sent or the
- * connection is gone, on the loop thread; until then data must stay
- * valid and unchanged. Replaces any earlier body. Returns 0.
+ * free_cb(data, ud) (when not NULL) exactly once, on the loop thread:
+ * after the bytes are sent, when the connection is gone, when the
+ * response is discarded (500, HEAD), or at once when a later set_body/
+ * append/printf replaces the body. Until then data must stay valid and
+ * unchanged. Replaces any earlier body. Returns 0.
  * data may point into the request (e.g. appsrv_req_body()): request
  * memory lives until the response is sent.
  */
@@ -416,6 +439,7 @@ typedef void (*appsrv_res_cb)(appsrv_res_t *res, void *ud);
 APPSRV_API int appsrv_res_send(appsrv_res_t *res);
 
 /*
+ * Loop thread, inside the handler.
  * Sets the callback run (on the loop thread, at most once) when the client
  * goes away or the response times out before res is finished. Call it in
  * the handler, before returning APPSRV_LATER. The callback must not block;
@@ -427,6 +451,7 @@ APPSRV_API void appsrv_res_on_cancel(appsrv_res_t *res, appsrv_res_cb cb, void *
  * Starts a streamed response of unknown length: the status line and
  * headers go out at once, the body follows with appsrv_res_write(), sent
  * chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones.
+ * Status 200 when none was set; set headers before this call.
  * Call in the handler (then return APPSRV_LATER) or later from any thread.
  * Returns 0, APPSRV_ECANCELED, or APPSRV_ESTATE (line protocol, or already
  * streaming/finished).
