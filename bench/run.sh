@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# bench/run.sh - benchmark appsrv against peers and the bare-epoll limit.
+# `make bench` runs it; see bench/README.md for the method. Loopback only,
+# every wait bounded, and only the processes started here are ever signalled.
+#
+# Environment (all optional):
+#   BENCH_SECONDS=3      length of one wrk run
+#   BENCH_ROUNDS=3       rounds; each round runs every server once, in a
+#                        rotated order; the report gives medians over rounds
+#   BENCH_CONNS=64       wrk connections (scenarios a, b, c, e, f)
+#   BENCH_PIPELINE=16    pipelining depth (scenario b)
+#   BENCH_BODY=65536     POST /echo body size (scenario e)
+#   BENCH_IDLE=10000     idle connections (scenario d)
+#   BENCH_IR_REQS=20000  requests counted under callgrind (instructions/request)
+#   BENCH_SERVERS="appsrv limit nginx h2o lighttpd mhd civetweb evhttp"
+#   BENCH_SCENARIOS="a b c d e f ir"
+#   BENCH_BUDGET=540     seconds for the whole run: rounds that would not fit
+#                        are dropped (and the report says so)
+#   BENCH_INSTALL=1      0: never call apt-get; missing peers are skipped
+#   BENCH_OUT=bench/RESULTS.md
+set -u
+set -o pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+T_START=$SECONDS
+
+SECS=${BENCH_SECONDS:-3}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNS:-64}
+DEPTH=${BENCH_PIPELINE:-16}
+BODY=${BENCH_BODY:-65536}
+IDLE=${BENCH_IDLE:-10000}
+IR_REQS=${BENCH_IR_REQS:-20000}
+SERVERS=${BENCH_SERVERS:-"appsrv limit nginx h2o lighttpd mhd civetweb evhttp"}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f ir"}
+BUDGET=${BENCH_BUDGET:-540}
+INSTALL=${BENCH_INSTALL:-1}
+OUT=${BENCH_OUT:-bench/RESULTS.md}
+
+BIN=$ROOT/build/bench
+RUN=$BIN/run
+RAW=$RUN/raw.txt
+SRV_CPU=0        # the server's CPU (both for appsrv -t 2)
+LG_CPU=1         # the load generator's CPU
+CLK_TCK=$(getconf CLK_TCK)
+
+mkdir -p "$BIN" "$RUN"
+: > "$RAW"
+
+log() { printf '[%4ds] %s\n' $((SECONDS - T_START)) "$*" >&2; }
+note() { log "NOTE: $*"; printf 'NOTE\t%s\n' "$*" >> "$RAW"; }
+has() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
+
+printf 'FACT\tload_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RAW"
+
+# One server runs at a time (SPID, started and reaped here); the EXIT trap
+# stops it if the run is cut short. Nothing else is ever signalled.
+SPID=""
+cleanup() {
+    [ -n "$SPID" ] && stop_server
+    [ -n "${POLICY_RC_CREATED:-}" ] && rm -f /usr/sbin/policy-rc.d
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Servers and the idle client need 10,000+ descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE + 100)) ]; then
+    note "open-file limit $(ulimit -n) is below $((IDLE + 100)): scenario (d) uses fewer connections"
+    IDLE=$(( $(ulimit -n) - 100 ))
+fi
+
+# ------------------------------------------------------------------ install
+install_missing() {
+    local need=()
+    command -v wrk >/dev/null || need+=(wrk)
+    command -v valgrind >/dev/null || need+=(valgrind)
+    command -v taskset >/dev/null || need+=(util-linux)
+    if has nginx "$SERVERS"; then
+        command -v nginx >/dev/null || need+=(nginx)
+        [ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ] || need+=(libnginx-mod-http-echo)
+    fi
+    has h2o "$SERVERS" && ! command -v h2o >/dev/null && need+=(h2o)
+    has lighttpd "$SERVERS" && ! command -v lighttpd >/dev/null && need+=(lighttpd)
+    has mhd "$SERVERS" && [ ! -f /usr/include/microhttpd.h ] && need+=(libmicrohttpd-dev)
+    has civetweb "$SERVERS" && [ ! -f /usr/include/civetweb.h ] && need+=(libcivetweb-dev)
+    has evhttp "$SERVERS" && [ ! -f /usr/include/event2/http.h ] && need+=(libevent-dev)
+    [ ${#need[@]} -eq 0 ] && return 0
+    if [ "$INSTALL" = 0 ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        note "not installing ${need[*]} (BENCH_INSTALL=0, not root, or no apt-get): those peers are skipped"
+        return 0
+    fi
+    log "installing: ${need[*]}"
+    # Packages must not start their own daemons (nginx, h2o and lighttpd
+    # would all grab port 80 and compete for the CPUs being measured).
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d &&
+            POLICY_RC_CREATED=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(timeout -k 5 240 apt-get install -y -q --no-install-recommends
+        -o DPkg::Lock::Timeout=60)
+    if ! "${apt[@]}" "${need[@]}" > "$RUN/apt.log" 2>&1; then
+        log "apt-get install failed; running apt-get update and trying each package"
+        timeout -k 5 180 apt-get update -q >> "$RUN/apt.log" 2>&1
+        local p
+        for p in "${need[@]}"; do
+            "${apt[@]}" "$p" >> "$RUN/apt.log" 2>&1 ||
+                note "could not install $p (see build/bench/run/apt.log): $(tail -n 1 "$RUN/apt.log")"
+        done
+    fi
+    if [ -n "${POLICY_RC_CREATED:-}" ]; then
+        rm -f /usr/sbin/policy-rc.d
+        POLICY_RC_CREATED=
+    fi
+}
+install_missing
+
+for tool in wrk taskset; do
+    if ! command -v $tool >/dev/null; then
+        echo "bench: $tool is required and could not be installed" >&2
+        exit 1
+    fi
+done
+
+# ------------------------------------------------------------------ build
+[ -x build/appsrv ] || make -s all || { echo "bench: cannot build build/appsrv" >&2; exit 1; }
+CC=${CC:-cc}
+CFLAGS_B="-std=c11 -O2 -g -Wall -Wextra"
+build() { # name libs...
+    local name=$1; shift
+    # shellcheck disable=SC2086 # CC and CFLAGS_B are word lists
+    if ! $CC $CFLAGS_B -o "$BIN/$name" "bench/$name.c" "$@" > "$RUN/build_$name.log" 2>&1; then
+        note "cannot build bench/$name.c: $(head -n 3 "$RUN/build_$name.log" | tr '\n' ' ')"
+        return 1
+    fi
+}
+build limit || exit 1
+build idle_clients || exit 1
+build reqloop || exit 1
+OK_SERVERS=""
+for s in $SERVERS; do
+    case $s in
+    appsrv | limit) OK_SERVERS+=" $s" ;;
+    nginx | h2o | lighttpd)
+        if command -v "$s" >/dev/null; then OK_SERVERS+=" $s"; else note "$s is not installed: skipped"; fi ;;
+    mhd) build peer_mhd -lmicrohttpd && OK_SERVERS+=" $s" ;;
+    civetweb) build peer_civetweb -lcivetweb -pthread && OK_SERVERS+=" $s" ;;
+    evhttp) build peer_evhttp -levent && OK_SERVERS+=" $s" ;;
+    *) note "unknown server '$s': skipped" ;;
+    esac
+done
+cat bench/wrk_report.lua > "$RUN/plain.lua"
+cat bench/wrk_report.lua bench/wrk_pipeline.lua > "$RUN/pipeline.lua"
+cat bench/wrk_report.lua bench/wrk_echo.lua > "$RUN/echo.lua"
+printf 'Hello, World!' > "$RUN/plaintext.txt"
+
+# ------------------------------------------------------------------ servers
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+write_configs() { # port
+    local port=$1 d=$RUN/nginx
+    mkdir -p "$d"
+    local echo_mod="" echo_loc="return 404;"
+    if [ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then
+        echo_mod="load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;"
+        echo_loc="echo_read_request_body; echo_request_body;"
+    fi
+    cat > "$d/nginx.conf" <<EOF
+$echo_mod
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 20000; use epoll; }
+http {
+    access_log off;
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
+        location = /echo {
+            client_max_body_size 8m;
+            client_body_buffer_size 128k;
+            client_body_in_single_buffer on;
+            default_type application/octet-stream;
+            $echo_loc
+        }
+    }
+}
+EOF
+    # h2o 2.2 cannot return a canned body without mruby: a static file.
+    cat > "$RUN/h2o.conf" <<EOF
+listen:
+  host: 127.0.0.1
+  port: $port
+num-threads: 1
+max-connections: 16000
+http1-request-timeout: 120
+pid-file: $RUN/h2o.pid
+error-log: $RUN/h2o_error.log
+user: root
+hosts:
+  default:
+    paths:
+      /plaintext:
+        file.file: $RUN/plaintext.txt
+EOF
+    # lighttpd: the same file, served by its built-in static handler.
+    mkdir -p "$RUN/www"
+    cp "$RUN/plaintext.txt" "$RUN/www/plaintext"
+    cat > "$RUN/lighttpd.conf" <<EOF
+server.document-root = "$RUN/www"
+server.bind = "127.0.0.1"
+server.port = $port
+server.errorlog = "$RUN/lighttpd_error.log"
+server.max-fds = 20000
+server.max-connections = 10000
+server.max-keep-alive-requests = 1000000
+server.max-keep-alive-idle = 120
+server.max-read-idle = 120
+server.listen-backlog = 4096
+mimetype.assign = ( "" => "text/plain" )
+EOF
+}
+
+SPORT=""
+TREE=""
+# start_server NAME [CPU_LIST] [WRAPPER...]; sets SPID, SPORT, TREE.
+start_server() {
+    local name=$1 cpus=${2:-$SRV_CPU}; shift; [ $# -gt 0 ] && shift
+    SPORT=$(free_port)
+    write_configs "$SPORT"
+    local cmd
+    case $name in
+    appsrv) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000) ;;
+    appsrv2) cmd=(build/appsrv -p "$SPORT" -t 2 -q -c 20000) ;;
+    limit) cmd=("$BIN/limit" "$SPORT") ;;
+    nginx) cmd=(nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log") ;;
+    h2o) cmd=(h2o -c "$RUN/h2o.conf") ;;
+    lighttpd) cmd=(lighttpd -D -f "$RUN/lighttpd.conf") ;;
+    mhd | civetweb | evhttp) cmd=("$BIN/peer_$name" "$SPORT") ;;
+    esac
+    taskset -c "$cpus" "$@" "${cmd[@]}" > "$RUN/$name.log" 2>&1 &
+    SPID=$!
+    # Ready once it answers GET /plaintext with "Hello, World!".
+    local i tries=50
+    [ $# -gt 0 ] && tries=300 # under valgrind
+    for ((i = 0; i < tries; i++)); do
+        if ! kill -0 "$SPID" 2>/dev/null; then
+            note "$name exited at start-up: $(tail -n 2 "$RUN/$name.log" | tr '\n' ' ')"
+            wait "$SPID" 2>/dev/null
+            SPID=""
+            return 1
+        fi
+        if timeout 5 "$BIN/reqloop" -p "$SPORT" -n 1 -x 'Hello, World!' > /dev/null 2>&1; then
+            TREE="$SPID $(pgrep -P "$SPID" | tr '\n' ' ')"
+            return 0
+        fi
+        sleep 0.1
+    done
+    note "$name did not answer GET /plaintext correctly within $((tries / 10)) s: skipped"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    [ -n "$SPID" ] || return 0
+    local i kids
+    kids=$(pgrep -P "$SPID" | tr '\n' ' ')
+    kill -TERM "$SPID" 2>/dev/null
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$SPID" 2>/dev/null; then
+        log "$SPID did not stop in 10 s: SIGKILL"
+        # shellcheck disable=SC2086 # a list of PIDs
+        kill -KILL "$SPID" $kids 2>/dev/null
+    fi
+    wait "$SPID" 2>/dev/null
+    SPID=""
+}
+
+alive() { [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; }
+
+# Server CPU time in clock ticks: utime + stime over the process tree.
+cpu_ticks() {
+    local t=0 p s
+    for p in $TREE; do
+        s=$(< "/proc/$p/stat") 2>/dev/null || continue
+        s=${s##*) }
+        # shellcheck disable=SC2086
+        set -- $s
+        t=$((t + ${12} + ${13}))
+    done
+    echo $t
+}
+
+# run_wrk SERVER SCENARIO ROUND wrk-args... ; appends one RUN line to $RAW.
+run_wrk() {
+    local srv=$1 scen=$2 round=$3; shift 3
+    local c0 c1 out rc
+    c0=$(cpu_ticks)
+    out=$(timeout -k 3 $((SECS + 30)) taskset -c $LG_CPU wrk -t1 -c"$CONNS" -d"${SECS}s" \
+        --timeout 2s "$@" 2>&1)
+    rc=$?
+    c1=$(cpu_ticks)
+    if ! kill -0 "$SPID" 2>/dev/null; then
+        note "$srv died during scenario $scen (see build/bench/run/$srv.log): run discarded"
+        return 2
+    fi
+    local json
+    json=$(printf '%s\n' "$out" | sed -n 's/^WRKJSON //p' | tail -n 1)
+    if [ $rc -ne 0 ] || [ -z "$json" ]; then
+        note "wrk failed on $srv scenario $scen (exit $rc): $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+        return 1
+    fi
+    printf 'RUN\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$scen" "$round" $((c1 - c0)) "$CLK_TCK" "$json" >> "$RAW"
+    python3 - "$json" $((c1 - c0)) "$CLK_TCK" "$srv" "$scen" <<'EOF' >&2
+import json, sys
+j = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = int(sys.argv[3])
+rps = j["requests"] / (j["duration_us"] / 1e6)
+cpu = ticks / hz
+per = j["requests"] / cpu if cpu > 0 else float("nan")
+err = sum(v for k, v in j.items() if k.startswith("err_"))
+print(f"         {sys.argv[4]:9s} {sys.argv[5]}: {rps:10.0f} req/s  {per:10.0f} req/CPU-s"
+      f"  cpu {cpu:5.2f}s  errors {err}")
+EOF
+}
+
+URL() { echo "http://127.0.0.1:$SPORT$1"; }
+
+# ------------------------------------------------------------------ (d) idle
+if has d "$SCENARIOS"; then
+    log "scenario (d): $IDLE idle keep-alive connections"
+    for s in $OK_SERVERS; do
+        if [ "$s" = civetweb ]; then
+            note "civetweb skipped in (d): keep-alive is off (one worker thread serves one connection at a time)"
+            continue
+        fi
+        start_server "$s" || continue
+        out=$(timeout -k 3 120 taskset -c $LG_CPU "$BIN/idle_clients" -p "$SPORT" -P "$SPID" \
+            -n "$IDLE" -t 60 2>&1)
+        line=$(printf '%s\n' "$out" | grep '^IDLE ' | tail -n 1)
+        if [ -n "$line" ]; then
+            printf 'IDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
+            log "         $s: $line"
+        else
+            note "idle_clients failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+        fi
+        stop_server
+    done
+fi
+
+# ------------------------------------------------------------------ instructions/request
+# Callgrind counts every instruction the server executes. Two runs that differ
+# only by IR_REQS keep-alive requests: (Ir(long) - Ir(short)) / IR_REQS is the
+# cost of one request with start-up, warm-up and shutdown cancelled out.
+if has ir "$SCENARIOS"; then
+    if ! command -v valgrind >/dev/null; then
+        note "valgrind missing: no instructions per request"
+    else
+        log "instructions per request under callgrind ($IR_REQS keep-alive requests, one connection)"
+        for s in appsrv limit; do
+            has "$s" "$OK_SERVERS" || continue
+            irs=()
+            for n in 1000 $((1000 + IR_REQS)); do
+                start_server "$s" "$SRV_CPU" valgrind --tool=callgrind \
+                    --callgrind-out-file="$RUN/callgrind.$s.$n" --dump-instr=no || break
+                timeout -k 3 180 taskset -c $LG_CPU "$BIN/reqloop" -p "$SPORT" -n "$n" \
+                    -x 'Hello, World!' > /dev/null 2>&1 ||
+                    note "reqloop failed against $s under callgrind"
+                stop_server
+                irs+=("$(sed -n 's/^summary: *//p' "$RUN/callgrind.$s.$n" 2>/dev/null | head -n 1)")
+            done
+            if [ ${#irs[@]} -eq 2 ] && [ -n "${irs[0]}" ] && [ -n "${irs[1]}" ]; then
+                printf 'IR\t%s\t%s\t%s\t%s\n' "$s" "$IR_REQS" "${irs[0]}" "${irs[1]}" >> "$RAW"
+                log "         $s: $(((irs[1] - irs[0]) / IR_REQS)) instructions/request"
+            else
+                note "no callgrind totals for $s"
+            fi
+        done
+    fi
+fi
+
+# ------------------------------------------------------------------ rounds
+# Scenarios per server start: a (keep-alive), b (pipelined), c (connection
+# per request), e (POST /echo, if the server can echo). f adds appsrv with
+# two worker threads on both CPUs (scenario a only).
+LIST=""
+for s in $OK_SERVERS; do
+    LIST+=" $s"
+    [ "$s" = appsrv ] && has f "$SCENARIOS" && LIST+=" appsrv2"
+done
+read -r -a LIST_A <<< "$LIST"
+declare -A CAN_ECHO=()
+ROUND_T=0
+rounds_done=0
+for ((r = 1; r <= ROUNDS; r++)); do
+    elapsed=$((SECONDS - T_START))
+    if [ $r -gt 1 ] && [ $((elapsed + ROUND_T + 15)) -gt "$BUDGET" ]; then
+        note "stopped after $rounds_done of $ROUNDS rounds: another round (~${ROUND_T}s) would exceed BENCH_BUDGET=${BUDGET}s"
+        break
+    fi
+    t_round=$SECONDS
+    log "round $r/$ROUNDS"
+    n=${#LIST_A[@]}
+    for ((k = 0; k < n; k++)); do
+        s=${LIST_A[$(((k + r - 1) % n))]}
+        if [ "$s" = appsrv2 ]; then
+            start_server appsrv2 "$SRV_CPU,$LG_CPU" || continue
+            has a "$SCENARIOS" && run_wrk appsrv2 a "$r" -s "$RUN/plain.lua" "$(URL /plaintext)"
+            stop_server
+            continue
+        fi
+        start_server "$s" || continue
+        if [ -z "${CAN_ECHO[$s]:-}" ]; then
+            if timeout 10 "$BIN/reqloop" -p "$SPORT" -n 1 -u /echo -b "$BODY" -v > /dev/null 2>&1; then
+                CAN_ECHO[$s]=yes
+            else
+                CAN_ECHO[$s]=no
+                has e "$SCENARIOS" && note "$s cannot echo POST /echo: no scenario (e)"
+                printf 'NOECHO\t%s\n' "$s" >> "$RAW"
+            fi
+        fi
+        # A server that dies is skipped for the rest of the round.
+        has a "$SCENARIOS" && alive && run_wrk "$s" a "$r" -s "$RUN/plain.lua" "$(URL /plaintext)"
+        has b "$SCENARIOS" && alive && run_wrk "$s" b "$r" -s "$RUN/pipeline.lua" "$(URL /plaintext)" -- "$DEPTH"
+        has c "$SCENARIOS" && alive && run_wrk "$s" c "$r" -s "$RUN/plain.lua" -H "Connection: close" "$(URL /plaintext)"
+        if has e "$SCENARIOS" && alive && [ "${CAN_ECHO[$s]}" = yes ]; then
+            run_wrk "$s" e "$r" -s "$RUN/echo.lua" "$(URL /echo)" -- "$BODY"
+        fi
+        stop_server
+    done
+    rounds_done=$r
+    ROUND_T=$((SECONDS - t_round))
+done
+
+# ------------------------------------------------------------------ facts and report
+ver() { "$@" 2>&1 | head -n 1; }
+dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
+{
+    printf 'FACT\tdate\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+    printf 'FACT\tnproc\t%s\n' "$(nproc)"
+    printf 'FACT\tclk\t%s\n' "$CLK_TCK"
+    printf 'FACT\tcpu\t%s\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+    printf 'FACT\tkernel\t%s\n' "$(uname -sr)"
+    # shellcheck disable=SC1091
+    printf 'FACT\tos\t%s\n' "$(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}")"
+    printf 'FACT\tload_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'FACT\tcommit\t%s\n' "$(git describe --always --dirty 2>/dev/null || echo ?)"
+    printf 'FACT\tappsrv\t%s\n' "$(build/appsrv -V 2>&1 | head -n 1)"
+    command -v nginx >/dev/null && printf 'FACT\tnginx\t%s (echo module %s)\n' \
+        "$(ver nginx -v | sed 's/^nginx version: //')" "$(dpkg_ver libnginx-mod-http-echo)"
+    command -v h2o >/dev/null && printf 'FACT\th2o\t%s\n' "$(ver h2o --version)"
+    command -v lighttpd >/dev/null && printf 'FACT\tlighttpd\t%s\n' "$(ver lighttpd -v)"
+    printf 'FACT\tlibmicrohttpd\t%s\n' "$(dpkg_ver libmicrohttpd12)"
+    printf 'FACT\tcivetweb\t%s\n' "$(dpkg_ver libcivetweb1)"
+    printf 'FACT\tlibevent\t%s\n' "$(dpkg_ver libevent-2.1-7)"
+    printf 'FACT\twrk\t%s\n' "$(dpkg_ver wrk)"
+    command -v valgrind >/dev/null && printf 'FACT\tvalgrind\t%s\n' "$(valgrind --version)"
+    printf 'FACT\tcc\t%s\n' "$($CC --version | head -n 1)"
+    env_used=""
+    for v in $(compgen -e | grep '^BENCH_' | sort); do
+        env_used+="$v=$(printf '%q' "${!v}") "
+    done
+    if [ -n "${MAKELEVEL:-}" ]; then
+        printf 'FACT\tcommand\t%smake bench\n' "$env_used"
+    else
+        printf 'FACT\tcommand\t%sbench/run.sh\n' "$env_used"
+    fi
+    printf 'FACT\tconfig\tBENCH_SECONDS=%s BENCH_ROUNDS=%s (done: %s) BENCH_CONNS=%s BENCH_PIPELINE=%s BENCH_BODY=%s BENCH_IDLE=%s BENCH_IR_REQS=%s\n' \
+        "$SECS" "$ROUNDS" "$rounds_done" "$CONNS" "$DEPTH" "$BODY" "$IDLE" "$IR_REQS"
+    printf 'FACT\telapsed\t%s\n' $((SECONDS - T_START))
+} >> "$RAW"
+
+python3 bench/report.py "$RAW" > "$RUN/RESULTS.md" || { echo "bench: report failed" >&2; exit 1; }
+cp "$RUN/RESULTS.md" "$OUT"
+cat "$OUT"
+log "done in $((SECONDS - T_START)) s; written to $OUT"
