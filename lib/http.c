@@ -304,32 +304,55 @@ int appsrv_res_set_reason(appsrv_res_t *res, const char *reason)
     return 0;
 }
 
-static bool is_tchar(unsigned char ch)
+/* RFC 9110 §5.6.2 tchar, as a table: header names are checked per call. */
+static const uint8_t tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
+    ['~'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1,
+    ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1,
+    ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
+    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+/* The header fields the library writes itself. */
+static bool is_managed(const char *name, size_t nl)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
-        return true;
-    return ch != 0 && memchr(extra, ch, sizeof(extra) - 1) != NULL;
+    switch (nl) {
+    case 4:
+        return ieq(name, nl, "date", 4);
+    case 6:
+        return ieq(name, nl, "server", 6);
+    case 10:
+        return ieq(name, nl, "connection", 10);
+    case 14:
+        return ieq(name, nl, "content-length", 14);
+    case 17:
+        return ieq(name, nl, "transfer-encoding", 17);
+    default:
+        return false;
+    }
 }
 
 int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value)
 {
-    static const char *const managed[] = {"content-length", "transfer-encoding", "date",
-                                          "server", "connection"};
     if (name == NULL || value == NULL)
         return -EINVAL;
     size_t nl = strlen(name), vl = strlen(value);
     if (nl == 0)
         return -EINVAL;
     for (size_t i = 0; i < nl; i++)
-        if (!is_tchar((unsigned char)name[i]))
+        if (!tchar[(unsigned char)name[i]])
             return -EINVAL;
     for (size_t i = 0; i < vl; i++)
         if (!is_text_byte((unsigned char)value[i]))
             return -EINVAL; /* CR, LF, NUL: header injection */
-    for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++)
-        if (ieq(name, nl, managed[i], strlen(managed[i])))
-            return -EINVAL;
+    if (is_managed(name, nl))
+        return -EINVAL;
     size_t need = res->hdrs_len + nl + vl + 4;
     if (need > APPSRV__RES_MAX_HDRS)
         return -ENOSPC;
@@ -698,7 +721,7 @@ static void dispatch(appsrv__conn_t *c)
     appsrv_req_t *req = &x->req;
     appsrv_res_t *res = &x->res;
 
-    appsrv__res_dispose(res);
+    /* res is clean here: reset with its block, disposed after each use. */
     if (x->head.target_form == APPSRV__TARGET_ASTERISK) {
         /* OPTIONS * (RFC 9110 §9.3.7): the server as a whole is alive. */
         res->status = 200;

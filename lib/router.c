@@ -40,6 +40,9 @@ struct route {
     struct seg *segs; /* also the route's one allocation (free this) */
     unsigned nsegs;   /* >= 1 */
     bool has_star;    /* then segs[nsegs - 1] is the star */
+    bool all_exact;   /* no ":name" or "*": matches exactly its own text */
+    const char *text; /* the pattern copy */
+    size_t text_len;
     appsrv_handler_cb handler;
     void *user;
 };
@@ -235,6 +238,11 @@ int appsrv__router_add(appsrv__router_t *r, const char *method, const char *patt
     rt.nsegs = (unsigned)nsegs;
     pattern_split(copy, plen, rt.segs);
     rt.has_star = rt.segs[rt.nsegs - 1].kind == K_STAR;
+    rt.text = copy;
+    rt.text_len = plen;
+    rt.all_exact = true;
+    for (unsigned i = 0; i < rt.nsegs; i++)
+        rt.all_exact = rt.all_exact && rt.segs[i].kind == K_EXACT;
 
     int rc = -EINVAL;
     if (has_dup_param_names(rt.segs, rt.nsegs))
@@ -387,11 +395,34 @@ static int method_fit(const struct route *rt, const char *method, size_t len)
 int appsrv__router_match(const appsrv__router_t *r, const char *method, size_t method_len,
                          const char *path, size_t path_len, appsrv__match_t *m)
 {
-    struct path pv = path_view(path, path_len);
     const struct route *best = NULL;
     int best_fit = M_NONE;
     bool path_known = false;
 
+    /* Fast path: a pattern of exact segments equal to the path beats every
+     * other pattern, so when one accepts the method, it wins (the best
+     * method fit among same-text routes). Otherwise the full walk decides,
+     * as a less specific pattern may accept the method. */
+    for (size_t i = 0; i < r->n; i++) {
+        const struct route *rt = &r->routes[i];
+        if (rt->all_exact && rt->text_len == path_len &&
+            memcmp(rt->text, path, path_len) == 0) {
+            int fit = method_fit(rt, method, method_len);
+            if (fit > best_fit) {
+                best = rt;
+                best_fit = fit;
+            }
+        }
+    }
+    if (best != NULL) {
+        m->handler = best->handler;
+        m->user = best->user;
+        m->nparams = 0;
+        return 0;
+    }
+    best_fit = M_NONE;
+
+    struct path pv = path_view(path, path_len);
     if (pv.nsegs == 0)
         return -404;
     for (size_t i = 0; i < r->n; i++) {
