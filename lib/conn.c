@@ -422,7 +422,9 @@ static int process(appsrv__conn_t *c)
  * for unread data) until EOF or LINGER_MS. */
 static void conn_linger(appsrv__conn_t *c)
 {
-    if (c->eof) {
+    /* Nothing unread (a plain "Connection: close"): close at once. */
+    bool unread = c->must_linger || (c->rblk != NULL && c->rlen > c->rpos);
+    if (c->eof || !unread) {
         appsrv__conn_close(c);
         return;
     }
@@ -570,9 +572,8 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
     if (peer != NULL)
         c->peer = *peer;
 
-    /* Responses go out in one sendmsg each; Nagle would only add delay. */
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* TCP_NODELAY comes from the listening socket (Linux copies it to
+     * accepted sockets): no setsockopt per connection. */
     if (appsrv__loop_add(&w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
         close(fd);
         atomic_fetch_sub(&w->srv->nconns, 1);

@@ -198,6 +198,7 @@ void appsrv__http_error(appsrv__conn_t *c, int status)
 {
     uint64_t bytes = queue_simple(c, status, true, NULL, 0);
     c->close_after = true;
+    c->must_linger = true;
     c->keep_alive = false;
     appsrv__log_request(c, NULL, status, bytes);
 }
@@ -1230,6 +1231,7 @@ static int begin_body(appsrv__conn_t *c, uint32_t head_len)
             appsrv__res_dispose(res);
             appsrv__log_request(c, req, status, bytes);
             c->close_after = true;
+            c->must_linger = true; /* the client may send the body anyway */
             return 0;
         }
         appsrv__out_copy(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);

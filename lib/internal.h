@@ -310,6 +310,7 @@ struct appsrv__conn {
     bool eof;              /* read returned 0 */
     bool keep_alive;       /* this request's connection may be reused */
     bool close_after;      /* close once the output queue drains */
+    bool must_linger;      /* request bytes may be unread: lingering close */
     bool closing;          /* closed; on the worker's closed list */
     bool head_started;     /* the parser state is set for this request */
     bool body_in_heap;     /* Content-Length body read into body_heap */

@@ -81,6 +81,7 @@ void appsrv__line_error(appsrv__conn_t *c, int status)
 {
     uint64_t bytes = reply(c, status, NULL, NULL, 0);
     c->close_after = true;
+    c->must_linger = true;
     appsrv__log_request(c, NULL, status, bytes);
 }
 

@@ -13,6 +13,8 @@
  * so it is async-signal-safe; each worker then drains on its own thread.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +229,10 @@ static int listen_kind(appsrv_server_t *srv, int kind, const char *host, int por
             goto close_fds;
         }
         fds[n] = fd;
+        /* Responses leave in one sendmsg each: Nagle would only add
+         * delay. Accepted sockets inherit the option (Linux). */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (n == 0) {
             bound = appsrv_local_port(fd);
             if (bound < 0) {
