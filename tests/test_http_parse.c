@@ -1,0 +1,1121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_http_parse.c - table-driven tests of the request-head parser and the
+ * chunked decoder (lib/http_parse.c). Every row runs whole, split at every
+ * byte offset (each part moved so it ends at an unreadable page, which the
+ * contract allows: positions are offsets) and fed one byte at a time; all
+ * runs must give the row's result and fields. A read past buf[len] faults.
+ */
+#include "http_parse.h"
+
+#include <criterion/criterion.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ guard page */
+
+/* Bytes placed here end exactly where a PROT_NONE page starts. */
+typedef struct guard {
+    unsigned char *map;
+    size_t map_len;
+    unsigned char *end; /* first byte of the unreadable page */
+    size_t cap;
+} guard_t;
+
+static void guard_init(guard_t *g, size_t cap)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data = (cap + pg - 1) / pg * pg;
+
+    g->map_len = data + pg;
+    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(g->map, MAP_FAILED);
+    cr_assert_eq(mprotect(g->map + data, pg, PROT_NONE), 0);
+    g->end = g->map + data;
+    g->cap = data;
+}
+
+static void guard_dispose(guard_t *g)
+{
+    munmap(g->map, g->map_len);
+}
+
+static const char *guard_place(guard_t *g, const char *in, size_t n)
+{
+    cr_assert_leq(n, g->cap);
+    memcpy(g->end - n, in, n);
+    return (const char *)(g->end - n);
+}
+
+/*
+ * Split offsets: every one for table rows; for the generated inputs of
+ * several KiB, every one near both ends (where their limits trip) and a
+ * sample in between, which keeps the suite quick under valgrind.
+ */
+static bool split_here(size_t k, size_t len)
+{
+    return len <= 4096 || k < 300 || len - k < 300 || k % 61 == 0;
+}
+
+/* ---------------------------------------------------------- head harness */
+
+#define ALL 0 /* .want: the head is the whole input */
+#define AGAIN APPSRV__AGAIN
+#define MAXH 256
+
+typedef struct hdr_want {
+    int idx;
+    const char *name, *value;
+} hdr_want_t;
+
+typedef struct head_row {
+    const char *comment;
+    const char *in;
+    size_t len;
+    int want;                                   /* head length, ALL, AGAIN or -status */
+    const char *method, *target, *path, *query; /* query NULL: no '?' */
+    int form;
+    int minor;
+    uint64_t cl;
+    bool has_cl, chunked, expect, close, keep_alive;
+    int nhdrs;
+    hdr_want_t h[4];           /* name NULL ends the list */
+    appsrv__http_limits_t lim; /* max_head 0: the SPEC defaults */
+} head_row_t;
+
+/* clang-format off */
+#define IN(s) .in = (s), .len = sizeof(s) - 1
+#define OK(c, s, ...) {.comment = (c), IN(s), .want = ALL, __VA_ARGS__}
+#define BODY(c, head, rest, ...)                                                \
+    {.comment = (c), .in = head rest, .len = sizeof(head rest) - 1,             \
+     .want = (int)sizeof(head) - 1, __VA_ARGS__}
+#define BAD(c, s, st) {.comment = (c), IN(s), .want = -(st)}
+#define BADL(c, s, st, ...) {.comment = (c), IN(s), .want = -(st), .lim = __VA_ARGS__}
+#define PART(c, s) {.comment = (c), IN(s), .want = AGAIN}
+#define PARTL(c, s, ...) {.comment = (c), IN(s), .want = AGAIN, .lim = __VA_ARGS__}
+
+/* Common field sets. */
+#define GET11 .method = "GET", .target = "/", .path = "/", .minor = 1
+#define GET10 .method = "GET", .target = "/", .path = "/", .minor = 0
+#define HOSTA .nhdrs = 1, .h = {{0, "Host", "a"}}
+#define RQ "GET / HTTP/1.1\r\nHost: a\r\n" /* + more fields + "\r\n" */
+#define SMALL {.max_head = 64, .max_target = 16, .max_headers = 3}
+/* clang-format on */
+
+static const appsrv__http_limits_t defaults = {16384, 8192, 128};
+
+static bool span_is(const char *buf, appsrv__span_t s, const char *want)
+{
+    size_t n = strlen(want);
+    return s.len == n && memcmp(buf + s.off, want, n) == 0;
+}
+
+static void check_fields(const head_row_t *r, const appsrv__http_head_t *h, const char *buf,
+                         int got, const char *mode, size_t at)
+{
+    const char *c = r->comment;
+
+    /* Every span lies inside the head. */
+    cr_assert_leq(h->method.off + h->method.len, (uint32_t)got, "%s [%s %zu]", c, mode, at);
+    cr_assert_leq(h->target.off + h->target.len, (uint32_t)got, "%s", c);
+    cr_assert(span_is(buf, h->method, r->method), "%s [%s %zu]: method", c, mode, at);
+    cr_assert(span_is(buf, h->target, r->target), "%s [%s %zu]: target '%.*s'", c, mode, at,
+              (int)h->target.len, buf + h->target.off);
+    cr_assert(span_is(buf, h->path, r->path), "%s [%s %zu]: path '%.*s'", c, mode, at,
+              (int)h->path.len, buf + h->path.off);
+    cr_assert_eq(h->has_query, r->query != NULL, "%s [%s %zu]: has_query", c, mode, at);
+    if (r->query)
+        cr_assert(span_is(buf, h->query, r->query), "%s [%s %zu]: query", c, mode, at);
+    else
+        cr_assert_eq(h->query.len, 0, "%s: query len", c);
+    cr_assert_eq(h->target_form, r->form, "%s [%s %zu]: form", c, mode, at);
+    cr_assert_eq(h->minor, r->minor, "%s [%s %zu]: minor", c, mode, at);
+    cr_assert_eq(h->has_content_length, r->has_cl, "%s [%s %zu]: has_cl", c, mode, at);
+    cr_assert_eq(h->content_length, r->cl, "%s [%s %zu]: cl", c, mode, at);
+    cr_assert_eq(h->is_chunked, r->chunked, "%s [%s %zu]: chunked", c, mode, at);
+    cr_assert_eq(h->expect_continue, r->expect, "%s [%s %zu]: expect", c, mode, at);
+    cr_assert_eq(h->conn_close, r->close, "%s [%s %zu]: close", c, mode, at);
+    cr_assert_eq(h->conn_keep_alive, r->keep_alive, "%s [%s %zu]: keep-alive", c, mode, at);
+    cr_assert_eq(h->nhdrs, (uint32_t)r->nhdrs, "%s [%s %zu]: nhdrs %u", c, mode, at, h->nhdrs);
+    for (uint32_t i = 0; i < h->nhdrs; i++) {
+        cr_assert_gt(h->hdrs[i].name.len, 0, "%s: empty name", c);
+        cr_assert_leq(h->hdrs[i].value.off + h->hdrs[i].value.len, (uint32_t)got, "%s", c);
+    }
+    for (int i = 0; i < 4 && r->h[i].name; i++) {
+        const appsrv__hdr_t *f = &h->hdrs[r->h[i].idx];
+        cr_assert(span_is(buf, f->name, r->h[i].name), "%s [%s %zu]: name %d", c, mode, at,
+                  r->h[i].idx);
+        cr_assert(span_is(buf, f->value, r->h[i].value), "%s [%s %zu]: value %d '%.*s'", c, mode,
+                  at, r->h[i].idx, (int)f->value.len, buf + f->value.off);
+    }
+}
+
+static int parse(appsrv__http_head_t *h, guard_t *g, const head_row_t *r, size_t n,
+                 const appsrv__http_limits_t *lim, const char **buf)
+{
+    *buf = guard_place(g, r->in, n);
+    return appsrv__http_parse_head(h, *buf, n, lim);
+}
+
+static void reset(appsrv__http_head_t *h, appsrv__hdr_t *hdrs)
+{
+    memset(h, 0, sizeof(*h));
+    h->hdrs = hdrs;
+}
+
+static void run_head_row(const head_row_t *r, guard_t *g)
+{
+    const appsrv__http_limits_t *lim = r->lim.max_head ? &r->lim : &defaults;
+    int want = r->want == ALL ? (int)r->len : r->want;
+    appsrv__hdr_t hdrs[MAXH];
+    appsrv__http_head_t h;
+    const char *buf;
+    int got;
+
+    cr_assert_leq(lim->max_headers, MAXH);
+    if (want > 0)
+        cr_assert(r->method && r->target && r->path, "%s: row lacks fields", r->comment);
+
+    /* whole */
+    reset(&h, hdrs);
+    got = parse(&h, g, r, r->len, lim, &buf);
+    cr_assert_eq(got, want, "%s [whole]: got %d want %d", r->comment, got, want);
+    if (got > 0)
+        check_fields(r, &h, buf, got, "whole", r->len);
+    /* the result is sticky */
+    cr_assert_eq(appsrv__http_parse_head(&h, buf, r->len, lim), want, "%s [again]", r->comment);
+
+    /* split at every offset: the first part is moved to the guard page too */
+    for (size_t k = 0; k <= r->len; k++) {
+        int first;
+
+        if (!split_here(k, r->len))
+            continue;
+        reset(&h, hdrs);
+        first = parse(&h, g, r, k, lim, &buf);
+        cr_assert(first == AGAIN || first == want,
+                  "%s [split %zu]: first part gave %d, want %d or AGAIN", r->comment, k, first,
+                  want);
+        got = parse(&h, g, r, r->len, lim, &buf);
+        cr_assert_eq(got, want, "%s [split %zu]: got %d want %d", r->comment, k, got, want);
+        if (got > 0)
+            check_fields(r, &h, buf, got, "split", k);
+    }
+
+    /* one byte at a time: AGAIN until the result, then the same result */
+    reset(&h, hdrs);
+    got = parse(&h, g, r, 0, lim, &buf);
+    for (size_t i = 1; i <= r->len; i++) {
+        int prev = got;
+        got = parse(&h, g, r, i, lim, &buf);
+        cr_assert(got == AGAIN || got == want, "%s [byte %zu]: got %d want %d", r->comment, i, got,
+                  want);
+        cr_assert(prev == AGAIN || prev == got, "%s [byte %zu]: result changed", r->comment, i);
+    }
+    cr_assert_eq(got, want, "%s [bytes]: got %d want %d", r->comment, got, want);
+    if (got > 0)
+        check_fields(r, &h, buf, got, "bytes", r->len);
+}
+
+static void run_head_table(const head_row_t *rows, size_t n)
+{
+    guard_t g;
+
+    guard_init(&g, 64 * 1024);
+    for (size_t i = 0; i < n; i++)
+        run_head_row(&rows[i], &g);
+    guard_dispose(&g);
+}
+
+/* ---------------------------------------------------- valid request heads */
+
+static const head_row_t valid_rows[] = {
+    OK("minimal HTTP/1.1", RQ "\r\n", GET11, HOSTA),
+    OK("leading CRLF skipped", "\r\n" RQ "\r\n", GET11, HOSTA),
+    OK("several leading CRLFs", "\r\n\r\n\r\n" RQ "\r\n", GET11, HOSTA),
+    OK("HTTP/1.0 needs no Host", "GET / HTTP/1.0\r\n\r\n", GET10),
+    OK("HTTP/1.0 with Host", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", GET10, HOSTA),
+    OK("HTTP/1.2 served as 1.1", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", GET11, HOSTA),
+    OK("HTTP/1.9 served as 1.1", "GET / HTTP/1.9\r\nHost: a\r\n\r\n", GET11, HOSTA),
+    BODY("body follows the head", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+         "hello", .method = "POST", .target = "/x", .path = "/x", .minor = 1, .has_cl = true,
+         .cl = 5, .nhdrs = 2, .h = {{1, "Content-Length", "5"}}),
+    BODY("pipelined request follows", RQ "\r\n", "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n", GET11,
+         HOSTA),
+    BODY("a partial next request follows", RQ "\r\n", "GE", GET11, HOSTA),
+    OK("query", "GET /p?a=b HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET", .target = "/p?a=b",
+       .path = "/p", .query = "a=b", .minor = 1, HOSTA),
+    OK("empty query", "GET /p? HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET", .target = "/p?",
+       .path = "/p", .query = "", .minor = 1, HOSTA),
+    OK("'?' and '/' inside the query", "GET /p?a=/b?c HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
+       .target = "/p?a=/b?c", .path = "/p", .query = "a=/b?c", .minor = 1, HOSTA),
+    OK("query on the root", "GET /?x HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET", .target = "/?x",
+       .path = "/", .query = "x", .minor = 1, HOSTA),
+    OK("%-escape in the path", "GET /a%20b HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
+       .target = "/a%20b", .path = "/a%20b", .minor = 1, HOSTA),
+    OK("%-escapes upper and lower hex", "GET /%2f%2F%aA HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "/%2f%2F%aA", .path = "/%2f%2F%aA", .minor = 1, HOSTA),
+    OK("%-escape in the query", "GET /q?x=%7E HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
+       .target = "/q?x=%7E", .path = "/q", .query = "x=%7E", .minor = 1, HOSTA),
+    OK("%-escape ends the target", "GET /%41 HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
+       .target = "/%41", .path = "/%41", .minor = 1, HOSTA),
+    OK("sub-delims, ':' and '@' in the path", "GET /!$&'()*+,;=:@ HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "/!$&'()*+,;=:@", .path = "/!$&'()*+,;=:@", .minor = 1, HOSTA),
+    OK("unreserved marks in the path", "GET /a-b.c_d~e HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "/a-b.c_d~e", .path = "/a-b.c_d~e", .minor = 1, HOSTA),
+    OK("double slash path", "GET //x HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET", .target = "//x",
+       .path = "//x", .minor = 1, HOSTA),
+    OK("absolute-form", "GET http://example.com/a?b HTTP/1.1\r\nHost: example.com\r\n\r\n",
+       .method = "GET", .target = "http://example.com/a?b", .path = "/a", .query = "b",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, .nhdrs = 1, .h = {{0, "Host", "example.com"}}),
+    OK("absolute-form without a path", "GET http://example.com HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "http://example.com", .path = "", .form = APPSRV__TARGET_ABSOLUTE,
+       .minor = 1, HOSTA),
+    OK("absolute-form with userinfo and port",
+       "GET http://u:p@h:8080/x HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
+       .target = "http://u:p@h:8080/x", .path = "/x", .form = APPSRV__TARGET_ABSOLUTE, .minor = 1,
+       HOSTA),
+    OK("absolute-form with a query and no path", "GET http://h?x HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "http://h?x", .path = "", .query = "x",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, HOSTA),
+    OK("absolute-form with an IPv6 literal", "GET http://[::1]:80/ HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "http://[::1]:80/", .path = "/", .form = APPSRV__TARGET_ABSOLUTE,
+       .minor = 1, HOSTA),
+    OK("absolute-form, scheme with + - . and digits",
+       "GET coap+tcp.v-2://h/p HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
+       .target = "coap+tcp.v-2://h/p", .path = "/p", .form = APPSRV__TARGET_ABSOLUTE, .minor = 1,
+       HOSTA),
+    OK("absolute-form https, upper-case scheme", "GET HTTPS://H/ HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "HTTPS://H/", .path = "/", .form = APPSRV__TARGET_ABSOLUTE,
+       .minor = 1, HOSTA),
+    OK("absolute-form, %-escape in the host", "GET http://a%41b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "http://a%41b/", .path = "/", .form = APPSRV__TARGET_ABSOLUTE,
+       .minor = 1, HOSTA),
+    OK("asterisk-form with OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", .method = "OPTIONS",
+       .target = "*", .path = "*", .form = APPSRV__TARGET_ASTERISK, .minor = 1, HOSTA),
+    OK("OWS trimmed on both sides", "GET / HTTP/1.1\r\nHost: \t a \t \r\n\r\n", GET11, HOSTA),
+    OK("no OWS", "GET / HTTP/1.1\r\nHost:a\r\n\r\n", GET11, HOSTA),
+    OK("empty field value", RQ "X-Empty:\r\n\r\n", GET11, .nhdrs = 2,
+       .h = {{0, "Host", "a"}, {1, "X-Empty", ""}}),
+    OK("whitespace-only value is empty", RQ "X-E: \t \r\n\r\n", GET11, .nhdrs = 2,
+       .h = {{1, "X-E", ""}}),
+    OK("inner SP and HTAB kept", RQ "X-A: a  b\tc \r\n\r\n", GET11, .nhdrs = 2,
+       .h = {{1, "X-A", "a  b\tc"}}),
+    OK("obs-text (UTF-8) in a value", RQ "X-A: caf\xc3\xa9\r\n\r\n", GET11, .nhdrs = 2,
+       .h = {{1, "X-A", "caf\xc3\xa9"}}),
+    OK("obs-text 0x80 and 0xff in a value", RQ "X-A: \x80\xff\r\n\r\n", GET11, .nhdrs = 2,
+       .h = {{1, "X-A", "\x80\xff"}}),
+    OK("':' inside a value", RQ "X-A: a:b: c\r\n\r\n", GET11, .nhdrs = 2,
+       .h = {{1, "X-A", "a:b: c"}}),
+    OK("every VCHAR in a value", RQ "X-V: !\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~\r\n\r\n", GET11,
+       .nhdrs = 2, .h = {{1, "X-V", "!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~"}}),
+    OK("every tchar in a name", RQ "!#$%&'*+-.^_`|~09azAZ: v\r\n\r\n", GET11, .nhdrs = 2,
+       .h = {{1, "!#$%&'*+-.^_`|~09azAZ", "v"}}),
+    OK("lower-case host", "GET / HTTP/1.1\r\nhost: a\r\n\r\n", GET11, .nhdrs = 1,
+       .h = {{0, "host", "a"}}),
+    OK("upper-case HOST", "GET / HTTP/1.1\r\nHOST: a\r\n\r\n", GET11, .nhdrs = 1,
+       .h = {{0, "HOST", "a"}}),
+    OK("Host with a port", "GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", GET11, .nhdrs = 1,
+       .h = {{0, "Host", "a.example:8080"}}),
+    OK("Host with an IPv6 literal", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", GET11, .nhdrs = 1,
+       .h = {{0, "Host", "[::1]:8080"}}),
+    OK("empty Host is allowed (RFC 9110 7.2)", "GET / HTTP/1.1\r\nHost:\r\n\r\n", GET11, .nhdrs = 1,
+       .h = {{0, "Host", ""}}),
+    OK("Host after other fields", "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nHost: a\r\n\r\n", GET11,
+       .nhdrs = 3, .h = {{0, "A", "1"}, {1, "B", "2"}, {2, "Host", "a"}}),
+    OK("Content-Length: 0", RQ "Content-Length: 0\r\n\r\n", GET11, .has_cl = true, .nhdrs = 2),
+    OK("Content-Length case-insensitive name", RQ "content-LENGTH: 12\r\n\r\n", GET11,
+       .has_cl = true, .cl = 12, .nhdrs = 2),
+    OK("Content-Length surrounded by OWS", RQ "Content-Length:  5 \t\r\n\r\n", GET11,
+       .has_cl = true, .cl = 5, .nhdrs = 2, .h = {{1, "Content-Length", "5"}}),
+    OK("duplicate identical Content-Length", RQ "Content-Length: 5\r\nContent-Length: 5\r\n\r\n",
+       GET11, .has_cl = true, .cl = 5, .nhdrs = 3),
+    OK("duplicate Content-Length, same decimal value",
+       RQ "Content-Length: 5\r\nContent-Length: 005\r\n\r\n", GET11, .has_cl = true, .cl = 5,
+       .nhdrs = 3),
+    OK("Content-Length leading zeros", RQ "Content-Length: 007\r\n\r\n", GET11, .has_cl = true,
+       .cl = 7, .nhdrs = 2),
+    OK("Content-Length 2^63-1", RQ "Content-Length: 9223372036854775807\r\n\r\n", GET11,
+       .has_cl = true, .cl = 9223372036854775807ull, .nhdrs = 2),
+    OK("Transfer-Encoding: chunked", RQ "Transfer-Encoding: chunked\r\n\r\n", GET11,
+       .chunked = true, .nhdrs = 2, .h = {{1, "Transfer-Encoding", "chunked"}}),
+    OK("chunked is case-insensitive", RQ "transfer-encoding: CHUNKED\r\n\r\n", GET11,
+       .chunked = true, .nhdrs = 2),
+    OK("TE.TE: HTAB as OWS is valid", RQ "Transfer-Encoding:\tchunked\r\n\r\n", GET11,
+       .chunked = true, .nhdrs = 2, .h = {{1, "Transfer-Encoding", "chunked"}}),
+    OK("TE.TE: leading spaces are OWS", RQ "Transfer-Encoding:   chunked\r\n\r\n", GET11,
+       .chunked = true, .nhdrs = 2, .h = {{1, "Transfer-Encoding", "chunked"}}),
+    OK("chunked with trailing OWS", RQ "Transfer-Encoding: chunked \t\r\n\r\n", GET11,
+       .chunked = true, .nhdrs = 2),
+    OK("empty list elements are ignored (RFC 9110 5.6.1)",
+       RQ "Transfer-Encoding: , chunked ,\r\n\r\n", GET11, .chunked = true, .nhdrs = 2),
+    OK("framing names by length only: Hist, Expert, Connectiom, Content-Lengtx, "
+       "Transfer-Encodinx",
+       RQ "Hist: a b\r\nExpert: x\r\nConnectiom: y z\r\nContent-Lengtx: q\r\n"
+          "Transfer-Encodinx: gzip\r\n\r\n",
+       GET11, .nhdrs = 6),
+    OK("Transfer_Encoding is just another field", RQ "Transfer_Encoding: chunked\r\n\r\n", GET11,
+       .nhdrs = 2),
+    OK("Transfer-Encodings is just another field", RQ "Transfer-Encodings: gzip\r\n\r\n", GET11,
+       .nhdrs = 2),
+    OK("Expect: 100-continue", RQ "Expect: 100-continue\r\n\r\n", GET11, .expect = true,
+       .nhdrs = 2),
+    OK("Expect is case-insensitive", RQ "expect: 100-CONTINUE \r\n\r\n", GET11, .expect = true,
+       .nhdrs = 2),
+    OK("Expect twice", RQ "Expect: 100-continue\r\nExpect: 100-continue\r\n\r\n", GET11,
+       .expect = true, .nhdrs = 3),
+    OK("Expect: 100-continue ignored in HTTP/1.0 (RFC 9110 10.1.1)",
+       "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", .method = "POST",
+       .target = "/", .path = "/", .minor = 0, .has_cl = true, .cl = 1, .nhdrs = 2),
+    OK("Connection: close", RQ "Connection: close\r\n\r\n", GET11, .close = true, .nhdrs = 2),
+    OK("Connection: keep-alive", RQ "Connection: keep-alive\r\n\r\n", GET11, .keep_alive = true,
+       .nhdrs = 2),
+    OK("Connection list, mixed case", RQ "Connection: Keep-Alive, Upgrade\r\n\r\n", GET11,
+       .keep_alive = true, .nhdrs = 2),
+    OK("Connection list with close last", RQ "connection: upgrade,CLOSE\r\n\r\n", GET11,
+       .close = true, .nhdrs = 2),
+    OK("Connection close and keep-alive", RQ "Connection: close\r\nConnection: keep-alive\r\n\r\n",
+       GET11, .close = true, .keep_alive = true, .nhdrs = 3),
+    OK("Connection: closed is not close", RQ "Connection: closed, keep-alives\r\n\r\n", GET11,
+       .nhdrs = 2),
+    OK("empty Connection", RQ "Connection:\r\n\r\n", GET11, .nhdrs = 2),
+    OK("HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", GET10,
+       .keep_alive = true, .nhdrs = 1),
+    OK("HTTP/1.0 with Content-Length", "POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n",
+       .method = "POST", .target = "/", .path = "/", .minor = 0, .has_cl = true, .cl = 3,
+       .nhdrs = 1),
+    OK("method DELETE", "DELETE /r/1 HTTP/1.1\r\nHost: a\r\n\r\n", .method = "DELETE",
+       .target = "/r/1", .path = "/r/1", .minor = 1, HOSTA),
+    OK("extension method M-SEARCH", "M-SEARCH /upnp HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "M-SEARCH", .target = "/upnp", .path = "/upnp", .minor = 1, HOSTA),
+    OK("method of every tchar", "!#$%&'*+-.^_`|~09azAZ / HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "!#$%&'*+-.^_`|~09azAZ", .target = "/", .path = "/", .minor = 1, HOSTA),
+    OK("lower-case method is a token", "get / HTTP/1.1\r\nHost: a\r\n\r\n", .method = "get",
+       .target = "/", .path = "/", .minor = 1, HOSTA),
+    OK("small limits: exactly max_headers", "GET / HTTP/1.1\r\nHost: a\r\nB: 2\r\nC: 3\r\n\r\n",
+       GET11, .nhdrs = 3, .lim = SMALL),
+    OK("small limits: head exactly max_head (64)",
+       "GET / HTTP/1.1\r\nHost: a\r\nX: 01234567890123456789012345678901\r\n\r\n", GET11,
+       .nhdrs = 2, .lim = SMALL),
+    OK("small limits: target exactly max_target (16)",
+       "GET /234567890123456 HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
+       .target = "/234567890123456", .path = "/234567890123456", .minor = 1, HOSTA, .lim = SMALL),
+    OK("small limits: query counts, exactly 16", "GET /?34567890123456 HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "/?34567890123456", .path = "/", .query = "34567890123456",
+       .minor = 1, HOSTA, .lim = SMALL),
+    OK("curl",
+       "GET /api/v1/items?limit=10 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+       "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
+       .method = "GET", .target = "/api/v1/items?limit=10", .path = "/api/v1/items",
+       .query = "limit=10", .minor = 1, .nhdrs = 3,
+       .h = {{0, "Host", "127.0.0.1:8080"},
+             {1, "User-Agent", "curl/7.88.1"},
+             {2, "Accept", "*/*"}}),
+    OK("curl POST with Expect",
+       "POST /upload HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n"
+       "Content-Length: 2000\r\nContent-Type: application/octet-stream\r\nExpect: "
+       "100-continue\r\n\r\n",
+       .method = "POST", .target = "/upload", .path = "/upload", .minor = 1, .has_cl = true,
+       .cl = 2000, .expect = true, .nhdrs = 6),
+    OK("Python requests",
+       "POST /login HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: python-requests/2.31.0\r\n"
+       "Accept-Encoding: gzip, deflate\r\nAccept: */*\r\nConnection: keep-alive\r\n"
+       "Content-Length: 27\r\nContent-Type: application/json\r\n\r\n",
+       .method = "POST", .target = "/login", .path = "/login", .minor = 1, .has_cl = true, .cl = 27,
+       .keep_alive = true, .nhdrs = 7,
+       .h = {{3, "Accept", "*/*"}, {6, "Content-Type", "application/json"}}),
+    OK("OkHttp chunked upload",
+       "POST /v2/events HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\n"
+       "Transfer-Encoding: chunked\r\nHost: api.example.com\r\nConnection: Keep-Alive\r\n"
+       "Accept-Encoding: gzip\r\nUser-Agent: okhttp/4.12.0\r\n\r\n",
+       .method = "POST", .target = "/v2/events", .path = "/v2/events", .minor = 1, .chunked = true,
+       .keep_alive = true, .nhdrs = 6,
+       .h = {{0, "Content-Type", "application/json; charset=utf-8"},
+             {5, "User-Agent", "okhttp/4.12.0"}}),
+    OK("URLSession",
+       "GET /feed?since=1700000000&lang=en-US HTTP/1.1\r\nHost: api.example.com\r\n"
+       "Accept: application/json\r\nAccept-Language: en-US,en;q=0.9\r\nConnection: keep-alive\r\n"
+       "Accept-Encoding: gzip, deflate, br\r\nUser-Agent: MyApp/1.4 CFNetwork/1474 "
+       "Darwin/23.0.0\r\n\r\n",
+       .method = "GET", .target = "/feed?since=1700000000&lang=en-US", .path = "/feed",
+       .query = "since=1700000000&lang=en-US", .minor = 1, .keep_alive = true, .nhdrs = 6,
+       .h = {{5, "User-Agent", "MyApp/1.4 CFNetwork/1474 Darwin/23.0.0"}}),
+    OK("Node fetch (undici)",
+       "PUT /items/42 HTTP/1.1\r\nhost: localhost:3000\r\nconnection: keep-alive\r\n"
+       "content-type: application/json\r\naccept: */*\r\naccept-language: *\r\n"
+       "sec-fetch-mode: cors\r\nuser-agent: node\r\naccept-encoding: gzip, deflate\r\n"
+       "content-length: 13\r\n\r\n",
+       .method = "PUT", .target = "/items/42", .path = "/items/42", .minor = 1, .has_cl = true,
+       .cl = 13, .keep_alive = true, .nhdrs = 9, .h = {{0, "host", "localhost:3000"}}),
+    OK("Android with a bearer token",
+       "DELETE /v1/session HTTP/1.1\r\nAuthorization: Bearer eyJhbGciOi.eyJzdWIi.SflKxw\r\n"
+       "Host: api.example.com\r\nUser-Agent: Dalvik/2.1.0 (Linux; U; Android 14)\r\n\r\n",
+       .method = "DELETE", .target = "/v1/session", .path = "/v1/session", .minor = 1, .nhdrs = 3,
+       .h = {{0, "Authorization", "Bearer eyJhbGciOi.eyJzdWIi.SflKxw"}}),
+    OK("HEAD with cookies", "HEAD /s HTTP/1.1\r\nHost: a\r\nCookie: a=1; b=2\r\n\r\n",
+       .method = "HEAD", .target = "/s", .path = "/s", .minor = 1, .nhdrs = 2,
+       .h = {{1, "Cookie", "a=1; b=2"}}),
+    PART("empty input", ""),
+    PART("a leading CRLF only", "\r\n"),
+    PART("a lone CR", "\r"),
+    PART("method only", "GET"),
+    PART("request line without CRLF", "GET / HTTP/1.1"),
+    PART("request line, CR only", "GET / HTTP/1.1\r"),
+    PART("no blank line yet", RQ),
+    PART("final CR only", RQ "\r"),
+    PART("inside a %-escape", "GET /%4"),
+    PART("inside a value", RQ "X: abc"),
+    PART("HTTP/2 request line waits for its LF", "GET / HTTP/2.0\r"),
+    PART("Content-Length line not ended", RQ "Content-Length: 99999999999999999999"),
+    PARTL("small limits: exactly max_head bytes, incomplete",
+          "GET / HTTP/1.1\r\nHost: a\r\nX: 012345678901234567890123456789012345", SMALL),
+};
+
+/* -------------------------------------------------- invalid request heads */
+
+static const head_row_t bad_rows[] = {
+    /* request line */
+    BAD("double SP after method", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("double SP before version", "GET /  HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("HTAB after method", "GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("HTAB before version", "GET /\tHTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("leading SP", " GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("trailing SP after version", "GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
+    BAD("no version", "GET /\r\nHost: a\r\n\r\n", 400),
+    BAD("no version, SP then CRLF", "GET / \r\nHost: a\r\n\r\n", 400),
+    BAD("HTTP/0.9 simple request shape", "GET /\r\n\r\n", 400),
+    BAD("HTTP/1 without minor", "GET / HTTP/1\r\nHost: a\r\n\r\n", 400),
+    BAD("HTTP/1. without minor digit", "GET / HTTP/1.\r\nHost: a\r\n\r\n", 400),
+    BAD("junk after version", "GET / HTTP/1.1x\r\nHost: a\r\n\r\n", 400),
+    BAD("lower-case http/1.1", "GET / http/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("HTTPS/1.1", "GET / HTTPS/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("two-digit minor", "GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400),
+    BAD("two-digit major", "GET / HTTP/10.0\r\nHost: a\r\n\r\n", 400),
+    BAD("HTTP/2 without minor is malformed", "GET / HTTP/2\r\nHost: a\r\n\r\n", 400),
+    BAD("HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    BAD("HTTP/2.0 decided at the request line", "GET / HTTP/2.0\r\n", 505),
+    BAD("HTTP/0.9", "GET / HTTP/0.9\r\n\r\n", 505),
+    BAD("HTTP/3.0", "GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
+    BAD("HTTP/9.9", "GET / HTTP/9.9\r\n\r\n", 505),
+    BAD("version with a space inside", "GET / HTTP/ 1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("bare LF ends the request line", "GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+    BAD("bare CR in the request line", "GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
+    BAD("leading bare LF", "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("leading CR CR", "\r\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("method then CRLF", "GET\r\nHost: a\r\n\r\n", 400),
+    BAD("method, SP, CRLF", "GET \r\nHost: a\r\n\r\n", 400),
+    BAD("no method", "/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("NUL in the method", "G\0T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'(' in the method", "GE(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("high-bit byte in the method", "G\xc9T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("CONNECT authority-form", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+        501),
+    BAD("CONNECT refused early", "CONNECT ", 501),
+    BAD("asterisk-form with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("asterisk-form with lower-case options", "options * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("asterisk followed by more", "OPTIONS *x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("asterisk then slash", "OPTIONS */ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("bare word target", "GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("authority-form with GET", "GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("scheme with one slash", "GET http:/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("empty authority", "GET http:// HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("empty authority before a path", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("empty authority before a query", "GET http://?x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("scheme starting with a digit", "GET 1http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'_' in a scheme", "GET ht_tp://a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'{' in the authority", "GET http://a{/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("bad %-escape in the authority", "GET http://a%g1/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'#' fragment in the target", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'#' in the query", "GET /a?b#c HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("SP inside the target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("0x80 in the target", "GET /\x80 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("UTF-8 in the target", "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("0xff in the query", "GET /?\xff HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("DEL in the target", "GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("NUL in the target", "GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("HTAB in the target", "GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("CR in the target", "GET /a\rb HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'%' at the end", "GET /% HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'%' and one digit", "GET /%2 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'%zz'", "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'%2g'", "GET /%2g HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'%' in the query, truncated", "GET /?a=% HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'%%'", "GET /%%41 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'\"' in the target", "GET /\"x\" HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'<>' in the target", "GET /<x> HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'{' in the target", "GET /{x} HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'|' in the target", "GET /a|b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'\\' in the target", "GET /a\\b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'^' in the target", "GET /a^b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'`' in the target", "GET /a`b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("'[' in an origin-form path", "GET /[x] HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BADL("414: target over max_target", "GET /2345678901234567 HTTP/1.1\r\nHost: a\r\n\r\n", 414,
+         SMALL),
+    BADL("414 before the line ends", "GET /23456789012345678901234567890", 414, SMALL),
+    BADL("414 in the query", "GET /?345678901234567 HTTP/1.1\r\nHost: a\r\n\r\n", 414, SMALL),
+    BADL("414 in absolute-form", "GET http://host.example/ HTTP/1.1\r\n", 414, SMALL),
+    BADL("414 wins over a bad byte past the limit", "GET /234567890123456\x01", 414, SMALL),
+    BADL("a bad byte inside the limit is 400", "GET /2345\x01", 400, SMALL),
+
+    /* header lines */
+    BAD("SP before colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+    BAD("HTAB before colon", "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400),
+    BAD("TE.TE: 'Transfer-Encoding : chunked'", RQ "Transfer-Encoding : chunked\r\n\r\n", 400),
+    BAD("SP after the request line", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
+    BAD("obs-fold with SP", RQ "X: a\r\n b\r\n\r\n", 400),
+    BAD("obs-fold with HTAB", RQ "X: a\r\n\tb\r\n\r\n", 400),
+    BAD("obs-fold of Transfer-Encoding", RQ "Transfer-Encoding:\r\n chunked\r\n\r\n", 400),
+    BAD("empty field name", RQ ": a\r\n\r\n", 400),
+    BAD("no colon", RQ "Host a\r\n\r\n", 400),
+    BAD("name then CRLF", RQ "X-Foo\r\n\r\n", 400),
+    BAD("NUL in a name", RQ "X-F\0o: a\r\n\r\n", 400),
+    BAD("NUL in Transfer-Encoding's name", RQ "Transfer-Encoding\0: chunked\r\n\r\n", 400),
+    BAD("NUL in a value", RQ "X: a\0b\r\n\r\n", 400),
+    BAD("NUL at the start of a value", RQ "X: \0\r\n\r\n", 400),
+    BAD("bare CR in a value", RQ "X: a\rb\r\n\r\n", 400),
+    BAD("bare LF ends a field line", RQ "X: a\nY: b\r\n\r\n", 400),
+    BAD("bare LF ends the head", RQ "\n", 400),
+    BAD("bare LF before the final CRLF", "GET / HTTP/1.1\r\nHost: a\n\r\n", 400),
+    BAD("CR CR at the end", RQ "\r\r\n", 400),
+    BAD("CR then junk at the end", RQ "\rX", 400),
+    BAD("DEL in a value", RQ "X: a\x7f\r\n\r\n", 400),
+    BAD("vertical tab in a value", RQ "X: a\x0b b\r\n\r\n", 400),
+    BAD("TE.TE: vertical tab before chunked",
+        RQ "Transfer-Encoding: \x0b"
+           "chunked\r\n\r\n",
+        400),
+    BAD("TE.TE: vertical tab after chunked", RQ "Transfer-Encoding: chunked\x0b\r\n\r\n", 400),
+    BAD("form feed in a value", RQ "X: \x0c\r\n\r\n", 400),
+    BAD("0x01 in a value", RQ "X: a\x01\r\n\r\n", 400),
+    BAD("ESC in a value", RQ "X: \x1b[0m\r\n\r\n", 400),
+    BAD("high-bit byte in a name", RQ "X-\xc3\xa9: a\r\n\r\n", 400),
+    BAD("'(' in a name", RQ "X(a): b\r\n\r\n", 400),
+    BAD("'@' in a name", RQ "X@a: b\r\n\r\n", 400),
+    BAD("'/' in a name", RQ "X/a: b\r\n\r\n", 400),
+    BAD("'\"' in a name", RQ "\"X\": b\r\n\r\n", 400),
+    BADL("431: more than max_headers fields",
+         "GET / HTTP/1.1\r\nHost: a\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", 431, SMALL),
+    BADL("431: head over max_head",
+         "GET / HTTP/1.1\r\nHost: a\r\nX: 012345678901234567890123456789012\r\n\r\n", 431, SMALL),
+    BADL("431 before the head ends",
+         "GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789012345678901234567890123456", 431, SMALL),
+    BADL("431: leading CRLFs count",
+         "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n"
+         "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n",
+         431, SMALL),
+    BADL("max_headers 0 refuses the first field", RQ "\r\n", 431,
+         {.max_head = 64, .max_target = 16, .max_headers = 0}),
+    BAD("HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", 400),
+    BAD("HTTP/1.1 without Host, other fields", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400),
+    BAD("HTTP/1.2 without Host", "GET / HTTP/1.2\r\n\r\n", 400),
+    BAD("two Host fields", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+    BAD("two Host fields, different case", "GET / HTTP/1.1\r\nHost: a\r\nhOST: b\r\n\r\n", 400),
+    BAD("two Host fields in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    BAD("second Host refused before the end", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n", 400),
+    BAD("Host with SP inside", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    BAD("Host with '/'", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    BAD("Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+    BAD("Host with obs-text", "GET / HTTP/1.1\r\nHost: \xc3\xa9\r\n\r\n", 400),
+
+    /* Content-Length */
+    BAD("Content-Length +5", RQ "Content-Length: +5\r\n\r\n", 400),
+    BAD("Content-Length -5", RQ "Content-Length: -5\r\n\r\n", 400),
+    BAD("Content-Length with inner space", RQ "Content-Length: 5 5\r\n\r\n", 400),
+    BAD("Content-Length 0x5", RQ "Content-Length: 0x5\r\n\r\n", 400),
+    BAD("Content-Length list", RQ "Content-Length: 5, 5\r\n\r\n", 400),
+    BAD("Content-Length trailing comma", RQ "Content-Length: 5,\r\n\r\n", 400),
+    BAD("Content-Length empty", RQ "Content-Length:\r\n\r\n", 400),
+    BAD("Content-Length 5a", RQ "Content-Length: 5a\r\n\r\n", 400),
+    BAD("Content-Length 5.0", RQ "Content-Length: 5.0\r\n\r\n", 400),
+    BAD("Content-Length 1e3", RQ "Content-Length: 1e3\r\n\r\n", 400),
+    BAD("Content-Length quoted", RQ "Content-Length: \"5\"\r\n\r\n", 400),
+    BAD("Content-Length with obs-text digit", RQ "Content-Length: \xd9\xa5\r\n\r\n", 400),
+    BAD("Content-Length 2^63", RQ "Content-Length: 9223372036854775808\r\n\r\n", 400),
+    BAD("Content-Length 2^64", RQ "Content-Length: 18446744073709551616\r\n\r\n", 400),
+    BAD("Content-Length huge", RQ "Content-Length: 99999999999999999999999999999999\r\n\r\n", 400),
+    BAD("duplicate Content-Length, different", RQ "Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        400),
+    BAD("CL.TE", RQ "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    BAD("TE.CL", RQ "Transfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n", 400),
+    BAD("CL.TE with Content-Length: 0",
+        RQ "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+
+    /* Transfer-Encoding */
+    BAD("TE.TE: xchunked", RQ "Transfer-Encoding: xchunked\r\n\r\n", 501),
+    BAD("TE.TE: chunked, identity", RQ "Transfer-Encoding: chunked, identity\r\n\r\n", 400),
+    BAD("identity is not implemented", RQ "Transfer-Encoding: identity\r\n\r\n", 501),
+    BAD("gzip, chunked: gzip not implemented", RQ "Transfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    BAD("chunked, gzip: chunked not final", RQ "Transfer-Encoding: chunked, gzip\r\n\r\n", 400),
+    BAD("TE.TE: chunked then x in another field",
+        RQ "Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 400),
+    BAD("chunked twice in two fields",
+        RQ "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    BAD("chunked twice in one field", RQ "Transfer-Encoding: chunked, chunked\r\n\r\n", 400),
+    BAD("empty Transfer-Encoding", RQ "Transfer-Encoding:\r\n\r\n", 400),
+    BAD("Transfer-Encoding of commas only", RQ "Transfer-Encoding: , ,\r\n\r\n", 400),
+    BAD("chunked with a parameter", RQ "Transfer-Encoding: chunked;q=1\r\n\r\n", 400),
+    BAD("gzip with a parameter", RQ "Transfer-Encoding: gzip;level=1\r\n\r\n", 501),
+    BAD("chunked SP junk", RQ "Transfer-Encoding: chunked x\r\n\r\n", 400),
+    BAD("quoted chunked", RQ "Transfer-Encoding: \"chunked\"\r\n\r\n", 400),
+    BAD("chunked with obs-text", RQ "Transfer-Encoding: chunked\xff\r\n\r\n", 400),
+    BAD("TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    BAD("unknown coding in HTTP/1.0 is still 400",
+        "POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+
+    /* Expect */
+    BAD("Expect: 200-ok", RQ "Expect: 200-ok\r\n\r\n", 417),
+    BAD("empty Expect", RQ "Expect:\r\n\r\n", 417),
+    BAD("Expect list", RQ "Expect: 100-continue, foo\r\n\r\n", 417),
+    BAD("Expect: 100-continued", RQ "Expect: 100-continued\r\n\r\n", 417),
+    BAD("Expect: 100", RQ "Expect: 100\r\n\r\n", 417),
+    BAD("other Expect in HTTP/1.0", "GET / HTTP/1.0\r\nExpect: 200-ok\r\n\r\n", 417),
+
+    /* Connection */
+    BAD("Connection option with a parameter", RQ "Connection: close;x\r\n\r\n", 400),
+    BAD("Connection options without a comma", RQ "Connection: close keep-alive\r\n\r\n", 400),
+    BAD("quoted Connection option", RQ "Connection: \"close\"\r\n\r\n", 400),
+
+    /* the first offending byte decides */
+    BAD("bad byte before a missing Host", "GET / HTTP/1.1\r\nX: \x01\r\n\r\n", 400),
+    BAD("505 before a bad header", "GET / HTTP/2.0\r\nX : y\r\n\r\n", 505),
+    BAD("417 before CL.TE",
+        RQ "Expect: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 417),
+    BAD("501 before a missing Host", "POST / HTTP/1.1\r\nTransfer-Encoding: br\r\n\r\n", 501),
+};
+
+Test(http_parse, valid_heads, .timeout = 120)
+{
+    run_head_table(valid_rows, sizeof(valid_rows) / sizeof(valid_rows[0]));
+}
+
+Test(http_parse, invalid_heads, .timeout = 120)
+{
+    run_head_table(bad_rows, sizeof(bad_rows) / sizeof(bad_rows[0]));
+}
+
+Test(http_parse, table_size, .timeout = 10)
+{
+    size_t n = sizeof(valid_rows) / sizeof(valid_rows[0]) + sizeof(bad_rows) / sizeof(bad_rows[0]);
+    cr_log_info("%zu head rows", n);
+    cr_assert_geq(n, 140);
+}
+
+/* --------------------------------------- generated heads, SPEC defaults */
+
+static void run_generated(const char *comment, const char *in, size_t len, int want, int nhdrs,
+                          size_t target_len)
+{
+    head_row_t r = {.comment = comment, .in = in, .len = len, .want = want};
+    char *target = NULL;
+    guard_t g;
+
+    if (want >= 0) {
+        target = malloc(target_len + 1);
+        memcpy(target, in + 4, target_len);
+        target[target_len] = '\0';
+        r.method = "GET";
+        r.target = target;
+        r.path = target;
+        r.minor = 1;
+        r.nhdrs = nhdrs;
+    }
+    guard_init(&g, len);
+    run_head_row(&r, &g);
+    guard_dispose(&g);
+    free(target);
+}
+
+/* "GET /aaaa HTTP/1.1\r\nHost: a\r\n" + n "X: y\r\n" + fill + "\r\n" */
+static char *make_head(size_t target_len, int nfields, size_t fill, size_t *len)
+{
+    size_t cap = target_len + (size_t)nfields * 8 + fill + 64, n = 0;
+    char *s = malloc(cap);
+
+    n += (size_t)sprintf(s + n, "GET /");
+    memset(s + n, 'a', target_len - 1);
+    n += target_len - 1;
+    n += (size_t)sprintf(s + n, " HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < nfields; i++)
+        n += (size_t)sprintf(s + n, "X: y\r\n");
+    if (fill) {
+        n += (size_t)sprintf(s + n, "F: ");
+        memset(s + n, 'f', fill);
+        n += fill;
+        n += (size_t)sprintf(s + n, "\r\n");
+    }
+    n += (size_t)sprintf(s + n, "\r\n");
+    *len = n;
+    return s;
+}
+
+Test(http_parse, default_target_limit, .timeout = 300)
+{
+    size_t len;
+    char *s = make_head(8192, 0, 0, &len);
+    run_generated("target of exactly 8 KiB", s, len, ALL, 1, 8192);
+    free(s);
+    s = make_head(8193, 0, 0, &len);
+    run_generated("target of 8 KiB + 1", s, len, -414, 0, 0);
+    free(s);
+}
+
+Test(http_parse, default_head_limit, .timeout = 300)
+{
+    size_t len, base;
+    char *s = make_head(1, 0, 1, &base);
+    free(s);
+    /* base is the head length with a 1-byte fill: grow it to 16 KiB. */
+    s = make_head(1, 0, 1 + 16384 - base, &len);
+    cr_assert_eq(len, 16384);
+    run_generated("head of exactly 16 KiB", s, len, ALL, 2, 1);
+    free(s);
+    s = make_head(1, 0, 2 + 16384 - base, &len);
+    run_generated("head of 16 KiB + 1", s, len, -431, 0, 0);
+    free(s);
+}
+
+Test(http_parse, default_field_limit, .timeout = 120)
+{
+    size_t len;
+    char *s = make_head(1, 127, 0, &len);
+    run_generated("128 fields", s, len, ALL, 128, 1);
+    free(s);
+    s = make_head(1, 128, 0, &len);
+    run_generated("129 fields", s, len, -431, 0, 0);
+    free(s);
+}
+
+/* ---------------------------------------------------- API edge cases */
+
+Test(http_parse, no_header_slots, .timeout = 10)
+{
+    static const char in[] = "GET / HTTP/1.0\r\n\r\n";
+    appsrv__http_limits_t lim = {64, 16, 0};
+    appsrv__http_head_t h = {0};
+    guard_t g;
+
+    guard_init(&g, 64);
+    cr_assert_eq(
+        appsrv__http_parse_head(&h, guard_place(&g, in, sizeof(in) - 1), sizeof(in) - 1, &lim),
+        (int)sizeof(in) - 1);
+    guard_dispose(&g);
+}
+
+Test(http_parse, shorter_call_is_again, .timeout = 10)
+{
+    static const char in[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    appsrv__hdr_t hdrs[4];
+    appsrv__http_head_t h = {.hdrs = hdrs};
+
+    cr_assert_eq(appsrv__http_parse_head(&h, in, 10, &defaults), AGAIN);
+    cr_assert_eq(appsrv__http_parse_head(&h, in, 10, &defaults), AGAIN);
+    cr_assert_eq(appsrv__http_parse_head(&h, in, 0, &defaults), AGAIN);
+    cr_assert_eq(appsrv__http_parse_head(&h, in, sizeof(in) - 1, &defaults), (int)sizeof(in) - 1);
+}
+
+/* ------------------------------------------------------ chunked harness */
+
+#define CH_DONE 1
+#define TRAILER_DEFAULT 4096
+
+typedef struct chunk_row {
+    const char *comment;
+    const char *in;
+    size_t len;
+    int want;         /* CH_DONE, AGAIN or -status */
+    const char *body; /* decoded bytes (before the error, for errors) */
+    size_t body_len;
+    size_t rest;     /* bytes left after done */
+    int max_trailer; /* 0: TRAILER_DEFAULT, -1: 0 */
+} chunk_row_t;
+
+/* clang-format off */
+#define BYTES(s) .body = (s), .body_len = sizeof(s) - 1
+#define CDONE(c, s, b, ...) {.comment = (c), IN(s), .want = CH_DONE, BYTES(b), __VA_ARGS__}
+#define CBAD(c, s, st, b, ...) {.comment = (c), IN(s), .want = -(st), BYTES(b), __VA_ARGS__}
+#define CPART(c, s, b) {.comment = (c), IN(s), .want = AGAIN, BYTES(b)}
+/* clang-format on */
+
+typedef struct chunk_out {
+    char buf[1024];
+    size_t len;
+} chunk_out_t;
+
+/* The contract's caller loop over buf[0..len); returns the last result. */
+static int64_t feed(appsrv__chunked_t *c, const char *buf, size_t len, size_t max_trailer,
+                    chunk_out_t *out, size_t *consumed, const char *comment)
+{
+    while (len && !c->done) {
+        size_t dlen = 99;
+        int64_t n = appsrv__chunked_parse(c, buf, len, max_trailer, &dlen);
+        if (n < 0) {
+            cr_assert_eq(dlen, 0, "%s: data_len on error", comment);
+            return n;
+        }
+        cr_assert_gt(n, 0, "%s: no progress", comment);
+        cr_assert_leq((size_t)n, len, "%s: consumed too much", comment);
+        cr_assert(dlen == 0 || dlen == (size_t)n, "%s: framing and data mixed", comment);
+        cr_assert_leq(out->len + dlen, sizeof(out->buf));
+        memcpy(out->buf + out->len, buf, dlen);
+        out->len += dlen;
+        buf += n;
+        len -= (size_t)n;
+        *consumed += (size_t)n;
+    }
+    return c->done ? CH_DONE : AGAIN;
+}
+
+static void check_chunk_result(const chunk_row_t *r, int64_t got, const appsrv__chunked_t *c,
+                               const chunk_out_t *out, size_t consumed, const char *mode, size_t at)
+{
+    cr_assert_eq(got, r->want, "%s [%s %zu]: got %ld want %d", r->comment, mode, at, (long)got,
+                 r->want);
+    cr_assert_eq(out->len, r->body_len, "%s [%s %zu]: body length %zu", r->comment, mode, at,
+                 out->len);
+    cr_assert(memcmp(out->buf, r->body, r->body_len) == 0, "%s [%s %zu]: body", r->comment, mode,
+              at);
+    if (got == CH_DONE) {
+        cr_assert_eq(consumed, r->len - r->rest, "%s [%s %zu]: consumed %zu", r->comment, mode, at,
+                     consumed);
+        cr_assert(c->done);
+    }
+    if (got == AGAIN)
+        cr_assert_eq(consumed, r->len, "%s [%s %zu]: framing not consumed", r->comment, mode, at);
+}
+
+static void run_chunk_row(const chunk_row_t *r, guard_t *g)
+{
+    size_t mt = r->max_trailer == 0  ? TRAILER_DEFAULT
+                : r->max_trailer < 0 ? 0
+                                     : (size_t)r->max_trailer;
+    appsrv__chunked_t c;
+    chunk_out_t out;
+    size_t consumed, dlen;
+    const char *buf;
+    int64_t got;
+
+    /* whole */
+    memset(&c, 0, sizeof(c));
+    out.len = consumed = 0;
+    buf = guard_place(g, r->in, r->len);
+    got = feed(&c, buf, r->len, mt, &out, &consumed, r->comment);
+    check_chunk_result(r, got, &c, &out, consumed, "whole", r->len);
+    /* done consumes nothing more; an error stays */
+    if (got != AGAIN && consumed < r->len) {
+        int64_t again = appsrv__chunked_parse(&c, buf + consumed, r->len - consumed, mt, &dlen);
+        cr_assert_eq(again, got == CH_DONE ? 0 : got, "%s [again]", r->comment);
+        cr_assert_eq(dlen, 0);
+    }
+
+    /* split at every offset */
+    for (size_t k = 0; k <= r->len; k++) {
+        if (!split_here(k, r->len))
+            continue;
+        memset(&c, 0, sizeof(c));
+        out.len = consumed = 0;
+        buf = guard_place(g, r->in, k);
+        got = feed(&c, buf, k, mt, &out, &consumed, r->comment);
+        if (got == AGAIN) {
+            cr_assert_eq(consumed, k, "%s [split %zu]", r->comment, k);
+            buf = guard_place(g, r->in, r->len);
+            got = feed(&c, buf + k, r->len - k, mt, &out, &consumed, r->comment);
+        } else {
+            cr_assert_eq(got, r->want, "%s [split %zu]: first part gave %ld", r->comment, k,
+                         (long)got);
+        }
+        check_chunk_result(r, got, &c, &out, consumed, "split", k);
+    }
+
+    /* one byte at a time, each byte ending at the guard page */
+    memset(&c, 0, sizeof(c));
+    out.len = consumed = 0;
+    got = AGAIN;
+    for (size_t i = 0; i < r->len && got == AGAIN; i++) {
+        buf = guard_place(g, r->in, i + 1);
+        got = feed(&c, buf + i, 1, mt, &out, &consumed, r->comment);
+    }
+    check_chunk_result(r, got, &c, &out, consumed, "bytes", 0);
+}
+
+static const chunk_row_t chunk_rows[] = {
+    CDONE("one chunk", "5\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("two chunks", "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", "abcde"),
+    CDONE("upper-case hex", "A\r\n0123456789\r\n0\r\n\r\n", "0123456789"),
+    CDONE("lower-case hex", "a\r\n0123456789\r\n0\r\n\r\n", "0123456789"),
+    CDONE("two hex digits", "1f\r\n0123456789abcdef0123456789abcde\r\n0\r\n\r\n",
+          "0123456789abcdef0123456789abcde"),
+    CDONE("leading zeros", "005\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("empty body", "0\r\n\r\n", ""),
+    CDONE("last chunk with zeros", "000\r\n\r\n", ""),
+    CDONE("data holds CRLF and NUL", "4\r\n\r\n\0x\r\n0\r\n\r\n", "\r\n\0x"),
+    CDONE("one-byte chunks", "1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n", "abc"),
+    CDONE("extension name", "5;foo\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("extension with a token value", "5;foo=bar\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("extension with a quoted value", "5;foo=\"b a;r=\"\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("quoted-pair in a quoted value", "5;f=\"a\\\"b\\\\\"\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("empty quoted value", "5;f=\"\"\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("obs-text in a quoted value", "5;f=\"\x80\xff\"\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("several extensions", "5;a;b=c;d=\"e\"\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("BWS between two names", "5;a ;b\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("BWS around ';' and '='", "5 ;\ta = b ; c\t=\t\"d\" ;e\r\nhello\r\n0\r\n\r\n", "hello"),
+    CDONE("extension on the last chunk", "0;x=y\r\n\r\n", ""),
+    CDONE("one trailer field", "0\r\nX-T: v\r\n\r\n", ""),
+    CDONE("several trailer fields", "2\r\nab\r\n0\r\nA: 1\r\nB:2\r\nC: \t3 \r\n\r\n", "ab"),
+    CDONE("trailer with an empty value", "0\r\nX:\r\n\r\n", ""),
+    CDONE("trailer with obs-text", "0\r\nX: caf\xc3\xa9\r\n\r\n", ""),
+    CDONE("trailer of exactly max_trailer", "0\r\nX: 12345\r\n\r\n", "", .max_trailer = 10),
+    CDONE("max_trailer 0 without trailers", "1\r\nz\r\n0\r\n\r\n", "z", .max_trailer = -1),
+    CDONE("pipelined bytes are left", "1\r\nz\r\n0\r\n\r\nGET / HTTP/1.1\r\n", "z", .rest = 16),
+    CPART("size line done, data pending", "00007fff\r\n", ""),
+    CPART("huge valid size waits for data", "7fffffffffffffff\r\nabc", "abc"),
+    CPART("incomplete data", "5\r\nhel", "hel"),
+    CPART("incomplete size line", "5;a=\"x", ""),
+    CPART("data done, CRLF pending", "5\r\nhello", "hello"),
+    CPART("trailers not ended", "0\r\nX: v\r\n", ""),
+    CPART("empty input", "", ""),
+    CBAD("not hex", "g\r\nabc\r\n0\r\n\r\n", 400, ""),
+    CBAD("0x prefix", "0x10\r\n", 400, ""),
+    CBAD("leading SP", " 5\r\nhello\r\n0\r\n\r\n", 400, ""),
+    CBAD("leading HTAB", "\t5\r\nhello\r\n", 400, ""),
+    CBAD("SP without an extension", "5 \r\nhello\r\n0\r\n\r\n", 400, ""),
+    CBAD("empty size line", "\r\nhello\r\n", 400, ""),
+    CBAD("negative size", "-1\r\n", 400, ""),
+    CBAD("plus sign", "+1\r\n", 400, ""),
+    CBAD("two numbers", "1 2\r\n", 400, ""),
+    CBAD("size overflow", "ffffffffffffffffff\r\n", 400, ""),
+    CBAD("size overflow before the CRLF", "ffffffffffffffff", 400, ""),
+    CBAD("size 2^63", "8000000000000000\r\n", 400, ""),
+    CBAD("data longer than the size", "5\r\nhelloX\r\n0\r\n\r\n", 400, "hello"),
+    CBAD("LF only after data", "5\r\nhello\n0\r\n\r\n", 400, "hello"),
+    CBAD("nothing but the next size after data", "5\r\nhello0\r\n\r\n", 400, "hello"),
+    CBAD("LF-only size line", "5\nhello\r\n0\r\n\r\n", 400, ""),
+    CBAD("LF-only last chunk", "5\r\nhello\r\n0\n\n", 400, "hello"),
+    CBAD("bare CR after data", "5\r\nhello\r0\r\n\r\n", 400, "hello"),
+    CBAD("bare CR in the size line", "5\rhello", 400, ""),
+    CBAD("empty extension name", "5;\r\nhello\r\n", 400, ""),
+    CBAD("extension without a name", "5;=x\r\nhello\r\n", 400, ""),
+    CBAD("empty extension value", "5;a=\r\nhello\r\n", 400, ""),
+    CBAD("CR in a quoted value", "5;a=\"x\r\nhello\r\n", 400, ""),
+    CBAD("unterminated quoted value at the CRLF", "5;a=\"x\r\n\"\r\n", 400, ""),
+    CBAD("SP inside a token value", "5;a=b c\r\nhello\r\n", 400, ""),
+    CBAD("two names", "5;a b\r\nhello\r\n", 400, ""),
+    CBAD("junk after a quoted value", "5;a=\"x\"y\r\nhello\r\n", 400, ""),
+    CBAD("DEL in a quoted value", "5;a=\"\x7f\"\r\nhello\r\n", 400, ""),
+    CBAD("NUL after a quoted-pair backslash", "5;a=\"\\\0\"\r\nhello\r\n", 400, ""),
+    CBAD("'@' in an extension name", "5;a@b\r\nhello\r\n", 400, ""),
+    CBAD("NUL in an extension value", "5;a=b\0\r\nhello\r\n", 400, ""),
+    CBAD("BWS before CRLF after a name", "5;a \r\nhello\r\n", 400, ""),
+    CBAD("BWS before CRLF after a value", "5;a=b \r\nhello\r\n", 400, ""),
+    CBAD("trailer over max_trailer", "0\r\nX: 123456\r\n\r\n", 431, "", .max_trailer = 10),
+    CBAD("trailer with max_trailer 0", "1\r\nz\r\n0\r\nX: 1\r\n\r\n", 431, "z", .max_trailer = -1),
+    CBAD("SP before colon in a trailer", "0\r\nX : v\r\n\r\n", 400, ""),
+    CBAD("obs-fold in the trailers", "0\r\nX: a\r\n b\r\n\r\n", 400, ""),
+    CBAD("trailer without a colon", "0\r\nX\r\n\r\n", 400, ""),
+    CBAD("trailer with an empty name", "0\r\n: v\r\n\r\n", 400, ""),
+    CBAD("NUL in a trailer value", "0\r\nX: a\0\r\n\r\n", 400, ""),
+    CBAD("bare LF ends a trailer", "0\r\nX: v\n\r\n", 400, ""),
+    CBAD("bare LF ends the trailers", "0\r\n\n", 400, ""),
+    CBAD("CR CR ends the trailers", "0\r\n\r\r", 400, ""),
+    CBAD("bare CR in a trailer", "0\r\nX: a\rb\r\n\r\n", 400, ""),
+};
+
+Test(http_parse, chunked_table, .timeout = 120)
+{
+    guard_t g;
+    size_t n = sizeof(chunk_rows) / sizeof(chunk_rows[0]);
+
+    cr_log_info("%zu chunked rows", n);
+    cr_assert_geq(n, 40);
+    guard_init(&g, 4096);
+    for (size_t i = 0; i < n; i++)
+        run_chunk_row(&chunk_rows[i], &g);
+    guard_dispose(&g);
+}
+
+/* Extensions and leading zeros are capped at 16 KiB over the body. */
+Test(http_parse, chunked_overhead_cap, .timeout = 300)
+{
+    static char ext[16500], zeros[16400];
+    size_t n;
+    guard_t g;
+    chunk_row_t r;
+
+    /* 16 KiB of extension bytes pass, one more fails */
+    n = (size_t)sprintf(ext, "1;");
+    memset(ext + n, 'e', 16384 - 1);
+    n += 16384 - 1;
+    n += (size_t)sprintf(ext + n, "\r\nz\r\n0\r\n\r\n");
+    r = (chunk_row_t){.comment = "16 KiB of extensions",
+                      .in = ext,
+                      .len = n,
+                      .want = CH_DONE,
+                      .body = "z",
+                      .body_len = 1};
+    guard_init(&g, sizeof(ext));
+    run_chunk_row(&r, &g);
+
+    n = (size_t)sprintf(ext, "1;");
+    memset(ext + n, 'e', 16384);
+    n += 16384;
+    n += (size_t)sprintf(ext + n, "\r\nz\r\n0\r\n\r\n");
+    r = (chunk_row_t){.comment = "16 KiB + 1 of extensions",
+                      .in = ext,
+                      .len = n,
+                      .want = -400,
+                      .body = "",
+                      .body_len = 0};
+    run_chunk_row(&r, &g);
+
+    /* the cap is over the whole body: the next chunk's ';' is one too many */
+    n = (size_t)sprintf(ext, "1;");
+    memset(ext + n, 'e', 16384 - 1);
+    n += 16384 - 1;
+    n += (size_t)sprintf(ext + n, "\r\nz\r\n1;x\r\ny\r\n0\r\n\r\n");
+    r = (chunk_row_t){.comment = "cap spans chunks",
+                      .in = ext,
+                      .len = n,
+                      .want = -400,
+                      .body = "z",
+                      .body_len = 1};
+    run_chunk_row(&r, &g);
+
+    /* an endless run of leading zeros is refused too */
+    memset(zeros, '0', sizeof(zeros));
+    r = (chunk_row_t){.comment = "endless leading zeros",
+                      .in = zeros,
+                      .len = sizeof(zeros),
+                      .want = -400,
+                      .body = "",
+                      .body_len = 0};
+    run_chunk_row(&r, &g);
+    guard_dispose(&g);
+}
+
+Test(http_parse, chunked_huge_trailer_limit, .timeout = 10)
+{
+    static const char in[] = "0\r\nX: y\r\n\r\n";
+    appsrv__chunked_t c = {0};
+    size_t dlen;
+
+    cr_assert_eq(appsrv__chunked_parse(&c, in, sizeof(in) - 1, SIZE_MAX, &dlen),
+                 (int64_t)sizeof(in) - 1);
+    cr_assert(c.done);
+    cr_assert_eq(c.trailer_bytes, 6);
+}
+
+Test(http_parse, chunked_done_consumes_nothing, .timeout = 10)
+{
+    static const char in[] = "0\r\n\r\nGET";
+    appsrv__chunked_t c = {0};
+    size_t dlen = 1;
+
+    cr_assert_eq(appsrv__chunked_parse(&c, in, sizeof(in) - 1, 0, &dlen), 5);
+    cr_assert(c.done);
+    cr_assert_eq(appsrv__chunked_parse(&c, in + 5, 3, 0, &dlen), 0);
+    cr_assert_eq(dlen, 0);
+}
