@@ -291,7 +291,7 @@ APPSRV_API int appsrv_route_line(appsrv_server_t *srv, const char *command,
 
 /*
  * Listens for HTTP (or line protocol) on host:port (port 0: a free port,
- * the same for every worker: one SO_REUSEPORT socket each). Returns the
+ * one socket that every worker watches with EPOLLEXCLUSIVE). Returns the
  * bound port (> 0) or a negative error as appsrv_listen(), -ENOSPC beyond
  * 8 listeners, APPSRV_ESTATE once run has started. Before run; any thread.
  */

@@ -5,8 +5,8 @@
  * appsrv__* so a static link cannot collide with the host's symbols.
  *
  * Dependencies point one way: loop <- conn <- http/line <- server.
- * Ownership: a server owns its workers; a worker owns its loop, listener
- * fds, connections and the block pool; a connection owns its blocks, its
+ * Ownership: a server owns its workers and listening sockets; a worker
+ * owns its loop, connections and the block pool; a connection owns its blocks, its
  * output queue and, while a request is active, the request and response.
  */
 #ifndef APPSRV_INTERNAL_H
@@ -118,7 +118,8 @@ typedef struct appsrv__line_route {
 typedef struct appsrv__listener {
     int kind;
     int port;
-    int *fds; /* one per worker (SO_REUSEPORT group) */
+    int fd;           /* shared by every worker's epoll (EPOLLEXCLUSIVE) */
+    atomic_int users; /* workers still watching fd; the last closes it */
 } appsrv__listener_t;
 
 struct appsrv_server {
