@@ -422,7 +422,9 @@ APPSRV_API int appsrv_res_set_body_ref(appsrv_res_t *res, const void *data, size
  * once, from any thread, with appsrv_res_send() (a whole response) or, for
  * a stream, appsrv_res_end(). After that call neither may be touched.
  * Requests behind it on the same connection (pipelined) wait, and are
- * answered in order. If the client disconnects, or response_timeout_ms
+ * answered in order. If the client disconnects (a FIN counts: a client
+ * that half-closes after its request cancels a deferred response, as with
+ * nginx's 499), or response_timeout_ms
  * passes first (the client then gets 503), the cancel callback runs on the
  * loop thread and later calls return APPSRV_ECANCELED; the host must still
  * finish res. appsrv_server_run() returns only after every deferred
@@ -433,8 +435,10 @@ typedef void (*appsrv_res_cb)(appsrv_res_t *res, void *ud);
 
 /*
  * Finishes a deferred response with the status, headers and body set on
- * res. Any thread. Returns 0, APPSRV_ECANCELED (the client is gone: res is
- * released all the same), or APPSRV_ESTATE (not deferred, or finished).
+ * res. Any thread (the handler may also hand res to another thread that
+ * finishes it before the handler returns APPSRV_LATER). Returns 0,
+ * APPSRV_ECANCELED (the client is gone: res is released all the same), or
+ * APPSRV_ESTATE (already finished, or streaming: use appsrv_res_end).
  */
 APPSRV_API int appsrv_res_send(appsrv_res_t *res);
 

@@ -404,6 +404,16 @@ static void conn_io_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
     conn_drive(c);
 }
 
+void appsrv__conn_wait(appsrv__conn_t *c, appsrv_res_t *res)
+{
+    pthread_mutex_lock(&c->w->qlock);
+    res->deferred = true;
+    pthread_mutex_unlock(&c->w->qlock);
+    c->host_holds = true;
+    c->state = APPSRV__ST_WAIT;
+    c->tkind = TK_NONE; /* each deferred request gets its own response timeout */
+}
+
 void appsrv__conn_drive(appsrv__conn_t *c)
 {
     if (!c->closing)
@@ -470,7 +480,12 @@ static void conn_drive(appsrv__conn_t *c)
                 continue;
         }
         /* While the host holds a response, later input waits in the
-         * socket: bounded memory, and views into rbuf stay put. */
+         * socket: bounded memory, and views into rbuf stay put. A FIN seen
+         * with the request (same event) cancels it like one seen later. */
+        if (c->state == APPSRV__ST_WAIT && c->rdhup && !c->close_after) {
+            appsrv__conn_close(c);
+            return;
+        }
         if (!c->readable || c->state == APPSRV__ST_WAIT)
             break;
         ssize_t n = conn_read(c);
@@ -603,6 +618,17 @@ void appsrv__conn_close(appsrv__conn_t *c)
     close(c->io.fd);
     c->io.fd = -1;
     out_reset(c);
+    if (c->host_holds) {
+        appsrv_res_t *res = &appsrv__ctx(c)->res;
+        pthread_mutex_lock(&w->qlock);
+        bool done = res->sent || res->ended;
+        pthread_mutex_unlock(&w->qlock);
+        if (done) {
+            /* Finished but not yet serviced: release it with the conn. */
+            appsrv__res_unqueue(res);
+            c->host_holds = false;
+        }
+    }
     if (c->host_holds) {
         /* The host still holds req and res: keep them (and the body)
          * until it finishes res; tell it the client is gone. */

@@ -730,11 +730,7 @@ static void dispatch(appsrv__conn_t *c)
         int rc = req->match.handler(req, res, req->match.user);
         if (rc == APPSRV_LATER) {
             /* The host finishes res later (any thread): wait for it. */
-            pthread_mutex_lock(&c->w->qlock);
-            res->deferred = true;
-            pthread_mutex_unlock(&c->w->qlock);
-            c->host_holds = true;
-            c->state = APPSRV__ST_WAIT;
+            appsrv__conn_wait(c, res);
             return;
         }
         if (rc < 0 || res->status == 0)
@@ -891,7 +887,10 @@ static void hb_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
     if (c->closing || c->state != APPSRV__ST_WAIT)
         return;
     uint64_t due = res->last_out_ms + (uint64_t)res->hb_ms;
-    if (loop->now_ms >= due && !appsrv__out_busy(c)) {
+    if (loop->now_ms >= due && appsrv__out_busy(c)) {
+        /* Output still queued: the path is not idle; look again later. */
+        due = loop->now_ms + (uint64_t)res->hb_ms;
+    } else if (loop->now_ms >= due) {
         /* An SSE comment line: ignored by clients, keeps the path warm. */
         static const char beat[] = "c\r\n:heartbeat\n\n\r\n";
         static const char beat10[] = ":heartbeat\n\n";
@@ -904,7 +903,10 @@ static void hb_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
         res->last_out_ms = loop->now_ms;
         due = loop->now_ms + (uint64_t)res->hb_ms;
         appsrv__conn_drive(c);
-        if (c->closing)
+        /* The drive may have ended the stream (res reset, timer cleared)
+         * or moved on to a next request that armed it afresh. */
+        if (c->closing || c->state != APPSRV__ST_WAIT || t->cb != hb_timer_cb ||
+            appsrv__timer_armed(t))
             return;
     }
     appsrv__timer_start(loop, t, due);
@@ -949,9 +951,12 @@ void appsrv__res_cancel(appsrv_res_t *res)
 {
     appsrv__worker_t *w = res->conn->w;
     pthread_mutex_lock(&w->qlock);
-    res->gone = true;
+    bool done = res->sent || res->ended;
+    if (!done)
+        res->gone = true;
     pthread_mutex_unlock(&w->qlock);
-    if (!res->cancel_called) {
+    /* A host that already finished res must not hear of it again. */
+    if (!done && !res->cancel_called) {
         res->cancel_called = true;
         if (res->on_cancel != NULL)
             res->on_cancel(res, res->cancel_ud);
@@ -967,6 +972,18 @@ void appsrv__res_service(appsrv_res_t *res)
         pthread_mutex_unlock(&c->w->qlock);
         if (done)
             appsrv__conn_release_zombie(c);
+        return;
+    }
+    if (c->host_holds && (c->close_after || c->state == APPSRV__ST_LINGER)) {
+        /* Abandoned (503 after response_timeout_ms): the host finished
+         * late; release what it held, the connection is closing. */
+        pthread_mutex_lock(&c->w->qlock);
+        bool done = res->sent || res->ended;
+        pthread_mutex_unlock(&c->w->qlock);
+        if (done) {
+            appsrv__res_dispose(res);
+            c->host_holds = false;
+        }
         return;
     }
     if (c->host_holds)

@@ -326,6 +326,8 @@ void appsrv__conn_close(appsrv__conn_t *c);
 void appsrv__conn_free_closed(appsrv__worker_t *w);
 void appsrv__conn_drain(appsrv__conn_t *c); /* graceful stop: close if idle */
 void appsrv__conn_drive(appsrv__conn_t *c);
+/* The handler returned APPSRV_LATER: the host holds res from now on. */
+void appsrv__conn_wait(appsrv__conn_t *c, appsrv_res_t *res);
 /* Appends a copy of bytes to the output queue. Returns 0 or -ENOSPC when
  * the staging area is full (flush first). */
 int appsrv__out_copy(appsrv__conn_t *c, const void *data, size_t len);

@@ -142,11 +142,7 @@ static bool handle_line(appsrv__conn_t *c, const char *line, size_t len)
     appsrv__res_dispose(res);
     int rc = r->handler(req, res, r->user);
     if (rc == APPSRV_LATER) {
-        pthread_mutex_lock(&c->w->qlock);
-        res->deferred = true;
-        pthread_mutex_unlock(&c->w->qlock);
-        c->host_holds = true;
-        c->state = APPSRV__ST_WAIT;
+        appsrv__conn_wait(c, res);
         return true;
     }
     line_respond(c, req, res, rc);

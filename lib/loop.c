@@ -248,7 +248,11 @@ int appsrv__timer_start(appsrv__loop_t *loop, appsrv__timer_t *t, uint64_t when_
 
 static void run_timers(appsrv__loop_t *loop)
 {
-    while (loop->nheap > 0 && loop->heap[1]->when_ms <= loop->now_ms) {
+    /* Bounded by the timers present now: a callback that re-arms for a
+     * time already past runs again next pass, never in a loop here. */
+    for (uint32_t n = loop->nheap; n > 0 && loop->nheap > 0 &&
+                                   loop->heap[1]->when_ms <= loop->now_ms;
+         n--) {
         appsrv__timer_t *t = loop->heap[1];
         appsrv__timer_stop(loop, t);
         t->cb(loop, t);
