@@ -172,6 +172,29 @@ void appsrv__out_commit(appsrv__conn_t *c, char *p, size_t len)
     segs[c->nsegs++] = (appsrv__seg_t){.ptr = p, .len = len};
 }
 
+void appsrv__free_cb(void *data, void *ud)
+{
+    (void)ud;
+    free(data);
+}
+
+char *appsrv__out_begin(appsrv__conn_t *c, size_t need, char **heap)
+{
+    *heap = NULL;
+    char *p = appsrv__out_reserve(c, need);
+    if (p == NULL)
+        p = *heap = malloc(need);
+    return p;
+}
+
+void appsrv__out_finish(appsrv__conn_t *c, char *p0, size_t len, char *heap)
+{
+    if (heap == NULL)
+        appsrv__out_commit(c, p0, len);
+    else if (appsrv__out_ref(c, heap, len, appsrv__free_cb, heap, NULL) < 0)
+        free(heap); /* cannot happen: callers check the room first */
+}
+
 int appsrv__out_copy(appsrv__conn_t *c, const void *data, size_t len)
 {
     if (len == 0)

@@ -126,12 +126,6 @@ static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
     return true;
 }
 
-static void heap_free_cb(void *data, void *ud)
-{
-    (void)ud;
-    free(data);
-}
-
 void appsrv__log_request(appsrv__conn_t *c, const appsrv_req_t *req, int status, uint64_t bytes)
 {
     const appsrv_config_t *cfg = &c->w->srv->cfg;
@@ -162,14 +156,10 @@ static uint64_t queue_simple(appsrv__conn_t *c, int status, bool close, const ch
     const char *reason = appsrv__reason(status);
     size_t rlen = strlen(reason);
     size_t need = 160 + 2 * rlen + extra_len;
-    char *p0 = appsrv__out_reserve(c, need);
-    char *mem = NULL;
-    if (p0 == NULL) {
-        mem = malloc(need);
-        if (mem == NULL)
-            return 0;
-        p0 = mem;
-    }
+    char *mem;
+    char *p0 = appsrv__out_begin(c, need, &mem);
+    if (p0 == NULL)
+        return 0;
     char *p = p0;
     p = PUT_LIT(p, "HTTP/1.1 ");
     p += fmt_u64(p, (uint64_t)status);
@@ -187,10 +177,7 @@ static uint64_t queue_simple(appsrv__conn_t *c, int status, bool close, const ch
     p = PUT_LIT(p, "\r\n");
     p = put(p, reason, rlen);
     size_t len = (size_t)(p - p0);
-    if (mem == NULL)
-        appsrv__out_commit(c, p0, len);
-    else if (appsrv__out_ref(c, mem, len, heap_free_cb, mem, NULL) < 0)
-        free(mem);
+    appsrv__out_finish(c, p0, len, mem);
     return len;
 }
 
@@ -592,15 +579,11 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
     bool inline_body = send_body && blen <= APPSRV__RES_INLINE_BODY;
     size_t need = 128 + rlen + res->hdrs_len + 40 + (inline_body ? blen : 0);
 
-    char *mem = NULL;
-    char *p0 = appsrv__out_reserve(c, need);
+    char *mem;
+    char *p0 = appsrv__out_begin(c, need, &mem);
     if (p0 == NULL) {
-        mem = malloc(need);
-        if (mem == NULL) {
-            c->close_after = true;
-            return 0;
-        }
-        p0 = mem;
+        c->close_after = true;
+        return 0;
     }
     char *p = p0;
     p = PUT_LIT(p, "HTTP/1.1 ");
@@ -632,15 +615,12 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
     if (inline_body)
         p = put(p, res->body, blen);
     size_t hlen = (size_t)(p - p0);
-    if (mem == NULL)
-        appsrv__out_commit(c, p0, hlen);
-    else if (appsrv__out_ref(c, mem, hlen, heap_free_cb, mem, NULL) < 0)
-        free(mem);
+    appsrv__out_finish(c, p0, hlen, mem);
 
     if (send_body && !inline_body) {
         int rc;
         if (res->body_is_heap) {
-            rc = appsrv__out_ref(c, res->body, blen, heap_free_cb, res->body, NULL);
+            rc = appsrv__out_ref(c, res->body, blen, appsrv__free_cb, res->body, NULL);
             if (rc == 0) {
                 res->body_is_heap = false;
                 res->body = res->body_inline;
@@ -701,7 +681,7 @@ static void finish_request(appsrv__conn_t *c)
     if (c->body_heap != NULL) {
         /* The request body lives until its response is written (echo
          * handlers may reference it): release it from the queue. */
-        if (appsrv__out_ref(c, c->body_heap, 0, heap_free_cb, c->body_heap, NULL) < 0)
+        if (appsrv__out_ref(c, c->body_heap, 0, appsrv__free_cb, c->body_heap, NULL) < 0)
             free(c->body_heap); /* cannot happen: room checked first */
         c->body_heap = NULL;
     }

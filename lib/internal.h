@@ -335,6 +335,13 @@ int appsrv__out_copy(appsrv__conn_t *c, const void *data, size_t len);
  * commits the len <= need bytes written there as output. */
 char *appsrv__out_reserve(appsrv__conn_t *c, size_t need);
 void appsrv__out_commit(appsrv__conn_t *c, char *p, size_t len);
+/* Space for need bytes of output: in the staging area when it has room,
+ * else a heap buffer (*heap set). appsrv__out_finish() then queues the
+ * len bytes written there. Returns NULL when out of memory. */
+char *appsrv__out_begin(appsrv__conn_t *c, size_t need, char **heap);
+void appsrv__out_finish(appsrv__conn_t *c, char *p0, size_t len, char *heap);
+/* free(data), as an output segment's release callback. */
+void appsrv__free_cb(void *data, void *ud);
 /* Appends a reference; free_cb(data, ud) runs once written or dropped.
  * Returns 0 or -ENOSPC (no segment slot). */
 int appsrv__out_ref(appsrv__conn_t *c, const void *data, size_t len,

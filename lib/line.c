@@ -35,12 +35,6 @@ static size_t fmt_status(char *p, int status)
     return 3;
 }
 
-static void heap_free_cb(void *data, void *ud)
-{
-    (void)ud;
-    free(data);
-}
-
 /* Queues "CODE REASON[ BODY]\n". Returns the bytes queued. */
 static uint64_t reply(appsrv__conn_t *c, int status, const char *reason, const char *body,
                       size_t blen)
@@ -49,15 +43,11 @@ static uint64_t reply(appsrv__conn_t *c, int status, const char *reason, const c
         reason = appsrv__reason(status);
     size_t rlen = strlen(reason);
     size_t need = 3 + 1 + rlen + (blen ? 1 + blen : 0) + 1;
-    char *mem = NULL;
-    char *p0 = appsrv__out_reserve(c, need);
+    char *mem;
+    char *p0 = appsrv__out_begin(c, need, &mem);
     if (p0 == NULL) {
-        mem = malloc(need);
-        if (mem == NULL) {
-            c->close_after = true;
-            return 0;
-        }
-        p0 = mem;
+        c->close_after = true;
+        return 0;
     }
     char *p = p0;
     p += fmt_status(p, status);
@@ -70,10 +60,7 @@ static uint64_t reply(appsrv__conn_t *c, int status, const char *reason, const c
         p += blen;
     }
     *p++ = '\n';
-    if (mem == NULL)
-        appsrv__out_commit(c, p0, need);
-    else if (appsrv__out_ref(c, mem, need, heap_free_cb, mem, NULL) < 0)
-        free(mem);
+    appsrv__out_finish(c, p0, need, mem);
     return need;
 }
 
