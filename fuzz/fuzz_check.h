@@ -63,6 +63,12 @@ static inline void fuzz_check_chunked(const uint8_t *data, size_t size, size_t s
 
     memset(&c, 0, sizeof(c));
     r[0] = fuzz_chunked_feed(&c, data, size, max_trailer, out[0], &out_len[0], &consumed[0]);
+    if (r[0] != APPSRV__AGAIN) { /* done consumes nothing; an error stays */
+        size_t dlen = 1;
+        int64_t again = appsrv__chunked_parse(&c, (const char *)data + consumed[0],
+                                              size - consumed[0], max_trailer, &dlen);
+        FUZZ_CHECK(again == (r[0] == FUZZ_DONE ? 0 : r[0]) && dlen == 0);
+    }
 
     memset(&c, 0, sizeof(c));
     part = malloc(split + 1);

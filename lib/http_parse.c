@@ -39,7 +39,7 @@ enum {
      (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||          \
      (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
 #define IS_PATH_(c) (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '@' || (c) == '/')
-#define IS_HEX_(c) (IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
+#define IS_HEX_(c)  (IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 
 #define CLASS_(c)                                                                                  \
     ((IS_TCHAR_(c) ? CL_TCHAR : 0) | (IS_PATH_(c) ? CL_PATH | CL_QUERY : 0) |                      \
@@ -54,7 +54,7 @@ enum {
        (c) == '%')                                                                                 \
           ? CL_HOST                                                                                \
           : 0))
-#define R4_(n) CLASS_(n), CLASS_((n) + 1), CLASS_((n) + 2), CLASS_((n) + 3)
+#define R4_(n)  CLASS_(n), CLASS_((n) + 1), CLASS_((n) + 2), CLASS_((n) + 3)
 #define R16_(n) R4_(n), R4_((n) + 4), R4_((n) + 8), R4_((n) + 12)
 #define R64_(n) R16_(n), R16_((n) + 16), R16_((n) + 32), R16_((n) + 48)
 

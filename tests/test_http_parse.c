@@ -64,9 +64,9 @@ static bool split_here(size_t k, size_t len)
 
 /* ---------------------------------------------------------- head harness */
 
-#define ALL 0 /* .want: the head is the whole input */
+#define ALL   0 /* .want: the head is the whole input */
 #define AGAIN APPSRV__AGAIN
-#define MAXH 256
+#define MAXH  256
 
 typedef struct hdr_want {
     int idx;
@@ -820,7 +820,7 @@ Test(http_parse, shorter_call_is_again, .timeout = 10)
 
 /* ------------------------------------------------------ chunked harness */
 
-#define CH_DONE 1
+#define CH_DONE         1
 #define TRAILER_DEFAULT 4096
 
 typedef struct chunk_row {
