@@ -112,6 +112,7 @@ valgrind: all $(TESTS)
 	APPSRV_BIN=$(abspath $(CLI)) APPSRV_VALGRIND=1 valgrind --quiet --trace-children=yes \
 	    --trace-children-skip='*/curl,*/python3*,*/nc,*/sh,*/bash' \
 	    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    --suppressions=$(abspath tests/valgrind.supp) \
 	    --child-silent-after-fork=yes $(TESTS) --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 # Benchmarks against peers (bench/README.md); bounded in time, loopback only.

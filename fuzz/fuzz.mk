@@ -1,43 +1,56 @@
 # fuzz/fuzz.mk - fuzzing, included by the top-level Makefile (uses its CC,
-# BUILD, ALL_CFLAGS and ALL_LDFLAGS).
+# BUILD, ALL_CFLAGS, ALL_LDFLAGS, LIB_SRCS, STATIC and LIBS).
 #   make fuzz          libFuzzer + ASan + UBSan drivers in $(BUILD)/fuzz/ (clang)
 #   make fuzz-smoke    runs each driver FUZZ_SECONDS (60) on a copy of its corpus
-#   make fuzz-replay   replays fuzz/corpus/* and fuzz/regression/ through both
-#                      drivers with $(CC) and a plain main(); `make test` runs it
-# The drivers compile lib/http_parse.c directly, so they build while the rest
-# of the library does not.
+#   make fuzz-replay   replays fuzz/corpus/* and fuzz/regression/ through every
+#                      driver with $(CC) and a plain main(); `make test` runs it
+# Every fuzz/fuzz_NAME.c is a driver; its seeds are fuzz/corpus/NAME/ (http/
+# for http_parse) and its findings fuzz/regression/NAME-*. The parser drivers
+# compile lib/http_parse.c alone, so they build while the rest of the library
+# does not; the others take the whole library.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS    ?=
-FUZZ_DRIVERS := http_parse chunked
 FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -Wall -Wextra -Werror -Iinclude -Ilib
+
+FUZZ_DRIVERS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
+FUZZ_PARSER  := $(filter http_parse chunked,$(FUZZ_DRIVERS))
+FUZZ_LIBBED  := $(filter-out $(FUZZ_PARSER),$(FUZZ_DRIVERS))
 FUZZ_BINS    := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/fuzz_%)
 
 REPLAY_DIR  := $(BUILD)/fuzz-replay
-REPLAY_OBJS := $(REPLAY_DIR)/replay_main.o $(FUZZ_DRIVERS:%=$(REPLAY_DIR)/fuzz_%.o)
+REPLAY_OBJS := $(REPLAY_DIR)/replay_main.o $(REPLAY_DIR)/http_parse.o \
+               $(FUZZ_DRIVERS:%=$(REPLAY_DIR)/fuzz_%.o)
 REPLAY_BINS := $(FUZZ_DRIVERS:%=$(REPLAY_DIR)/replay_%)
 
 .PHONY: fuzz fuzz-smoke fuzz-replay
 
 fuzz: $(FUZZ_BINS)
 
-$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_check.h lib/http_parse.c lib/http_parse.h
+$(FUZZ_PARSER:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_check.h \
+        lib/http_parse.c lib/http_parse.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< lib/http_parse.c -o $@
 
+$(FUZZ_LIBBED:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) \
+        $(wildcard lib/*.h) include/appsrv.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@ $(LIBS)
+
 # Each driver grows its own corpus copy under $(BUILD)/fuzz/corpus/; the
-# seeds and the regression inputs are copied in first. Findings land in
-# $(BUILD)/fuzz/artifacts/: minimise them and commit them to fuzz/regression/.
+# seeds and the driver's regression inputs are copied in first. Findings
+# land in $(BUILD)/fuzz/artifacts/: minimise them (-minimize_crash=1) and
+# commit them as fuzz/regression/NAME-<issue or description>.
 fuzz-smoke: fuzz
-	@set -e; for pair in http_parse:http chunked:chunked; do \
-	    drv=$${pair%%:*}; seeds=$${pair#*:}; dir=$(BUILD)/fuzz/corpus/$$seeds; \
+	@set -e; for drv in $(FUZZ_DRIVERS); do \
+	    seeds=$$drv; [ $$drv = http_parse ] && seeds=http; \
+	    dir=$(BUILD)/fuzz/corpus/$$seeds; \
 	    mkdir -p $$dir $(BUILD)/fuzz/artifacts; \
-	    cp fuzz/corpus/$$seeds/* $$dir/; \
-	    for f in fuzz/regression/*; do \
-	        case $$f in */README*) ;; *) cp "$$f" $$dir/ ;; esac; \
+	    for f in fuzz/corpus/$$seeds/* fuzz/regression/$$drv-* fuzz/regression/$$seeds-*; do \
+	        if [ -f "$$f" ]; then cp "$$f" $$dir/; fi; \
 	    done; \
 	    echo "fuzz-smoke: fuzz_$$drv for $(FUZZ_SECONDS)s"; \
 	    $(BUILD)/fuzz/fuzz_$$drv -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict \
@@ -45,7 +58,7 @@ fuzz-smoke: fuzz
 	        $(FUZZ_ARGS) $$dir; \
 	done
 
-$(REPLAY_DIR)/%.o: fuzz/%.c fuzz/fuzz_check.h
+$(REPLAY_DIR)/%.o: fuzz/%.c $(wildcard fuzz/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ilib -c $< -o $@
 
@@ -53,9 +66,15 @@ $(REPLAY_DIR)/http_parse.o: lib/http_parse.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ilib -c $< -o $@
 
-$(REPLAY_DIR)/replay_%: $(REPLAY_DIR)/replay_main.o $(REPLAY_DIR)/fuzz_%.o $(REPLAY_DIR)/http_parse.o
+$(FUZZ_PARSER:%=$(REPLAY_DIR)/replay_%): $(REPLAY_DIR)/replay_%: $(REPLAY_DIR)/replay_main.o \
+        $(REPLAY_DIR)/fuzz_%.o $(REPLAY_DIR)/http_parse.o
 	$(CC) -o $@ $^ $(ALL_LDFLAGS)
 
+$(FUZZ_LIBBED:%=$(REPLAY_DIR)/replay_%): $(REPLAY_DIR)/replay_%: $(REPLAY_DIR)/replay_main.o \
+        $(REPLAY_DIR)/fuzz_%.o $(STATIC)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(LIBS)
+
+# Every driver must survive every input, so each one replays all of them.
 fuzz-replay: $(REPLAY_BINS)
 	@set -e; for drv in $(FUZZ_DRIVERS); do \
 	    $(REPLAY_DIR)/replay_$$drv fuzz/corpus/* fuzz/regression; \
@@ -65,6 +84,9 @@ fuzz-replay: $(REPLAY_BINS)
 test: fuzz-replay
 
 # Keep the objects: they are intermediate for make, not for us.
-.SECONDARY: $(REPLAY_OBJS) $(REPLAY_DIR)/http_parse.o
+.SECONDARY: $(REPLAY_OBJS)
 
--include $(REPLAY_OBJS:.o=.d) $(REPLAY_DIR)/http_parse.d
+-include $(REPLAY_OBJS:.o=.d)
+
+# fuzz_line.c is fuzz_conn.c in line mode (it #includes it).
+$(BUILD)/fuzz/fuzz_line $(REPLAY_DIR)/fuzz_line.o: fuzz/fuzz_conn.c
