@@ -41,7 +41,8 @@ for bin in echo_shared echo_static; do
     pid=$!
     port=
     for _ in $(seq 50); do
-        port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$tmp/$bin.err")
+        # the file may not exist yet: the server's shell creates it
+        port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$tmp/$bin.err" 2>/dev/null || true)
         [ -n "$port" ] && break
         sleep 0.1
     done
