@@ -1,6 +1,6 @@
 # libappsrv - one non-recursive Makefile. Objects go to $(BUILD)/.
-# Targets: all test asan valgrind run examples fuzz fuzz-smoke bench install
-#          uninstall pkgcheck clean
+# Targets: all test asan valgrind run examples fuzz fuzz-smoke fuzz-replay
+#          adversarial soak bench install uninstall pkgcheck clean
 
 VERSION_MAJOR := 0
 VERSION_MINOR := 1
@@ -118,6 +118,27 @@ valgrind: all $(TESTS)
 # Benchmarks against peers (bench/README.md); bounded in time, loopback only.
 bench: all
 	bench/run.sh
+
+# ------------------------------------------------------ adversarial, soak
+# tests/adversarial/: a plain program in its own process (not Criterion,
+# not picked up by the tests/*.c wildcard), so thousands of client sockets
+# never share the server's open-file limit. CI-sized counts by default.
+ADV_BIN        := $(BUILD)/tests/adversarial
+ADV_SLOWLORIS  ?= 300
+ADV_CONCURRENT ?= 1000
+SOAK_SECONDS   ?= 600
+.PHONY: adversarial soak
+
+$(ADV_BIN): tests/adversarial/adversarial.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS) $(LIBS)
+
+adversarial: $(CLI) $(ADV_BIN)
+	APPSRV_BIN=$(abspath $(CLI)) ADV_SLOWLORIS=$(ADV_SLOWLORIS) \
+	    ADV_CONCURRENT=$(ADV_CONCURRENT) $(ADV_BIN)
+
+soak:
+	SOAK_SECONDS=$(SOAK_SECONDS) sh tests/adversarial/soak.sh
 
 run: $(CLI)
 	$(CLI) --host 127.0.0.1 --port 8080 --line-port 9090

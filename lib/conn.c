@@ -408,6 +408,20 @@ static ssize_t conn_read(appsrv__conn_t *c)
 
 /* ------------------------------------------------------------ life cycle */
 
+/* The client left (FIN or reset) while the host holds its response: the
+ * host hears of it through the cancel callback. Responses already queued
+ * for earlier pipelined requests still go out before the close. */
+static void wait_peer_gone(appsrv__conn_t *c)
+{
+    if (!appsrv__out_busy(c)) {
+        appsrv__conn_close(c);
+        return;
+    }
+    appsrv__res_cancel(&appsrv__ctx(c)->res);
+    c->keep_alive = false;
+    c->close_after = true;
+}
+
 static void conn_io_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
 {
     (void)loop;
@@ -418,11 +432,10 @@ static void conn_io_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
         c->readable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->rdhup = true;
-    /* A client that leaves while its response is with the host cancels
-     * it (the cancel callback tells the host). */
     if (c->rdhup && c->state == APPSRV__ST_WAIT && !c->close_after) {
-        appsrv__conn_close(c);
-        return;
+        wait_peer_gone(c);
+        if (c->closing)
+            return;
     }
     conn_drive(c);
 }
@@ -472,6 +485,7 @@ static void conn_linger(appsrv__conn_t *c)
 
 static void conn_drive(appsrv__conn_t *c)
 {
+    uint32_t nreqs0 = c->nreqs;
     int round = 0;
     for (; round < DRIVE_ROUNDS && !c->closing; round++) {
         if (appsrv__out_busy(c)) {
@@ -506,8 +520,10 @@ static void conn_drive(appsrv__conn_t *c)
          * socket: bounded memory, and views into rbuf stay put. A FIN seen
          * with the request (same event) cancels it like one seen later. */
         if (c->state == APPSRV__ST_WAIT && c->rdhup && !c->close_after) {
-            appsrv__conn_close(c);
-            return;
+            wait_peer_gone(c);
+            if (c->closing)
+                return;
+            continue; /* flush what is queued, then close */
         }
         if (!c->readable || c->state == APPSRV__ST_WAIT)
             break;
@@ -568,7 +584,9 @@ static void conn_drive(appsrv__conn_t *c)
     if (c->state == APPSRV__ST_BODY) {
         set_timeout(c, TK_BODY, true);
     } else if (c->rblk != NULL && c->rlen > c->rpos) {
-        set_timeout(c, TK_HEAD, false);
+        /* A partial head: its clock starts with it. Requests answered in
+         * this pass mean the buffered bytes begin a new request. */
+        set_timeout(c, TK_HEAD, c->nreqs != nreqs0);
     } else if (c->nreqs == 0) {
         set_timeout(c, TK_HEAD, false);
     } else {
