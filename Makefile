@@ -140,6 +140,11 @@ adversarial: $(CLI) $(ADV_BIN)
 soak:
 	SOAK_SECONDS=$(SOAK_SECONDS) sh tests/adversarial/soak.sh
 
+# The parser against Node's llhttp on the same corpus (tests/differential/).
+.PHONY: differential
+differential:
+	sh tests/differential/run.sh
+
 run: $(CLI)
 	$(CLI) --host 127.0.0.1 --port 8080 --line-port 9090
 
