@@ -590,7 +590,8 @@ static void conn_drive(appsrv__conn_t *c)
     } else if (c->nreqs == 0) {
         set_timeout(c, TK_HEAD, false);
     } else {
-        set_timeout(c, TK_IDLE, false);
+        /* Idle from the last answer on: restart when one went out. */
+        set_timeout(c, TK_IDLE, c->nreqs != nreqs0);
     }
     bool idle = c->state == APPSRV__ST_HEAD && !appsrv__out_busy(c) &&
                 (c->rblk == NULL || c->rlen == c->rpos);

@@ -1989,6 +1989,40 @@ Test(e2e_http, body_read_stall_closes, .timeout = 30)
     expect_fds(fds0);
 }
 
+/* Regression (review of issue 3): the keep-alive idle deadline kept the
+ * time of the first answer, so a connection busy with requests every
+ * third of the idle timeout was closed one idle timeout after its first
+ * request. The idle clock restarts with every answer. */
+Test(e2e_http, issue_3_idle_timeout_restarts_after_each_response, .timeout = 30)
+{
+    appsrv_config_t cfg;
+    config(&cfg);
+    cfg.idle_timeout_ms = 600;
+    int fds0 = e2e_fd_count();
+    e2e_server_t s;
+    start_base(&s, &cfg);
+    e2e_conn_t c;
+    open_conn(&c, s.port);
+    /* 8 requests 200 ms apart: 1.4 s in all, over twice the idle timeout. */
+    for (int i = 0; i < 8; i++) {
+        char req[128], body[32];
+        snprintf(req, sizeof(req), "GET /seq/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+        snprintf(body, sizeof(body), "seq=%d", i);
+        send_str(&c, req);
+        e2e_resp_t r;
+        read_resp(&c, &r, 0);
+        check_status(&r, 200, "OK");
+        check_body(&r, body);
+        e2e_resp_free(&r);
+        e2e_pause_ms(200);
+    }
+    /* Idle for real now: closed after the timeout, silently. */
+    cr_assert_geq(e2e_wait_closed(&c, 5000), 0, "an idle connection was not closed");
+    e2e_conn_close(&c);
+    stop_srv(&s);
+    expect_fds(fds0);
+}
+
 /* ============================================== SPEC §4 errors, then close */
 
 Test(e2e_http, err_400_malformed_request_line, .timeout = 30)
