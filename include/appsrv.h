@@ -283,7 +283,9 @@ APPSRV_API int appsrv_route(appsrv_server_t *srv, const char *method, const char
  * Registers handler for a line-protocol command word (e.g. "PING";
  * case-sensitive, no spaces). The request's method and path are the word,
  * its body the rest of the line after one space. Unknown words get
- * "404 Not Found". Returns 0, -EINVAL, -EEXIST, -ENOMEM, APPSRV_ESTATE
+ * "404 Not Found". The response's status, reason and body become one line
+ * "CODE REASON[ BODY]\n"; a body or reason holding CR or LF would break
+ * that framing, so it is answered "500 Internal Server Error" instead. Returns 0, -EINVAL, -EEXIST, -ENOMEM, APPSRV_ESTATE
  * once run has started. Before run; any thread.
  */
 APPSRV_API int appsrv_route_line(appsrv_server_t *srv, const char *command,
