@@ -605,6 +605,39 @@ static void conn_drive(appsrv__conn_t *c)
         rbuf_release(c);
 }
 
+/* A worker's live and zombie connections are doubly linked lists headed
+ * in the worker; closed ones wait, singly linked, for the end of the pass. */
+static void list_push(appsrv__conn_t **head, appsrv__conn_t *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head != NULL)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static void list_unlink(appsrv__conn_t **head, appsrv__conn_t *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+}
+
+/* Drops what the connection still buffers and moves it to the closed
+ * list, freed or pooled by appsrv__conn_free_closed(). */
+static void retire(appsrv__conn_t *c)
+{
+    free(c->body_heap);
+    c->body_heap = NULL;
+    rbuf_release(c);
+    c->next = c->w->closed;
+    c->w->closed = c;
+}
+
 void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer, int kind)
 {
     appsrv__conn_t *c = w->free_conns;
@@ -639,10 +672,7 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
         w->nfree_conns++;
         return;
     }
-    c->next = w->conns;
-    if (w->conns != NULL)
-        w->conns->prev = c;
-    w->conns = c;
+    list_push(&w->conns, c);
     w->nconns++;
     set_timeout(c, TK_HEAD, true);
     if (w->draining)
@@ -679,48 +709,24 @@ void appsrv__conn_close(appsrv__conn_t *c)
         appsrv__res_cancel(res);
         c->zombie = true;
         w->nzombies++;
-    } else {
-        free(c->body_heap);
-        c->body_heap = NULL;
-        rbuf_release(c);
     }
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    list_unlink(&w->conns, c);
     w->nconns--;
     atomic_fetch_sub(&w->srv->nconns, 1);
-    c->next = c->prev = NULL;
-    if (c->zombie) {
-        c->next = w->zombies;
-        if (w->zombies != NULL)
-            w->zombies->prev = c;
-        w->zombies = c;
-        return;
-    }
-    c->next = w->closed;
-    w->closed = c;
+    if (c->zombie)
+        list_push(&w->zombies, c);
+    else
+        retire(c);
 }
 
 void appsrv__conn_release_zombie(appsrv__conn_t *c)
 {
     appsrv__worker_t *w = c->w;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        w->zombies = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    list_unlink(&w->zombies, c);
     c->host_holds = false;
     c->zombie = false;
     w->nzombies--;
-    free(c->body_heap);
-    c->body_heap = NULL;
-    rbuf_release(c);
-    c->next = w->closed;
-    w->closed = c;
+    retire(c);
 }
 
 void appsrv__conn_free_closed(appsrv__worker_t *w)
