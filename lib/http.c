@@ -110,6 +110,20 @@ static char *put(char *p, const char *s, size_t n)
 
 #define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
 
+/* "HTTP/1.1 <status> <reason>\r\nServer: ...\r\nDate: <date>\r\n": the
+ * start of every response head; at most 80 + rlen bytes. */
+static char *put_status_head(char *p, int status, const char *reason, size_t rlen,
+                             const char *date)
+{
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p += fmt_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put(p, reason, rlen);
+    p = PUT_LIT(p, "\r\nServer: " APPSRV__SERVER_HEADER "\r\nDate: ");
+    p = put(p, date, 29);
+    return PUT_LIT(p, "\r\n");
+}
+
 static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
 {
     if (alen != blen)
@@ -160,14 +174,8 @@ static uint64_t queue_simple(appsrv__conn_t *c, int status, bool close, const ch
     char *p0 = appsrv__out_begin(c, need, &mem);
     if (p0 == NULL)
         return 0;
-    char *p = p0;
-    p = PUT_LIT(p, "HTTP/1.1 ");
-    p += fmt_u64(p, (uint64_t)status);
-    *p++ = ' ';
-    p = put(p, reason, rlen);
-    p = PUT_LIT(p, "\r\nServer: " APPSRV__SERVER_HEADER "\r\nDate: ");
-    p = put(p, c->w->loop.date, 29);
-    p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    char *p = put_status_head(p0, status, reason, rlen, c->w->loop.date);
+    p = PUT_LIT(p, "Content-Type: text/plain\r\nContent-Length: ");
     p += fmt_u64(p, rlen);
     p = PUT_LIT(p, "\r\n");
     if (extra_len)
@@ -222,7 +230,7 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
     res->on_cancel = NULL;
     res->cancel_ud = NULL;
     res->queued = false;
-    res->q_next = NULL;
+    res->q_next = res->q_prev = NULL;
 }
 
 static void body_release(appsrv_res_t *res)
@@ -585,14 +593,7 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
         c->close_after = true;
         return 0;
     }
-    char *p = p0;
-    p = PUT_LIT(p, "HTTP/1.1 ");
-    p += fmt_u64(p, (uint64_t)st);
-    *p++ = ' ';
-    p = put(p, reason, rlen);
-    p = PUT_LIT(p, "\r\nServer: " APPSRV__SERVER_HEADER "\r\nDate: ");
-    p = put(p, c->w->loop.date, 29);
-    p = PUT_LIT(p, "\r\n");
+    char *p = put_status_head(p0, st, reason, rlen, c->w->loop.date);
     if (stream) {
         if (req->minor >= 1 && !no_content) {
             p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
@@ -892,24 +893,37 @@ static void hb_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
     appsrv__timer_start(loop, t, due);
 }
 
+/* The completion queue is doubly linked: a response leaves it in O(1)
+ * when its connection closes first. */
+static void q_unlink_locked(appsrv__worker_t *w, appsrv_res_t *res)
+{
+    if (res->q_prev != NULL)
+        res->q_prev->q_next = res->q_next;
+    else
+        w->q_head = res->q_next;
+    if (res->q_next != NULL)
+        res->q_next->q_prev = res->q_prev;
+    else
+        w->q_tail = res->q_prev;
+    res->q_next = res->q_prev = NULL;
+    res->queued = false;
+}
+
 void appsrv__res_unqueue(appsrv_res_t *res)
 {
     appsrv__worker_t *w = res->conn->w;
     pthread_mutex_lock(&w->qlock);
-    if (res->queued) {
-        appsrv_res_t **pp = &w->q_head, *prev = NULL;
-        while (*pp != NULL && *pp != res) {
-            prev = *pp;
-            pp = &(*pp)->q_next;
-        }
-        if (*pp == res) {
-            *pp = res->q_next;
-            if (w->q_tail == res)
-                w->q_tail = prev;
-        }
-        res->queued = false;
-    }
+    if (res->queued)
+        q_unlink_locked(w, res);
     pthread_mutex_unlock(&w->qlock);
+}
+
+appsrv_res_t *appsrv__res_pop_locked(appsrv__worker_t *w)
+{
+    appsrv_res_t *res = w->q_head;
+    if (res != NULL)
+        q_unlink_locked(w, res);
+    return res;
 }
 
 void appsrv__res_enqueue_locked(appsrv_res_t *res)
@@ -919,6 +933,7 @@ void appsrv__res_enqueue_locked(appsrv_res_t *res)
         return;
     res->queued = true;
     res->q_next = NULL;
+    res->q_prev = w->q_tail;
     if (w->q_tail != NULL)
         w->q_tail->q_next = res;
     else

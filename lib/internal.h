@@ -231,7 +231,7 @@ struct appsrv_res {
     bool close;        /* close the connection after this response */
     /* Deferred and streamed responses. Fields below up to 'loop only' are
      * shared with host threads under the worker's qlock. */
-    appsrv_res_t *q_next; /* worker completion queue */
+    appsrv_res_t *q_next, *q_prev; /* worker completion queue */
     bool queued;          /* on the completion queue */
     bool deferred;        /* the handler returned APPSRV_LATER */
     bool sent;            /* appsrv_res_send() called */
@@ -369,6 +369,9 @@ void appsrv__conn_release_zombie(appsrv__conn_t *c);
 void appsrv__res_unqueue(appsrv_res_t *res);
 /* Queues res for the loop (caller holds qlock) and wakes it. */
 void appsrv__res_enqueue_locked(appsrv_res_t *res);
+/* Takes the oldest response off w's completion queue, or NULL (caller
+ * holds qlock). */
+appsrv_res_t *appsrv__res_pop_locked(appsrv__worker_t *w);
 
 /* http.c / line.c: consume buffered input, queue responses.
  * Returns 1 when progress was made, 0 when more input (or output room) is

@@ -371,13 +371,7 @@ static void wake_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
      * a host that keeps writing cannot starve this loop's sockets. */
     for (int n = 0; n < 4096; n++) {
         pthread_mutex_lock(&w->qlock);
-        appsrv_res_t *res = w->q_head;
-        if (res != NULL) {
-            w->q_head = res->q_next;
-            if (w->q_head == NULL)
-                w->q_tail = NULL;
-            res->queued = false;
-        }
+        appsrv_res_t *res = appsrv__res_pop_locked(w);
         pthread_mutex_unlock(&w->qlock);
         if (res == NULL)
             break;
