@@ -9,14 +9,18 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +56,64 @@ int e2e_fd_count(void)
             n++;
     closedir(d);
     return n - 1; /* the directory's own fd */
+}
+
+const char *e2e_bin_path(void)
+{
+    const char *b = getenv("APPSRV_BIN");
+    return b != NULL && *b != '\0' ? b : "build/appsrv";
+}
+
+pid_t e2e_spawn(char *const argv[], int out_fd, int err_fd, bool search)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        /* Only async-signal-safe calls between fork and exec. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0)
+            _exit(127);
+        if (dup2(null, 0) < 0 || dup2(out_fd >= 0 ? out_fd : null, 1) < 0 ||
+            dup2(err_fd >= 0 ? err_fd : null, 2) < 0)
+            _exit(127);
+        if (null > 2)
+            close(null);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        sigaction(SIGPIPE, &dfl, NULL);
+        sigaction(SIGINT, &dfl, NULL);
+        sigaction(SIGTERM, &dfl, NULL);
+        sigemptyset(&dfl.sa_mask);
+        sigprocmask(SIG_SETMASK, &dfl.sa_mask, NULL);
+        if (search)
+            execvp(argv[0], argv);
+        else
+            execve(argv[0], argv, environ);
+        _exit(127);
+    }
+    return pid;
+}
+
+int e2e_wait_child(pid_t pid, int timeout_ms)
+{
+    int64_t end = e2e_now_ms() + timeout_ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return st;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (e2e_now_ms() >= end)
+            return -1;
+        poll(NULL, 0, 10);
+    }
 }
 
 int e2e_wait_atomic(atomic_int *v, int want, int timeout_ms)

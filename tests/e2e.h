@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "appsrv.h"
 
@@ -169,6 +170,21 @@ size_t e2e_pump(e2e_conn_t *c, int wait_ms);
 
 /* Open fds of this process (/proc/self/fd), or -1. */
 int e2e_fd_count(void);
+
+/* The CLI under test: $APPSRV_BIN, else build/appsrv. */
+const char *e2e_bin_path(void);
+/*
+ * fork + exec argv[0] with stdin from /dev/null and stdout/stderr on
+ * out_fd/err_fd (-1: /dev/null), default signal dispositions and an empty
+ * mask. With search, argv[0] is looked up in PATH (execvp); without, it
+ * is a path (execve). The child gets SIGKILL when this process dies, so a
+ * test killed by its timeout never leaves it behind. Returns its pid or a
+ * negative errno (fork failed); an exec failure is exit status 127.
+ */
+pid_t e2e_spawn(char *const argv[], int out_fd, int err_fd, bool search);
+/* Waits (bounded, polling waitpid) for pid. Returns its wait status, or
+ * -1 when it has not exited within timeout_ms. */
+int e2e_wait_child(pid_t pid, int timeout_ms);
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t e2e_now_ms(void);
 /* Waits (poll-based, at most timeout_ms) until *v >= want. Returns the

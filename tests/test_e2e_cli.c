@@ -41,7 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <appsrv.h> /* APPSRV_VERSION_STRING only; nothing is linked */
+#include <appsrv.h> /* APPSRV_VERSION_STRING only; the server is the CLI */
+
+#include "e2e.h"
 
 extern char **environ;
 
@@ -90,26 +92,6 @@ static size_t big_size(void)
 static int pipeline_count(void)
 {
     return under_valgrind() ? 100 : 1000;
-}
-
-static const char *bin_path(void)
-{
-    const char *b = getenv("APPSRV_BIN");
-    return b != NULL && *b != '\0' ? b : "build/appsrv";
-}
-
-static int count_open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
 }
 
 /* ------------------------------------------------ tracked resources */
@@ -206,7 +188,7 @@ static void suite_init(void)
 {
     /* A dead peer must give EPIPE, never kill the test. */
     signal(SIGPIPE, SIG_IGN);
-    g_fd_base = count_open_fds();
+    g_fd_base = e2e_fd_count();
 }
 
 /* Runs after every test, also after a failed assertion: reclaims what the
@@ -234,47 +216,18 @@ static void assert_all_released(void)
     cr_assert_eq(g_nkids, 0, "%zu children left running", g_nkids);
     cr_assert_eq(g_nfds, 0, "%zu tracked fds left open", g_nfds);
     cr_assert_eq(g_nmem, 0, "%zu tracked blocks left allocated", g_nmem);
-    int n = count_open_fds();
+    int n = e2e_fd_count();
     cr_assert_eq(n, g_fd_base, "fd leak: %d open at start, %d at end", g_fd_base, n);
 }
 
 /* ------------------------------------------------------------- processes */
 
-/*
- * fork + execve argv[0] (a path: no PATH search) with stdin from /dev/null
- * and stdout/stderr on the given fds (-1: /dev/null). Between fork and
- * exec only async-signal-safe calls. The child dies with us (PR_SET_PDEATHSIG), so a test killed by
- * its timeout never leaves a server behind.
- */
+/* e2e_spawn() (argv[0] a path, no PATH search), tracked so that a failed
+ * test still reaps it. */
 static pid_t spawn(char *const argv[], int out_fd, int err_fd)
 {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int null = open("/dev/null", O_RDWR);
-        if (null < 0)
-            _exit(127);
-        if (dup2(null, 0) < 0 || dup2(out_fd >= 0 ? out_fd : null, 1) < 0 ||
-            dup2(err_fd >= 0 ? err_fd : null, 2) < 0)
-            _exit(127);
-        if (null > 2)
-            close(null);
-        /* The server starts with default signal handling and no mask. */
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof(dfl));
-        dfl.sa_handler = SIG_DFL;
-        sigaction(SIGPIPE, &dfl, NULL);
-        sigaction(SIGINT, &dfl, NULL);
-        sigaction(SIGTERM, &dfl, NULL);
-        sigemptyset(&dfl.sa_mask);
-        sigprocmask(SIG_SETMASK, &dfl.sa_mask, NULL);
-        execve(argv[0], argv, environ);
-        _exit(127);
-    }
+    pid_t pid = e2e_spawn(argv, out_fd, err_fd, false);
+    cr_assert_geq(pid, 0, "fork: %s", strerror((int)-pid));
     track_kid(pid);
     return pid;
 }
@@ -439,7 +392,7 @@ static void run_cli(run_t *r, const char *const args[])
 {
     char *argv[32];
     size_t n = 0;
-    argv[n++] = (char *)bin_path();
+    argv[n++] = (char *)e2e_bin_path();
     for (size_t i = 0; args[i] != NULL; i++) {
         cr_assert_lt(n, 31);
         argv[n++] = (char *)args[i];
@@ -509,7 +462,7 @@ static void srv_start_at(srv_t *s, int family, const char *shown_host, const cha
 {
     char *argv[32];
     size_t n = 0;
-    argv[n++] = (char *)bin_path();
+    argv[n++] = (char *)e2e_bin_path();
     static const char *const base[] = {"-p", "0", "-l", "0", "-t", "2"};
     for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
         argv[n++] = (char *)base[i];

@@ -2998,56 +2998,12 @@ Test(e2e_deferred, line_response_timeout_503, .timeout = 30)
 
 /* ================================================== the CLI, read by curl */
 
-static const char *bin_path(void)
-{
-    const char *b = getenv("APPSRV_BIN");
-    return b != NULL && *b != '\0' ? b : "build/appsrv";
-}
-
-/* fork + exec with stdout/stderr on the given fds (-1: /dev/null). Only
- * async-signal-safe calls in the child, which dies with us. */
+/* e2e_spawn() with a PATH search (curl) or a path (the CLI). */
 static pid_t spawn(char *const argv[], int out_fd, int err_fd)
 {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int null = open("/dev/null", O_RDWR);
-        if (null < 0)
-            _exit(127);
-        if (dup2(null, 0) < 0 || dup2(out_fd >= 0 ? out_fd : null, 1) < 0 ||
-            dup2(err_fd >= 0 ? err_fd : null, 2) < 0)
-            _exit(127);
-        if (null > 2)
-            close(null);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
+    pid_t pid = e2e_spawn(argv, out_fd, err_fd, true);
+    cr_assert_geq(pid, 0, "fork: %s", strerror((int)-pid));
     return pid;
-}
-
-/* Waits (bounded, polling) for pid; returns its wait status or -1. */
-static int wait_child(pid_t pid, int timeout_ms)
-{
-    int64_t end = e2e_now_ms() + timeout_ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (e2e_now_ms() >= end)
-            return -1;
-        poll(NULL, 0, 10);
-    }
 }
 
 /* Appends what fd has now (non-blocking) to a growing buffer; returns
@@ -3091,7 +3047,7 @@ static void cli_start(cli_t *c)
     memset(c, 0, sizeof(*c));
     int pfd[2];
     cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
-    char *argv[] = {(char *)bin_path(), "-p", "0", "-t", "2", "-q", NULL};
+    char *argv[] = {(char *)e2e_bin_path(), "-p", "0", "-t", "2", "-q", NULL};
     c->pid = spawn(argv, -1, pfd[1]);
     close(pfd[1]);
     c->err_fd = pfd[0];
@@ -3109,7 +3065,7 @@ static void cli_start(cli_t *c)
         poll(&pfd1, 1, 50);
         open_fd = drain_fd(c->err_fd, &c->err, &c->err_len, &c->err_cap);
     }
-    cr_assert_gt(c->port, 0, "%s: no listening line; stderr: %s", bin_path(),
+    cr_assert_gt(c->port, 0, "%s: no listening line; stderr: %s", e2e_bin_path(),
                  c->err ? c->err : "");
 }
 
@@ -3117,10 +3073,10 @@ static void cli_start(cli_t *c)
 static void cli_stop(cli_t *c)
 {
     kill(c->pid, SIGTERM);
-    int st = wait_child(c->pid, 15000 * (e2e_valgrind() ? 3 : 1));
+    int st = e2e_wait_child(c->pid, 15000 * (e2e_valgrind() ? 3 : 1));
     if (st == -1) {
         kill(c->pid, SIGKILL); /* our own child, by its pid */
-        wait_child(c->pid, 5000);
+        e2e_wait_child(c->pid, 5000);
     }
     while (drain_fd(c->err_fd, &c->err, &c->err_len, &c->err_cap))
         if (poll(&(struct pollfd){.fd = c->err_fd, .events = POLLIN}, 1, 100) <= 0)
@@ -3152,10 +3108,10 @@ static int run_capture(char *const argv[], char **out, size_t *out_len, int time
         more = drain_fd(pfd[0], &buf, &len, &cap);
     }
     close(pfd[0]);
-    int st = wait_child(pid, more ? 100 : timeout_ms);
+    int st = e2e_wait_child(pid, more ? 100 : timeout_ms);
     if (st == -1) {
         kill(pid, SIGKILL);
-        wait_child(pid, 5000);
+        e2e_wait_child(pid, 5000);
     }
     if (buf == NULL) {
         buf = calloc(1, 1);
