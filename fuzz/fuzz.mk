@@ -1,7 +1,8 @@
 # fuzz/fuzz.mk - fuzzing, included by the top-level Makefile (uses its CC,
 # BUILD, ALL_CFLAGS, ALL_LDFLAGS, LIB_SRCS, STATIC and LIBS).
 #   make fuzz          libFuzzer + ASan + UBSan drivers in $(BUILD)/fuzz/ (clang)
-#   make fuzz-smoke    runs each driver FUZZ_SECONDS (60) on a copy of its corpus
+#   make fuzz-smoke    runs each driver FUZZ_SECONDS (60) on a copy of its corpus,
+#                      FUZZ_JOBS (one per CPU) at a time
 #   make fuzz-replay   replays fuzz/corpus/* and fuzz/regression/ through every
 #                      driver with $(CC) and a plain main(); `make test` runs it
 # Every fuzz/fuzz_NAME.c is a driver; its seeds are fuzz/corpus/NAME/ (http/
@@ -26,7 +27,7 @@ REPLAY_OBJS := $(REPLAY_DIR)/replay_main.o $(REPLAY_DIR)/http_parse.o \
                $(FUZZ_DRIVERS:%=$(REPLAY_DIR)/fuzz_%.o)
 REPLAY_BINS := $(FUZZ_DRIVERS:%=$(REPLAY_DIR)/replay_%)
 
-.PHONY: fuzz fuzz-smoke fuzz-replay
+.PHONY: fuzz fuzz-smoke fuzz-smoke-one fuzz-replay
 
 fuzz: $(FUZZ_BINS)
 
@@ -44,19 +45,33 @@ $(FUZZ_LIBBED:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB
 # seeds and the driver's regression inputs are copied in first. Findings
 # land in $(BUILD)/fuzz/artifacts/: minimise them (-minimize_crash=1) and
 # commit them as fuzz/regression/NAME-<issue or description>.
+# The drivers run FUZZ_JOBS at a time (default: one per CPU), each into
+# $(BUILD)/fuzz/NAME.log; a driver's last lines are printed when it ends,
+# and its whole log when it fails. FUZZ_JOBS=1 runs them one after another.
+FUZZ_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+
 fuzz-smoke: fuzz
-	@set -e; for drv in $(FUZZ_DRIVERS); do \
-	    seeds=$$drv; [ $$drv = http_parse ] && seeds=http; \
-	    dir=$(BUILD)/fuzz/corpus/$$seeds; \
-	    mkdir -p $$dir $(BUILD)/fuzz/artifacts; \
-	    for f in fuzz/corpus/$$seeds/* fuzz/regression/$$drv-* fuzz/regression/$$seeds-*; do \
-	        if [ -f "$$f" ]; then cp "$$f" $$dir/; fi; \
-	    done; \
-	    echo "fuzz-smoke: fuzz_$$drv for $(FUZZ_SECONDS)s"; \
-	    $(BUILD)/fuzz/fuzz_$$drv -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict \
+	@printf '%s\n' $(FUZZ_DRIVERS) | xargs -P $(FUZZ_JOBS) -I{} \
+	    $(MAKE) -s --no-print-directory fuzz-smoke-one FUZZ_DRV={}
+
+fuzz-smoke-one:
+	@set -e; drv=$(FUZZ_DRV); seeds=$$drv; [ $$drv = http_parse ] && seeds=http; \
+	dir=$(BUILD)/fuzz/corpus/$$seeds; log=$(BUILD)/fuzz/$$drv.log; \
+	mkdir -p $$dir $(BUILD)/fuzz/artifacts; \
+	for f in fuzz/corpus/$$seeds/* fuzz/regression/$$drv-* fuzz/regression/$$seeds-*; do \
+	    if [ -f "$$f" ]; then cp "$$f" $$dir/; fi; \
+	done; \
+	echo "fuzz-smoke: fuzz_$$drv for $(FUZZ_SECONDS)s (log: $$log)"; \
+	if $(BUILD)/fuzz/fuzz_$$drv -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict \
 	        -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/artifacts/$$drv- \
-	        $(FUZZ_ARGS) $$dir; \
-	done
+	        $(FUZZ_ARGS) $$dir >$$log 2>&1; then \
+	    echo "fuzz-smoke: fuzz_$$drv passed:" \
+	        $$(grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' $$log | tr -s ' ') \
+	        $$(grep -oE 'cov: [0-9]+' $$log | tail -n 1); \
+	else \
+	    cat $$log; echo "fuzz-smoke: fuzz_$$drv FAILED (artifacts in $(BUILD)/fuzz/artifacts/)"; \
+	    exit 1; \
+	fi
 
 $(REPLAY_DIR)/%.o: fuzz/%.c $(wildcard fuzz/*.h)
 	@mkdir -p $(dir $@)
