@@ -8,7 +8,9 @@
 # Every fuzz/fuzz_NAME.c is a driver; its seeds are fuzz/corpus/NAME/ (http/
 # for http_parse) and its findings fuzz/regression/NAME-*. The parser drivers
 # compile lib/http_parse.c alone, so they build while the rest of the library
-# does not; the others take the whole library.
+# does not; the others take the whole library. fuzz/corpus/*/capture_* (and
+# conn/http_capture_*) are the exact bytes of real clients (curl, Python
+# urllib and requests, Node fetch and http), recorded by fuzz/capture.py.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
