@@ -231,7 +231,8 @@ struct appsrv_res {
     bool close;        /* close the connection after this response */
     /* Deferred and streamed responses. Fields below up to 'loop only' are
      * shared with host threads under the worker's qlock. */
-    appsrv_res_t *q_next, *q_prev; /* worker completion queue */
+    appsrv_res_t *q_next; /* worker completion queue, doubly linked */
+    appsrv_res_t *q_prev;
     bool queued;          /* on the completion queue */
     bool deferred;        /* the handler returned APPSRV_LATER */
     bool sent;            /* appsrv_res_send() called */
