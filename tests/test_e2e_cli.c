@@ -21,7 +21,6 @@
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -34,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -44,8 +42,6 @@
 #include <appsrv.h> /* APPSRV_VERSION_STRING only; the server is the CLI */
 
 #include "e2e.h"
-
-extern char **environ;
 
 /* Criterion timeouts (seconds); generous so a valgrind run fits too. */
 #define TMO 60
