@@ -137,8 +137,9 @@ adversarial: $(CLI) $(ADV_BIN)
 	APPSRV_BIN=$(abspath $(CLI)) ADV_SLOWLORIS=$(ADV_SLOWLORIS) \
 	    ADV_CONCURRENT=$(ADV_CONCURRENT) $(ADV_BIN)
 
+# '+': the scripts run make themselves and share this make's job slots.
 soak:
-	SOAK_SECONDS=$(SOAK_SECONDS) sh tests/adversarial/soak.sh
+	+SOAK_SECONDS=$(SOAK_SECONDS) sh tests/adversarial/soak.sh
 
 # The parser against Node's llhttp on the same corpus (tests/differential/).
 .PHONY: differential
@@ -175,7 +176,7 @@ uninstall:
 # Builds examples/blocking_echo.c against a DESTDIR install with nothing but
 # pkg-config, shared and static, and checks the exported symbols.
 pkgcheck:
-	sh .ci/pkgcheck.sh
+	+sh .ci/pkgcheck.sh
 
 examples:
 	$(MAKE) -C examples
