@@ -44,6 +44,21 @@ void e2e_pause_ms(int ms)
     }
 }
 
+int e2e_wait_readable(int fd, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - e2e_now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, left > 0 ? (int)left : 0);
+        if (pr > 0)
+            return 0;
+        if (pr == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
 int e2e_fd_count(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -380,20 +395,9 @@ static int fill(e2e_conn_t *c, int64_t deadline)
 {
     if (c->eof)
         return -ECONNRESET;
-    for (;;) {
-        int64_t left = deadline - e2e_now_ms();
-        if (left < 0)
-            left = 0;
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr < 0)
-            return -errno;
-        if (pr == 0)
-            return -ETIMEDOUT;
-        break;
-    }
+    int rc = e2e_wait_readable(c->fd, deadline);
+    if (rc < 0)
+        return rc;
     if (buf_room(c, 65536) < 0)
         return -ENOMEM;
     ssize_t n;
@@ -723,15 +727,9 @@ int e2e_read_some(e2e_conn_t *c, void *out, size_t max, int timeout_ms)
         return -ECONNRESET;
     int64_t deadline = e2e_now_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - e2e_now_ms();
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, left > 0 ? (int)left : 0);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr < 0)
-            return -errno;
-        if (pr == 0)
-            return -ETIMEDOUT;
+        int rc = e2e_wait_readable(c->fd, deadline);
+        if (rc < 0)
+            return rc;
         ssize_t n = recv(c->fd, out, max, MSG_DONTWAIT);
         if (n > 0)
             return (int)n;

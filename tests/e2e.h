@@ -168,6 +168,9 @@ size_t e2e_pump(e2e_conn_t *c, int wait_ms);
 
 /* ----------------------------------------------------------------- misc */
 
+/* Waits until fd is readable (data, EOF or an error) or the absolute
+ * deadline (e2e_now_ms) passes. Returns 0, -ETIMEDOUT or a negative errno. */
+int e2e_wait_readable(int fd, int64_t deadline);
 /* Open fds of this process (/proc/self/fd), or -1. */
 int e2e_fd_count(void);
 

@@ -865,17 +865,9 @@ static void open_conn_rcvbuf(e2e_conn_t *c, int port, int rcvbuf)
 static ssize_t recv_some(int fd, void *buf, size_t cap, int64_t deadline)
 {
     for (;;) {
-        int64_t left = deadline - e2e_now_ms();
-        if (left < 0)
-            left = 0;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr < 0)
-            return -errno;
-        if (pr == 0)
-            return -ETIMEDOUT;
+        int rc = e2e_wait_readable(fd, deadline);
+        if (rc < 0)
+            return rc;
         ssize_t n = recv(fd, buf, cap, MSG_DONTWAIT);
         if (n >= 0)
             return n;
