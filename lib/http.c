@@ -112,8 +112,8 @@ static char *put(char *p, const char *s, size_t n)
 
 /* "HTTP/1.1 <status> <reason>\r\nServer: ...\r\nDate: <date>\r\n": the
  * start of every response head; at most 80 + rlen bytes. */
-static char *put_status_head(char *p, int status, const char *reason, size_t rlen,
-                             const char *date)
+static inline char *put_status_head(char *p, int status, const char *reason, size_t rlen,
+                                    const char *date)
 {
     p = PUT_LIT(p, "HTTP/1.1 ");
     p += fmt_u64(p, (uint64_t)status);
