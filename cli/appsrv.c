@@ -175,7 +175,7 @@ static int l_quit(appsrv_req_t *req, appsrv_res_t *res, void *user)
 /* ----------------------------------------------------------- timer thread */
 
 typedef struct job {
-    uint64_t due_ms;
+    uint64_t due_us;
     appsrv_res_t *res;
     int left; /* /events: events still to send; -1 for /delay */
     int seq;
@@ -184,16 +184,17 @@ typedef struct job {
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    job_t *heap; /* min-heap on due_ms */
+    job_t *heap; /* min-heap on due_us */
     size_t n, cap;
     bool quit;
 } g_timers = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, false};
 
-static uint64_t mono_ms(void)
+/* Microseconds: a millisecond clock would fire a delay up to 1 ms early. */
+static uint64_t mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static int timer_add(job_t j)
@@ -210,7 +211,7 @@ static int timer_add(job_t j)
         g_timers.cap = cap;
     }
     size_t i = g_timers.n++;
-    while (i > 0 && g_timers.heap[(i - 1) / 2].due_ms > j.due_ms) {
+    while (i > 0 && g_timers.heap[(i - 1) / 2].due_us > j.due_us) {
         g_timers.heap[i] = g_timers.heap[(i - 1) / 2];
         i = (i - 1) / 2;
     }
@@ -229,9 +230,9 @@ static job_t timer_pop_locked(void)
         size_t c = 2 * i + 1;
         if (c >= g_timers.n)
             break;
-        if (c + 1 < g_timers.n && g_timers.heap[c + 1].due_ms < g_timers.heap[c].due_ms)
+        if (c + 1 < g_timers.n && g_timers.heap[c + 1].due_us < g_timers.heap[c].due_us)
             c++;
-        if (g_timers.heap[c].due_ms >= last.due_ms)
+        if (g_timers.heap[c].due_us >= last.due_us)
             break;
         g_timers.heap[i] = g_timers.heap[c];
         i = c;
@@ -254,7 +255,7 @@ static void run_job(job_t j)
     snprintf(id, sizeof(id), "%d", j.seq);
     int rc = j.left > 0 ? appsrv_res_sse_send(j.res, "tick", id, data) : 0;
     if (rc == -EAGAIN) {
-        j.due_ms = mono_ms() + 100; /* slow reader: try again later */
+        j.due_us = mono_us() + 100000; /* slow reader: try again later */
         if (timer_add(j) == 0)
             return;
     }
@@ -264,7 +265,7 @@ static void run_job(job_t j)
     }
     j.left--;
     j.seq++;
-    j.due_ms += 100;
+    j.due_us += 100000;
     if (timer_add(j) < 0)
         appsrv_res_end(j.res);
 }
@@ -278,12 +279,12 @@ static void *timer_main(void *arg)
             pthread_cond_wait(&g_timers.cond, &g_timers.lock);
             continue;
         }
-        uint64_t now = mono_ms();
-        if (g_timers.heap[0].due_ms > now) {
-            uint64_t due = g_timers.heap[0].due_ms;
+        uint64_t now = mono_us();
+        if (g_timers.heap[0].due_us > now) {
+            uint64_t due = g_timers.heap[0].due_us;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000u;
+            uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000u;
             ts.tv_sec += (time_t)(ns / 1000000000u);
             ts.tv_nsec = (long)(ns % 1000000000u);
             pthread_cond_timedwait(&g_timers.cond, &g_timers.lock, &ts);
@@ -313,7 +314,7 @@ static int h_delay(appsrv_req_t *req, appsrv_res_t *res, void *user)
     if (!ok || ms > 10000)
         return text(res, 400, "text/plain", "ms must be 0..10000\n");
     text(res, 200, "text/plain", "OK");
-    job_t j = {mono_ms() + ms, res, -1, 0};
+    job_t j = {mono_us() + ms * 1000u, res, -1, 0};
     if (timer_add(j) < 0)
         return -ENOMEM;
     return APPSRV_LATER;
@@ -336,7 +337,7 @@ static int h_events(appsrv_req_t *req, appsrv_res_t *res, void *user)
     appsrv_res_set_status(res, 200);
     if (appsrv_res_sse_begin(res, 15000) < 0)
         return -1;
-    job_t j = {mono_ms(), res, count, 1};
+    job_t j = {mono_us(), res, count, 1};
     if (count == 0) {
         appsrv_res_end(res);
         return APPSRV_LATER;

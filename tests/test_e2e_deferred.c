@@ -3207,6 +3207,35 @@ Test(e2e_deferred, cli_sse_events_read_by_curl, .timeout = 120)
     expect_fds(fds0);
 }
 
+/* The CLI's timer thread must never answer /delay early: with a
+ * millisecond clock it fired up to 1 ms before the delay had passed. */
+Test(e2e_deferred, cli_delay_never_early, .timeout = 120)
+{
+    int fds0 = e2e_fd_count();
+    cli_t cli;
+    cli_start(&cli);
+    e2e_conn_t c;
+    open_conn(&c, cli.port);
+    int n = e2e_valgrind() ? 5 : 30;
+    for (int i = 0; i < n; i++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        send_str(&c, "GET /delay?ms=20 HTTP/1.1\r\nHost: x\r\n\r\n");
+        e2e_resp_t r;
+        read_resp(&c, &r, 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        check_status(&r, 200);
+        check_body(&r, "OK");
+        e2e_resp_free(&r);
+        cr_assert_geq(us, 20000, "request %d answered after %lld us, before the 20 ms delay", i,
+                      (long long)us);
+    }
+    e2e_conn_close(&c);
+    cli_stop(&cli);
+    expect_fds(fds0);
+}
+
 Test(e2e_deferred, cli_delay_read_by_curl, .timeout = 120)
 {
     int fds0 = e2e_fd_count();
