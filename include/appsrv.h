@@ -73,7 +73,8 @@ APPSRV_API const char *appsrv_version(void);
     X(ECLOSED, -3100, "connection closed by peer")                            \
     X(EPARSE, -3101, "malformed input")                                       \
     X(ESTATE, -3102, "call not valid in this state")                          \
-    X(ECANCELED, -3103, "request canceled: the client is gone")
+    X(ECANCELED, -3103, "request canceled: the client is gone")                \
+    X(ENOBODY, -3104, "this response carries no body (204 or 304)")
 
 enum appsrv_errno {
 #define APPSRV_X_ENUM_(name, value, msg) APPSRV_##name = (value),
@@ -203,11 +204,16 @@ typedef enum appsrv_proto {
 typedef struct appsrv_log_entry {
     const appsrv_addr_t *peer;
     appsrv_proto_t proto;
-    appsrv_str_t method; /* HTTP method or line command */
+    appsrv_str_t method; /* HTTP method or line command; as far as parsed
+                            (empty when the request line was not) */
     appsrv_str_t target; /* HTTP request target; empty for line requests */
-    int status;
-    uint64_t bytes;    /* response bytes queued: head + body */
-    uint64_t usec;     /* from the request's head complete to response queued */
+    int status;        /* the status sent; 499 when the client left first */
+    uint64_t bytes;    /* response bytes framed: head + body (all chunks of
+                          a stream) */
+    uint64_t usec;     /* from the request's first byte to its last byte
+                          framed (0 when no request was parsed) */
+    bool aborted;      /* the client left (or the response timed out)
+                          before the response was complete */
 } appsrv_log_entry_t;
 
 /* Called on the loop thread once per response. Must not block. */
@@ -429,7 +435,9 @@ APPSRV_API int appsrv_res_set_body_ref(appsrv_res_t *res, const void *data, size
  * nginx's 499), or response_timeout_ms
  * passes first (the client then gets 503), the cancel callback runs on the
  * loop thread and later calls return APPSRV_ECANCELED; the host must still
- * finish res. appsrv_server_run() returns only after every deferred
+ * finish res. Order: no call on res reports APPSRV_ECANCELED before the
+ * cancel callback has returned (a call made from another thread while it
+ * runs waits for it), so a host may free its context on that answer. appsrv_server_run() returns only after every deferred
  * response has been finished: a stop cancels those still waiting.
  */
 
@@ -454,6 +462,17 @@ APPSRV_API int appsrv_res_send(appsrv_res_t *res);
 APPSRV_API void appsrv_res_on_cancel(appsrv_res_t *res, appsrv_res_cb cb, void *ud);
 
 /*
+ * Loop thread, inside the handler.
+ * Sets the callback run (on the loop thread, at most once) when the server
+ * begins a graceful stop (appsrv_server_stop()) while res is still held:
+ * the stop notification. The response still works: a stream can send its
+ * last event and call appsrv_res_end(), so clients see a clean end instead
+ * of a cut at the drain timeout. Runs at once if the stop began before the
+ * handler returned APPSRV_LATER. Must not block.
+ */
+APPSRV_API void appsrv_res_on_stop(appsrv_res_t *res, appsrv_res_cb cb, void *ud);
+
+/*
  * Starts a streamed response of unknown length: the status line and
  * headers go out at once, the body follows with appsrv_res_write(), sent
  * chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones.
@@ -468,7 +487,10 @@ APPSRV_API int appsrv_res_stream(appsrv_res_t *res);
  * Queues a copy of data on a stream. Any thread. Memory is bounded: when
  * more than 256 KiB wait unsent, nothing is copied and -EAGAIN is returned;
  * the drain callback then says when to write again. Returns 0, -EAGAIN,
- * APPSRV_ECANCELED, APPSRV_ESTATE (not streaming, or ended), -ENOMEM.
+ * APPSRV_ECANCELED, APPSRV_ESTATE (not streaming, or ended), -ENOMEM, or
+ * APPSRV_ENOBODY when the status is 204 or 304 (RFC 9110 §15.3.5, §15.4.5:
+ * such a response has no content; nothing is sent). For a HEAD request
+ * data is accepted (0) and dropped, as the GET answer's body would be.
  */
 APPSRV_API int appsrv_res_write(appsrv_res_t *res, const void *data, size_t len);
 

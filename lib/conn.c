@@ -1,48 +1,37 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * conn.c - one client connection from accept to close: reading into the
- * pooled input block, the output queue (staging area + segments written
- * with one sendmsg), timeouts, lingering close. Called by loop.c on
- * readiness (edge-triggered: EPOLLIN|EPOLLOUT|EPOLLRDHUP registered once,
- * so no epoll_ctl per request) and by server.c at accept; calls http.c or
- * line.c to turn buffered bytes into queued responses.
+ * pooled input block, writing the output queue (one writev per batch),
+ * timeouts, the lingering close, the idle list and the reference count.
+ * Called by loop.c on readiness (edge-triggered: EPOLLIN|EPOLLOUT|
+ * EPOLLRDHUP registered once, so no epoll_ctl per request) and by
+ * server.c at accept; does all I/O through the transport table
+ * (transport.h) and hands bytes to the protocol table (proto.h).
  * Invariants: bytes of rbuf before the output queue drains may be
  * referenced by queued responses (request views), so rbuf is compacted or
- * released only when the queue is empty. A conn is freed only from the
- * worker's closed list, after the loop's dispatch pass.
+ * released only when the queue is empty. A connection is freed only when
+ * its last reference goes (conn.h), and then only after the loop's
+ * dispatch pass.
  */
+#include "conn.h"
+
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include "internal.h"
 
 enum { TK_NONE = 0, TK_HEAD, TK_IDLE, TK_BODY, TK_WRITE, TK_LINGER, TK_RESPONSE };
 
 #define LINGER_MS 2000
 #define MAX_FREE_CONNS 1024
+#define CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
 static void conn_drive(appsrv__conn_t *c);
-
-appsrv__hdr_t *appsrv__block_hdrs(appsrv__block_t *b)
-{
-    return (appsrv__hdr_t *)(void *)b->tail;
-}
-
-static char *block_data(const appsrv_server_t *srv, appsrv__block_t *b)
-{
-    return b->tail + srv->cfg.max_headers * sizeof(appsrv__hdr_t);
-}
 
 /* ---------------------------------------------------------------- timers */
 
 static void set_timeout(appsrv__conn_t *c, int kind, bool restart)
 {
-    const appsrv_config_t *cfg = &c->w->srv->cfg;
+    const appsrv_config_t *cfg = c->w->cfg;
     appsrv__loop_t *loop = &c->w->loop;
     if (kind == c->tkind && !restart)
         return;
@@ -81,7 +70,7 @@ static void set_timeout(appsrv__conn_t *c, int kind, bool restart)
 static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
 {
     appsrv__conn_t *c = appsrv__container_of(t, appsrv__conn_t, timer);
-    if (c->closing)
+    if (c->closed)
         return;
     if (loop->now_ms < c->deadline_ms) {
         appsrv__timer_start(loop, t, c->deadline_ms);
@@ -90,12 +79,9 @@ static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
     switch (c->tkind) {
     case TK_RESPONSE:
         /* The host did not answer in time: tell it, and the client. */
-        if (c->host_holds && !appsrv__out_busy(c)) {
-            appsrv__res_cancel(&appsrv__ctx(c)->res);
-            if (c->proto == APPSRV_PROTO_HTTP)
-                appsrv__http_error(c, 503);
-            else
-                appsrv__line_error(c, 503);
+        if (appsrv__conn_host_holds(c) && !appsrv__out_busy(c)) {
+            c->proto->cancel(c);
+            c->proto->error(c, 503);
             conn_drive(c);
             return;
         }
@@ -104,11 +90,8 @@ static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
     case TK_HEAD:
     case TK_BODY:
         /* RFC 9110 §15.5.9: 408 tells the client we give up waiting. */
-        if (!appsrv__out_busy(c) && c->state != APPSRV__ST_LINGER) {
-            if (c->proto == APPSRV_PROTO_HTTP)
-                appsrv__http_error(c, 408);
-            else
-                appsrv__line_error(c, 408);
+        if (c->ready && !appsrv__out_busy(c) && c->state != APPSRV__ST_LINGER) {
+            c->proto->error(c, 408);
             c->readable = false;
             conn_drive(c);
             return;
@@ -122,175 +105,91 @@ static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
     }
 }
 
+/* ------------------------------------------------------------------ lists */
+
+/* Live and held connections are doubly linked lists headed in the worker;
+ * closed ones wait, singly linked, for the end of the pass. */
+static void list_push(appsrv__conn_t **head, appsrv__conn_t *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head != NULL)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static void list_unlink(appsrv__conn_t **head, appsrv__conn_t *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+}
+
+/* The idle list is in the order connections went idle: the head has been
+ * idle longest (evicted first at the cap). */
+static void idle_push(appsrv__conn_t *c)
+{
+    appsrv__worker_t *w = c->w;
+    c->idle = true;
+    c->idle_next = NULL;
+    c->idle_prev = w->idle_tail;
+    if (w->idle_tail != NULL)
+        w->idle_tail->idle_next = c;
+    else
+        w->idle_head = c;
+    w->idle_tail = c;
+    w->nidle++;
+}
+
+static void idle_unlink(appsrv__conn_t *c)
+{
+    appsrv__worker_t *w = c->w;
+    if (!c->idle)
+        return;
+    if (c->idle_prev != NULL)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        w->idle_head = c->idle_next;
+    if (c->idle_next != NULL)
+        c->idle_next->idle_prev = c->idle_prev;
+    else
+        w->idle_tail = c->idle_prev;
+    c->idle_next = c->idle_prev = NULL;
+    c->idle = false;
+    w->nidle--;
+}
+
 /* ------------------------------------------------------------- out queue */
 
-size_t appsrv__out_room(const appsrv__conn_t *c)
-{
-    if (c->nsegs >= APPSRV__MAX_SEGS - 4)
-        return 0;
-    if (c->oblk == NULL)
-        return c->w->srv->block_data_cap;
-    return c->w->srv->block_data_cap - c->olen;
-}
-
-static int out_ensure(appsrv__conn_t *c)
-{
-    if (c->oblk == NULL) {
-        c->oblk = appsrv__block_get(c->w);
-        if (c->oblk == NULL)
-            return -ENOMEM;
-        c->obuf = block_data(c->w->srv, c->oblk);
-        c->olen = 0;
-    }
-    return 0;
-}
-
-char *appsrv__out_reserve(appsrv__conn_t *c, size_t need)
-{
-    if (out_ensure(c) < 0)
-        return NULL;
-    if (need > c->w->srv->block_data_cap - c->olen || c->nsegs >= APPSRV__MAX_SEGS)
-        return NULL;
-    return c->obuf + c->olen;
-}
-
-void appsrv__out_commit(appsrv__conn_t *c, char *p, size_t len)
-{
-    if (len == 0)
-        return;
-    c->olen += (uint32_t)len;
-    appsrv__seg_t *segs = c->oblk->segs;
-    if (c->nsegs > c->seg_head) {
-        appsrv__seg_t *last = &segs[c->nsegs - 1];
-        /* Consecutive staged bytes form one segment: a batch of pipelined
-         * responses goes out as one iovec. */
-        if (last->free_cb == NULL && last->ptr + last->len == p) {
-            last->len += len;
-            return;
-        }
-    }
-    segs[c->nsegs++] = (appsrv__seg_t){.ptr = p, .len = len};
-}
-
-void appsrv__free_cb(void *data, void *ud)
-{
-    (void)ud;
-    free(data);
-}
-
-char *appsrv__out_begin(appsrv__conn_t *c, size_t need, char **heap)
-{
-    *heap = NULL;
-    char *p = appsrv__out_reserve(c, need);
-    if (p == NULL)
-        p = *heap = malloc(need);
-    return p;
-}
-
-void appsrv__out_finish(appsrv__conn_t *c, char *p0, size_t len, char *heap)
-{
-    if (heap == NULL)
-        appsrv__out_commit(c, p0, len);
-    else if (appsrv__out_ref(c, heap, len, appsrv__free_cb, heap, NULL) < 0)
-        free(heap); /* cannot happen: callers check the room first */
-}
-
-int appsrv__out_copy(appsrv__conn_t *c, const void *data, size_t len)
-{
-    if (len == 0)
-        return 0;
-    char *p = appsrv__out_reserve(c, len);
-    if (p == NULL)
-        return c->oblk == NULL ? -ENOMEM : -ENOSPC;
-    memcpy(p, data, len);
-    appsrv__out_commit(c, p, len);
-    return 0;
-}
-
-int appsrv__out_ref(appsrv__conn_t *c, const void *data, size_t len,
-                    void (*free_cb)(void *, void *), void *data_to_free, void *ud)
-{
-    if (out_ensure(c) < 0)
-        return -ENOMEM;
-    if (c->nsegs >= APPSRV__MAX_SEGS)
-        return -ENOSPC;
-    c->oblk->segs[c->nsegs++] = (appsrv__seg_t){
-        .ptr = data, .len = len, .free_cb = free_cb, .free_data = data_to_free, .free_ud = ud};
-    return 0;
-}
-
-static void seg_release(appsrv__seg_t *s)
-{
-    if (s->free_cb != NULL) {
-        void (*cb)(void *, void *) = s->free_cb;
-        s->free_cb = NULL;
-        cb(s->free_data, s->free_ud);
-    }
-}
-
-static void out_reset(appsrv__conn_t *c)
-{
-    if (c->oblk != NULL) {
-        for (unsigned i = c->seg_head; i < c->nsegs; i++)
-            seg_release(&c->oblk->segs[i]);
-        appsrv__block_put(c->w, c->oblk);
-    }
-    c->oblk = NULL;
-    c->obuf = NULL;
-    c->olen = 0;
-    c->nsegs = c->seg_head = 0;
-    c->seg_off = 0;
-}
-
-/* Writes as much of the queue as the socket takes. Returns 1 if something
- * was written, 0 if the socket is full, -errno on a dead peer. */
+/* Writes as much of the queue as the transport takes. Returns 1 if
+ * something was written, 0 if it takes nothing now, -errno on a dead
+ * peer. */
 static int out_flush(appsrv__conn_t *c)
 {
     int progress = 0;
-    while (c->seg_head < c->nsegs) {
+    while (appsrv__outq_busy(&c->out)) {
         struct iovec iov[APPSRV__MAX_SEGS];
-        appsrv__seg_t *segs = c->oblk->segs;
-        int n = 0;
-        for (unsigned i = c->seg_head; i < c->nsegs; i++) {
-            size_t off = i == c->seg_head ? c->seg_off : 0;
-            if (segs[i].len - off == 0)
-                continue;
-            iov[n].iov_base = (void *)(segs[i].ptr + off);
-            iov[n].iov_len = segs[i].len - off;
-            n++;
-        }
+        int n = appsrv__outq_iov(&c->out, iov, APPSRV__MAX_SEGS);
+        size_t want = 0;
         ssize_t w = 0;
         if (n > 0) {
-            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-            w = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN)
-                    return progress;
-                return -errno;
-            }
+            for (int i = 0; i < n; i++)
+                want += iov[i].iov_len;
+            w = c->sock.tp->writev(&c->sock, iov, n);
+            if (w == -EAGAIN)
+                return progress;
+            if (w < 0)
+                return (int)w;
             progress = 1;
         }
-        /* Advance over what was written; release finished segments
-         * (zero-length ones only carry a release, e.g. a request body). */
-        size_t left = (size_t)w;
-        while (c->seg_head < c->nsegs) {
-            appsrv__seg_t *s = &segs[c->seg_head];
-            size_t rest = s->len - c->seg_off;
-            if (left < rest) {
-                c->seg_off += left;
-                break;
-            }
-            left -= rest;
-            seg_release(s);
-            c->seg_head++;
-            c->seg_off = 0;
-        }
-        if (c->seg_head < c->nsegs && n > 0)
+        appsrv__outq_consume(&c->out, &c->w->pool, (size_t)w);
+        if ((size_t)w < want)
             return progress; /* short write: the socket buffer is full */
     }
-    out_reset(c);
     return 1;
 }
 
@@ -299,11 +198,12 @@ static int out_flush(appsrv__conn_t *c)
 static void rbuf_release(appsrv__conn_t *c)
 {
     if (c->rblk != NULL) {
-        appsrv__res_dispose(&appsrv__ctx(c)->res);
-        appsrv__block_put(c->w, c->rblk);
+        c->proto->ctx_dispose(c);
+        appsrv__block_put(&c->w->pool, c->rblk);
     }
     c->rblk = NULL;
     c->rbuf = NULL;
+    c->ctx = NULL;
     c->rlen = c->rpos = 0;
     c->head_started = false;
 }
@@ -312,13 +212,16 @@ static int rbuf_ensure(appsrv__conn_t *c)
 {
     if (c->rblk != NULL)
         return 0;
-    c->rblk = appsrv__block_get(c->w);
+    appsrv__pool_t *pool = &c->w->pool;
+    c->rblk = appsrv__block_get(pool);
     if (c->rblk == NULL)
         return -ENOMEM;
-    c->rbuf = block_data(c->w->srv, c->rblk);
+    idle_unlink(c);
+    c->rbuf = appsrv__block_data(pool, c->rblk);
+    c->ctx = appsrv__block_ctx(c->rblk);
     c->rlen = c->rpos = 0;
     c->head_started = false;
-    appsrv__res_reset(&appsrv__ctx(c)->res, c);
+    c->proto->ctx_init(c);
     return 0;
 }
 
@@ -328,15 +231,8 @@ static void rbuf_compact(appsrv__conn_t *c)
 {
     if (c->rpos == 0 || appsrv__out_busy(c))
         return;
-    if (c->state == APPSRV__ST_BODY) {
-        /* The request's views were taken when its head was parsed. */
-        appsrv_req_t *r = &appsrv__ctx(c)->req;
-        r->base -= c->rpos;
-        r->method.ptr -= c->rpos;
-        r->target.ptr -= c->rpos;
-        r->path.ptr -= c->rpos;
-        r->query.ptr -= c->rpos;
-    }
+    if (c->state == APPSRV__ST_BODY && c->proto->rebase != NULL)
+        c->proto->rebase(c, c->rpos);
     memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
     c->rlen -= c->rpos;
     c->rpos = 0;
@@ -346,17 +242,14 @@ static void rbuf_compact(appsrv__conn_t *c)
  * -ENOBUFS when there is no room until the output drains, or -errno. */
 static ssize_t conn_read(appsrv__conn_t *c)
 {
-    size_t cap = c->w->srv->block_data_cap;
+    size_t cap = c->w->pool.data_cap;
     char *dst;
     size_t room;
     ssize_t n;
 
     if (c->state == APPSRV__ST_LINGER) {
         char sink[4096];
-        do
-            n = recv(c->io.fd, sink, sizeof(sink), 0);
-        while (n < 0 && errno == EINTR);
-        return n < 0 ? -errno : n;
+        return c->sock.tp->read(&c->sock, sink, sizeof(sink));
     }
     if (rbuf_ensure(c) < 0)
         return -ENOMEM;
@@ -387,11 +280,7 @@ static ssize_t conn_read(appsrv__conn_t *c)
     }
     if (room == 0)
         return -ENOBUFS;
-    do
-        n = recv(c->io.fd, dst, room, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
+    n = c->sock.tp->read(&c->sock, dst, room);
     if (n > 0) {
         if (c->state == APPSRV__ST_BODY && c->body_in_heap)
             c->body_len += (size_t)n;
@@ -399,8 +288,10 @@ static ssize_t conn_read(appsrv__conn_t *c)
             c->rlen += (uint32_t)n;
         /* With edge triggering, a short read means the socket is drained
          * (a new arrival raises a new edge), saving one read per request.
-         * Not after RDHUP: the EOF itself must still be read. */
-        if ((size_t)n < room && !c->rdhup)
+         * Not after RDHUP: the EOF itself must still be read. Bytes the
+         * transport already holds raise no edge: ask it. */
+        if ((size_t)n < room && !c->rdhup &&
+            (c->sock.tp->pending == NULL || !c->sock.tp->pending(&c->sock)))
             c->readable = false;
     }
     return n;
@@ -417,7 +308,7 @@ static void wait_peer_gone(appsrv__conn_t *c)
         appsrv__conn_close(c);
         return;
     }
-    appsrv__res_cancel(&appsrv__ctx(c)->res);
+    c->proto->cancel(c);
     c->keep_alive = false;
     c->close_after = true;
 }
@@ -426,7 +317,7 @@ static void conn_io_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
 {
     (void)loop;
     appsrv__conn_t *c = appsrv__container_of(io, appsrv__conn_t, io);
-    if (c->closing)
+    if (c->closed)
         return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->readable = true;
@@ -434,33 +325,29 @@ static void conn_io_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
         c->rdhup = true;
     if (c->rdhup && c->state == APPSRV__ST_WAIT && !c->close_after) {
         wait_peer_gone(c);
-        if (c->closing)
+        if (c->closed)
             return;
     }
     conn_drive(c);
 }
 
-void appsrv__conn_wait(appsrv__conn_t *c, appsrv_res_t *res)
+void appsrv__conn_hold(appsrv__conn_t *c)
 {
-    pthread_mutex_lock(&c->w->qlock);
-    res->deferred = true;
-    pthread_mutex_unlock(&c->w->qlock);
-    c->host_holds = true;
+    c->refs++;
+}
+
+void appsrv__conn_wait(appsrv__conn_t *c)
+{
+    appsrv__conn_hold(c);
     c->state = APPSRV__ST_WAIT;
-    c->tkind = TK_NONE; /* each deferred request gets its own response timeout */
+    c->wait_untimed = false;
+    c->tkind = TK_NONE; /* each held request gets its own response timeout */
 }
 
 void appsrv__conn_drive(appsrv__conn_t *c)
 {
-    if (!c->closing)
+    if (!c->closed)
         conn_drive(c);
-}
-
-static int process(appsrv__conn_t *c)
-{
-    if (c->proto == APPSRV_PROTO_HTTP)
-        return appsrv__http_process(c);
-    return appsrv__line_process(c);
 }
 
 /* Enters the lingering close: our side is done; read and drop what the
@@ -474,7 +361,7 @@ static void conn_linger(appsrv__conn_t *c)
         appsrv__conn_close(c);
         return;
     }
-    shutdown(c->io.fd, SHUT_WR);
+    c->sock.tp->shutdown(&c->sock);
     c->state = APPSRV__ST_LINGER;
     set_timeout(c, TK_LINGER, true);
 }
@@ -487,7 +374,20 @@ static void conn_drive(appsrv__conn_t *c)
 {
     uint32_t nreqs0 = c->nreqs;
     int round = 0;
-    for (; round < DRIVE_ROUNDS && !c->closing; round++) {
+    if (appsrv__unlikely(!c->ready)) {
+        /* The transport's handshake, bounded by the head timeout that
+         * started at accept. */
+        int r = c->sock.tp->handshake(&c->sock);
+        if (r < 0) {
+            appsrv__conn_close(c);
+            return;
+        }
+        if (r == 0)
+            return;
+        c->ready = true;
+        c->readable = true; /* the handshake may have read request bytes */
+    }
+    for (; round < DRIVE_ROUNDS && !c->closed; round++) {
         if (appsrv__out_busy(c)) {
             int r = out_flush(c);
             if (r < 0) {
@@ -501,12 +401,12 @@ static void conn_drive(appsrv__conn_t *c)
             }
             if (c->close_after && c->state != APPSRV__ST_LINGER) {
                 conn_linger(c);
-                if (c->closing)
+                if (c->closed)
                     return;
             }
         }
         if (c->state != APPSRV__ST_LINGER && !c->close_after) {
-            int r = process(c);
+            int r = c->proto->process(c);
             if (r < 0) {
                 appsrv__conn_close(c);
                 return;
@@ -521,7 +421,7 @@ static void conn_drive(appsrv__conn_t *c)
          * with the request (same event) cancels it like one seen later. */
         if (c->state == APPSRV__ST_WAIT && c->rdhup && !c->close_after) {
             wait_peer_gone(c);
-            if (c->closing)
+            if (c->closed)
                 return;
             continue; /* flush what is queued, then close */
         }
@@ -542,7 +442,7 @@ static void conn_drive(appsrv__conn_t *c)
                 return;
             }
             /* Half-close: answer what is complete, then close. */
-            if (process(c) < 0) {
+            if (c->proto->process(c) < 0) {
                 appsrv__conn_close(c);
                 return;
             }
@@ -558,13 +458,15 @@ static void conn_drive(appsrv__conn_t *c)
             return;
         }
     }
-    if (c->closing)
+    if (c->closed)
         return;
-    if (round == DRIVE_ROUNDS && c->readable) {
-        /* Fairness: yield, and have epoll report us again. EPOLL_CTL_MOD
-         * re-checks readiness, so an edge-triggered fd that still has
-         * input is queued anew. */
-        appsrv__loop_mod(&c->w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+    if (round == DRIVE_ROUNDS) {
+        /* Out of rounds with work left (input, or output the host keeps
+         * producing): yield to the other connections, and have epoll
+         * report us again. EPOLL_CTL_MOD re-checks readiness, so a socket
+         * that is still readable or writable is queued anew; nothing else
+         * would wake us when no EAGAIN was seen. */
+        appsrv__loop_mod(&c->w->loop, &c->io, CONN_EVENTS);
     }
     if (c->close_after && !appsrv__out_busy(c) && c->state != APPSRV__ST_LINGER) {
         conn_linger(c);
@@ -574,8 +476,7 @@ static void conn_drive(appsrv__conn_t *c)
     if (c->state == APPSRV__ST_LINGER)
         return;
     if (c->state == APPSRV__ST_WAIT) {
-        bool streaming = appsrv__ctx(c)->res.head_sent;
-        if (!streaming && c->w->srv->cfg.response_timeout_ms > 0)
+        if (!c->wait_untimed && c->w->cfg->response_timeout_ms > 0)
             set_timeout(c, TK_RESPONSE, false);
         else
             set_timeout(c, TK_NONE, true);
@@ -600,31 +501,14 @@ static void conn_drive(appsrv__conn_t *c)
         appsrv__conn_close(c);
         return;
     }
-    /* Idle between requests: give the buffer back (SPEC §7 memory). */
-    if (idle && c->rblk != NULL)
-        rbuf_release(c);
-}
-
-/* A worker's live and zombie connections are doubly linked lists headed
- * in the worker; closed ones wait, singly linked, for the end of the pass. */
-static void list_push(appsrv__conn_t **head, appsrv__conn_t *c)
-{
-    c->prev = NULL;
-    c->next = *head;
-    if (*head != NULL)
-        (*head)->prev = c;
-    *head = c;
-}
-
-static void list_unlink(appsrv__conn_t **head, appsrv__conn_t *c)
-{
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        *head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->next = c->prev = NULL;
+    if (idle) {
+        /* Idle between requests: give the buffer back (no per-connection
+         * buffer while idle), and queue for eviction at the cap. */
+        if (c->rblk != NULL)
+            rbuf_release(c);
+        if (c->nreqs > 0 && !c->idle)
+            idle_push(c);
+    }
 }
 
 /* Drops what the connection still buffers and moves it to the closed
@@ -638,7 +522,9 @@ static void retire(appsrv__conn_t *c)
     c->w->closed = c;
 }
 
-void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer, int kind)
+void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer,
+                           const appsrv__proto_t *proto, void *proto_data,
+                           const appsrv__transport_t *tp, void *tdata)
 {
     appsrv__conn_t *c = w->free_conns;
     if (c != NULL) {
@@ -646,86 +532,80 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
         w->nfree_conns--;
     } else {
         c = malloc(sizeof(*c));
-        if (c == NULL) {
-            close(fd);
-            atomic_fetch_sub(&w->srv->nconns, 1);
-            return;
-        }
+        if (c == NULL)
+            goto fail;
     }
     memset(c, 0, sizeof(*c));
     c->io.fd = fd;
     c->io.cb = conn_io_cb;
+    c->sock = (appsrv__tsock_t){.fd = fd, .tp = tp, .data = tdata};
     c->timer.cb = conn_timer_cb;
     c->w = w;
-    c->proto = kind == APPSRV__LISTEN_LINE ? APPSRV_PROTO_LINE : APPSRV_PROTO_HTTP;
+    c->proto = proto;
+    c->proto_data = proto_data;
+    c->refs = 1;
+    c->ready = tp->handshake == NULL;
     c->keep_alive = true;
     if (peer != NULL)
         c->peer = *peer;
 
     /* TCP_NODELAY comes from the listening socket (Linux copies it to
      * accepted sockets): no setsockopt per connection. */
-    if (appsrv__loop_add(&w->loop, &c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
-        close(fd);
-        atomic_fetch_sub(&w->srv->nconns, 1);
+    if (appsrv__loop_add(&w->loop, &c->io, CONN_EVENTS) < 0) {
         c->next = w->free_conns;
         w->free_conns = c;
         w->nfree_conns++;
-        return;
+        goto fail;
     }
     list_push(&w->conns, c);
     w->nconns++;
     set_timeout(c, TK_HEAD, true);
     if (w->draining)
         c->close_after = true;
+    return;
+
+fail:
+    {
+        appsrv__tsock_t s = {.fd = fd, .tp = tp, .data = tdata};
+        tp->close(&s);
+    }
+    atomic_fetch_sub(w->nconns_total, 1);
 }
 
 void appsrv__conn_close(appsrv__conn_t *c)
 {
     appsrv__worker_t *w = c->w;
-    if (c->closing)
+    if (c->closed)
         return;
-    c->closing = true;
+    c->closed = true;
     appsrv__timer_stop(&w->loop, &c->timer);
-    /* close(2) removes the fd from epoll: it is never dup'd. */
-    close(c->io.fd);
+    c->sock.tp->close(&c->sock);
     c->io.fd = -1;
-    out_reset(c);
-    if (c->host_holds) {
-        appsrv_res_t *res = &appsrv__ctx(c)->res;
-        pthread_mutex_lock(&w->qlock);
-        bool done = res->sent || res->ended;
-        pthread_mutex_unlock(&w->qlock);
-        if (done) {
-            /* Finished but not yet serviced: release it with the conn. */
-            appsrv__res_unqueue(res);
-            c->host_holds = false;
-        }
-    }
-    if (c->host_holds) {
-        /* The host still holds req and res: keep them (and the body)
-         * until it finishes res; tell it the client is gone. */
-        appsrv_res_t *res = &appsrv__ctx(c)->res;
-        appsrv__timer_stop(&w->loop, &res->hb_timer);
-        appsrv__res_cancel(res);
-        c->zombie = true;
-        w->nzombies++;
-    }
+    appsrv__outq_reset(&c->out, &w->pool);
+    idle_unlink(c);
     list_unlink(&w->conns, c);
     w->nconns--;
-    atomic_fetch_sub(&w->srv->nconns, 1);
-    if (c->zombie)
-        list_push(&w->zombies, c);
-    else
+    atomic_fetch_sub(w->nconns_total, 1);
+    c->refs--; /* the loop's */
+    bool held = c->refs > 0;
+    if (held) {
+        list_push(&w->held, c);
+        w->nheld++;
+    }
+    /* The protocol tells the host (cancel), or drops the host's reference
+     * when its response was already finished (which may retire c). */
+    c->proto->closed(c);
+    if (!held)
         retire(c);
 }
 
-void appsrv__conn_release_zombie(appsrv__conn_t *c)
+void appsrv__conn_release(appsrv__conn_t *c)
 {
+    if (--c->refs != 0 || !c->closed)
+        return;
     appsrv__worker_t *w = c->w;
-    list_unlink(&w->zombies, c);
-    c->host_holds = false;
-    c->zombie = false;
-    w->nzombies--;
+    list_unlink(&w->held, c);
+    w->nheld--;
     retire(c);
 }
 
@@ -744,6 +624,24 @@ void appsrv__conn_free_closed(appsrv__worker_t *w)
     }
 }
 
+void appsrv__conn_close_all(appsrv__worker_t *w, bool reclaim_held)
+{
+    while (w->conns != NULL)
+        appsrv__conn_close(w->conns);
+    while (reclaim_held && w->held != NULL) {
+        appsrv__conn_t *c = w->held;
+        c->refs = 1;
+        appsrv__conn_release(c);
+    }
+    appsrv__conn_free_closed(w);
+    while (w->free_conns != NULL) {
+        appsrv__conn_t *c = w->free_conns;
+        w->free_conns = c->next;
+        free(c);
+    }
+    w->nfree_conns = 0;
+}
+
 void appsrv__conn_drain(appsrv__conn_t *c)
 {
     bool idle = c->state == APPSRV__ST_HEAD && !appsrv__out_busy(c) &&
@@ -754,7 +652,34 @@ void appsrv__conn_drain(appsrv__conn_t *c)
     }
     /* In flight: answer it, then close (Connection: close). */
     c->keep_alive = false;
-    if (c->state == APPSRV__ST_LINGER)
+    if (c->proto->drain != NULL)
+        c->proto->drain(c);
+    if (c->closed || c->state == APPSRV__ST_LINGER)
         return;
     conn_drive(c);
+}
+
+size_t appsrv__conn_evict_idle(appsrv__worker_t *w, size_t n)
+{
+    size_t done = 0;
+    while (done < n && w->idle_head != NULL) {
+        appsrv__conn_close(w->idle_head);
+        done++;
+    }
+    return done;
+}
+
+int appsrv__conn_switch(appsrv__conn_t *c, const appsrv__proto_t *proto, void *proto_data)
+{
+    if (c->closed || c->state != APPSRV__ST_HEAD || appsrv__conn_host_holds(c) || c->head_started)
+        return APPSRV_ESTATE;
+    if (proto->ctx_size(c->w->cfg) > c->w->pool.ctx_cap)
+        return -ENOSPC; /* the server sizes blocks for the protocols it may switch to */
+    if (c->rblk != NULL)
+        c->proto->ctx_dispose(c);
+    c->proto = proto;
+    c->proto_data = proto_data;
+    if (c->rblk != NULL)
+        proto->ctx_init(c);
+    return 0;
 }

@@ -1,39 +1,85 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * line.c - the line protocol on top of a connection: a request is one
- * line ending in "\n" (a "\r" before it is dropped); the first word is the
- * command (method and route), the rest after one space the body. The
- * handler's status, reason and body become one reply line
- * "CODE REASON[ BODY]\n". Called by conn.c with buffered input; uses the
- * same request/response objects as http.c. Invariant: a reply is always
- * exactly one line, so a body holding CR or LF is refused with 500
- * rather than breaking the framing for the client.
+ * line.c - the line protocol as a protocol table (proto.h), and its
+ * command routes: a request is one line ending in "\n" (a "\r" before it
+ * is dropped); the first word is the command (method and route), the
+ * rest after one space the body. The handler's status, reason and body
+ * become one reply line "CODE REASON[ BODY]\n". Called by conn.c with
+ * buffered input; uses the same request/response objects as http.c.
+ * Invariant: a reply is always exactly one line, so a body holding CR or
+ * LF is refused with 500 rather than breaking the framing for the client.
  */
+#include "line.h"
+
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "req.h"
+#include "res.h"
+#include "status.h"
 
-static const appsrv__line_route_t *find_route(const appsrv_server_t *srv, const char *word,
+typedef struct line_ctx {
+    struct appsrv_req req;
+    struct appsrv_res res;
+    bool logged;
+} line_ctx_t;
+
+static inline line_ctx_t *ctx_of(appsrv__conn_t *c)
+{
+    return (line_ctx_t *)c->ctx;
+}
+
+/* ----------------------------------------------------------------- routes */
+
+int appsrv__line_routes_add(appsrv__line_routes_t *t, const char *command,
+                            appsrv_handler_cb handler, void *user)
+{
+    if (command == NULL || handler == NULL || command[0] == '\0')
+        return -EINVAL;
+    size_t n = strlen(command);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)command[i];
+        if (ch <= ' ' || ch == 0x7f)
+            return -EINVAL;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i].word_len == n && memcmp(t->v[i].word, command, n) == 0)
+            return -EEXIST;
+    appsrv__line_route_t *r = realloc(t->v, (t->n + 1) * sizeof(*t->v));
+    if (r == NULL)
+        return -ENOMEM;
+    t->v = r;
+    char *word = malloc(n + 1);
+    if (word == NULL)
+        return -ENOMEM;
+    memcpy(word, command, n + 1);
+    r[t->n++] = (appsrv__line_route_t){word, n, handler, user};
+    return 0;
+}
+
+void appsrv__line_routes_free(appsrv__line_routes_t *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].word);
+    free(t->v);
+    t->v = NULL;
+    t->n = 0;
+}
+
+static const appsrv__line_route_t *find_route(const appsrv__line_routes_t *t, const char *word,
                                               size_t len)
 {
-    for (size_t i = 0; i < srv->nline_routes; i++) {
-        const appsrv__line_route_t *r = &srv->line_routes[i];
+    for (size_t i = 0; i < t->n; i++) {
+        const appsrv__line_route_t *r = &t->v[i];
         if (r->word_len == len && memcmp(r->word, word, len) == 0)
             return r;
     }
     return NULL;
 }
 
-static size_t fmt_status(char *p, int status)
-{
-    p[0] = (char)('0' + status / 100 % 10);
-    p[1] = (char)('0' + status / 10 % 10);
-    p[2] = (char)('0' + status % 10);
-    return 3;
-}
+/* ---------------------------------------------------------------- replies */
 
 /* Queues "CODE REASON[ BODY]\n". Returns the bytes queued. */
 static uint64_t reply(appsrv__conn_t *c, int status, const char *reason, const char *body,
@@ -50,7 +96,10 @@ static uint64_t reply(appsrv__conn_t *c, int status, const char *reason, const c
         return 0;
     }
     char *p = p0;
-    p += fmt_status(p, status);
+    p[0] = (char)('0' + status / 100 % 10);
+    p[1] = (char)('0' + status / 10 % 10);
+    p[2] = (char)('0' + status % 10);
+    p += 3;
     *p++ = ' ';
     memcpy(p, reason, rlen);
     p += rlen;
@@ -64,12 +113,27 @@ static uint64_t reply(appsrv__conn_t *c, int status, const char *reason, const c
     return need;
 }
 
-void appsrv__line_error(appsrv__conn_t *c, int status)
+static void log_once(appsrv__conn_t *c, const appsrv_req_t *req, int status, uint64_t bytes,
+                     bool aborted)
+{
+    if (c->ctx != NULL) {
+        line_ctx_t *x = ctx_of(c);
+        if (x->logged)
+            return;
+        x->logged = true;
+    }
+    appsrv__log_request(c, req, status, bytes, aborted);
+}
+
+static void line_error(appsrv__conn_t *c, int status)
 {
     uint64_t bytes = reply(c, status, NULL, NULL, 0);
     c->close_after = true;
     c->must_linger = true;
-    appsrv__log_request(c, NULL, status, bytes);
+    if (c->state == APPSRV__ST_WAIT)
+        log_once(c, &ctx_of(c)->req, status, bytes, false);
+    else
+        appsrv__log_request(c, NULL, status, bytes, false); /* no line parsed */
 }
 
 /* Queues the reply for a finished handler call, or 500. */
@@ -93,25 +157,25 @@ static void line_respond(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res
     if (res->close)
         c->close_after = true;
     appsrv__res_dispose(res);
-    appsrv__log_request(c, req, status, bytes);
+    log_once(c, req, status, bytes, false);
 }
 
 /* Returns true when the handler deferred its response. */
 static bool handle_line(appsrv__conn_t *c, const char *line, size_t len)
 {
-    appsrv_server_t *srv = c->w->srv;
-    appsrv__rctx_t *x = appsrv__ctx(c);
+    line_ctx_t *x = ctx_of(c);
     appsrv_req_t *req = &x->req;
     appsrv_res_t *res = &x->res;
 
     memset(req, 0, sizeof(*req));
+    x->logged = false;
     req->conn = c;
     req->proto = APPSRV_PROTO_LINE;
-    req->start_us = srv->cfg.access_log != NULL ? appsrv__now_us() : 0;
+    req->start_us = c->w->cfg->access_log != NULL ? appsrv__now_us() : 0;
     req->target = (appsrv_str_t){line, 0};
     req->body = (appsrv_str_t){"", 0};
     if (len == 0) {
-        appsrv__log_request(c, req, 400, reply(c, 400, NULL, NULL, 0));
+        log_once(c, req, 400, reply(c, 400, NULL, NULL, 0), false);
         return false;
     }
     const char *sp = memchr(line, ' ', len);
@@ -121,15 +185,18 @@ static bool handle_line(appsrv__conn_t *c, const char *line, size_t len)
     if (sp != NULL)
         req->body = (appsrv_str_t){sp + 1, len - wlen - 1};
 
-    const appsrv__line_route_t *r = find_route(srv, line, wlen);
+    const appsrv__line_route_t *r = find_route(c->proto_data, line, wlen);
     if (r == NULL) {
-        appsrv__log_request(c, req, 404, reply(c, 404, NULL, NULL, 0));
+        log_once(c, req, 404, reply(c, 404, NULL, NULL, 0), false);
         return false;
     }
     appsrv__res_dispose(res);
     int rc = r->handler(req, res, r->user);
     if (rc == APPSRV_LATER) {
-        appsrv__conn_wait(c, res);
+        appsrv__res_defer(res);
+        appsrv__conn_wait(c);
+        if (c->w->draining)
+            appsrv__res_stop(res);
         return true;
     }
     line_respond(c, req, res, rc);
@@ -139,28 +206,23 @@ static bool handle_line(appsrv__conn_t *c, const char *line, size_t len)
 /* A deferred reply: sent once the host calls appsrv_res_send(). */
 static void line_pump(appsrv__conn_t *c)
 {
-    appsrv__rctx_t *x = appsrv__ctx(c);
-    pthread_mutex_lock(&c->w->qlock);
-    bool sent = x->res.sent;
-    pthread_mutex_unlock(&c->w->qlock);
-    if (!sent)
+    line_ctx_t *x = ctx_of(c);
+    if (!appsrv__res_state(&x->res).sent)
         return;
-    appsrv__res_unqueue(&x->res);
     line_respond(c, &x->req, &x->res, 0);
-    c->host_holds = false;
+    appsrv__res_done(&x->res); /* drops the host's reference: c stays open */
     c->state = APPSRV__ST_HEAD;
     c->rpos += c->bpos;
     c->bpos = 0;
     c->nreqs++;
 }
 
-int appsrv__line_process(appsrv__conn_t *c)
+static int line_process(appsrv__conn_t *c)
 {
-    appsrv_server_t *srv = c->w->srv;
-    size_t max_line = srv->cfg.max_line;
+    size_t max_line = c->w->cfg->max_line;
     int progress = 0;
 
-    while (!c->closing && !c->close_after) {
+    while (!c->closed && !c->close_after) {
         if (c->state == APPSRV__ST_WAIT) {
             line_pump(c);
             if (c->state == APPSRV__ST_WAIT)
@@ -179,8 +241,8 @@ int appsrv__line_process(appsrv__conn_t *c)
         if (nl == NULL) {
             c->bpos = (uint32_t)avail;
             /* +1: a line of max_line bytes may still get its "\r". */
-            if (avail > max_line + 1 || (c->rlen == srv->block_data_cap && c->rpos == 0)) {
-                appsrv__line_error(c, 413);
+            if (avail > max_line + 1 || (c->rlen == c->w->pool.data_cap && c->rpos == 0)) {
+                line_error(c, 413);
                 return 1;
             }
             return progress;
@@ -190,7 +252,7 @@ int appsrv__line_process(appsrv__conn_t *c)
         if (len > 0 && start[len - 1] == '\r')
             len--;
         if (len > max_line) {
-            appsrv__line_error(c, 413);
+            line_error(c, 413);
             return 1;
         }
         c->bpos = 0;
@@ -204,3 +266,66 @@ int appsrv__line_process(appsrv__conn_t *c)
     }
     return progress;
 }
+
+static size_t line_ctx_size(const appsrv_config_t *cfg)
+{
+    (void)cfg;
+    return sizeof(line_ctx_t);
+}
+
+static void line_ctx_init(appsrv__conn_t *c)
+{
+    line_ctx_t *x = ctx_of(c);
+    x->logged = false;
+    appsrv__res_reset(&x->res, c);
+}
+
+static void line_ctx_dispose(appsrv__conn_t *c)
+{
+    appsrv__res_dispose(&ctx_of(c)->res);
+}
+
+static void line_cancel(appsrv__conn_t *c)
+{
+    appsrv__res_cancel(&ctx_of(c)->res);
+}
+
+static void line_closed(appsrv__conn_t *c)
+{
+    if (c->ctx == NULL || (c->state != APPSRV__ST_WAIT && !appsrv__conn_host_holds(c)))
+        return;
+    line_ctx_t *x = ctx_of(c);
+    log_once(c, &x->req, 499, 0, true);
+    appsrv__res_conn_closed(&x->res);
+}
+
+static void line_drain(appsrv__conn_t *c)
+{
+    if (c->state == APPSRV__ST_WAIT && c->ctx != NULL)
+        appsrv__res_stop(&ctx_of(c)->res);
+}
+
+static size_t line_refusal(char *buf, size_t cap, const char *date)
+{
+    static const char msg[] = "503 Service Unavailable\n";
+    (void)date;
+    if (cap < sizeof(msg) - 1)
+        return 0;
+    memcpy(buf, msg, sizeof(msg) - 1);
+    return sizeof(msg) - 1;
+}
+
+const appsrv__proto_t appsrv__line_proto = {
+    .name = "line",
+    .id = APPSRV_PROTO_LINE,
+    .ctx_size = line_ctx_size,
+    .ctx_init = line_ctx_init,
+    .ctx_dispose = line_ctx_dispose,
+    .process = line_process,
+    .error = line_error,
+    .cancel = line_cancel,
+    .closed = line_closed,
+    .rebase = NULL,
+    .drain = line_drain,
+    .refusal = line_refusal,
+};

@@ -2,12 +2,15 @@
 /*
  * loop.c - one epoll loop per worker thread: fd watchers, a binary-heap of
  * one-shot timers, an eventfd to wake the loop from other threads or from
- * a signal handler, and the cached clock and Date string. Called by
- * server.c (run, wake) and conn.c (watch, timers). epoll_ctl/epoll_wait
+ * a signal handler, and the cached clock and Date string (formatted by
+ * status.c). Called by server.c (run, wake), async.c (wake) and conn.c,
+ * res.c, sse.c (watch, timers). epoll_ctl/epoll_wait
  * stay behind the few functions here. Invariant: a timer is in the heap
  * iff its idx != 0; callbacks may start or stop any timer, including the
  * one being fired, because it is removed from the heap before its call.
  */
+#include "loop.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "status.h"
 
 static uint64_t mono_ms(void)
 {
@@ -32,43 +35,6 @@ uint64_t appsrv__now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* RFC 9110 §5.6.7 IMF-fixdate. Fixed English names: strftime would follow
- * the host's locale. */
-static void format_date(char *out, time_t t)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    int y = tm.tm_year + 1900;
-    char *p = out;
-    memcpy(p, days[tm.tm_wday], 3);
-    p += 3;
-    *p++ = ',';
-    *p++ = ' ';
-    *p++ = (char)('0' + tm.tm_mday / 10);
-    *p++ = (char)('0' + tm.tm_mday % 10);
-    *p++ = ' ';
-    memcpy(p, mons[tm.tm_mon], 3);
-    p += 3;
-    *p++ = ' ';
-    *p++ = (char)('0' + y / 1000 % 10);
-    *p++ = (char)('0' + y / 100 % 10);
-    *p++ = (char)('0' + y / 10 % 10);
-    *p++ = (char)('0' + y % 10);
-    *p++ = ' ';
-    *p++ = (char)('0' + tm.tm_hour / 10);
-    *p++ = (char)('0' + tm.tm_hour % 10);
-    *p++ = ':';
-    *p++ = (char)('0' + tm.tm_min / 10);
-    *p++ = (char)('0' + tm.tm_min % 10);
-    *p++ = ':';
-    *p++ = (char)('0' + tm.tm_sec / 10);
-    *p++ = (char)('0' + tm.tm_sec % 10);
-    memcpy(p, " GMT", 5);
-}
-
 void appsrv__loop_update_time(appsrv__loop_t *loop)
 {
     loop->now_ms = mono_ms();
@@ -76,7 +42,7 @@ void appsrv__loop_update_time(appsrv__loop_t *loop)
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     if (ts.tv_sec != loop->date_sec) {
         loop->date_sec = ts.tv_sec;
-        format_date(loop->date, ts.tv_sec);
+        appsrv__http_date(loop->date, ts.tv_sec);
     }
 }
 

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * server.c - the server object: configuration, routes, listeners, worker
- * threads, the connection cap, the block pool and graceful stop. Each
- * worker owns one loop (loop.c) and one listening socket per listener.
+ * threads, the connection cap and graceful stop. Each worker owns one
+ * loop, block pool and completion queue (worker.h) and watches every
+ * listener; a listener names the protocol table (http.c, line.c) and
+ * transport its connections get, so nothing here names a protocol's
+ * bytes. Calls conn.c at accept, drain and exit.
  *
  * A listener is one socket in every worker's epoll with EPOLLEXCLUSIVE,
  * rather than one SO_REUSEPORT socket per worker. Measured with 2 workers
@@ -15,6 +18,8 @@
  * appsrv_server_stop() only sets a flag and writes each loop's eventfd,
  * so it is async-signal-safe; each worker then drains on its own thread.
  */
+#include "server.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,45 +29,61 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "async.h"
+#include "conn.h"
+#include "http.h"
+#include "line.h"
+#include "loop.h"
+#include "pool.h"
+#include "router.h"
+#include "transport.h"
 
-#define MAX_FREE_BLOCKS 32
 #define ACCEPT_BATCH 64
 #define EMFILE_PAUSE_MS 100
+#define EVICT_BATCH 4 /* idle connections closed per admission at the cap */
+#define MAX_LISTENERS 8
 
-/* ------------------------------------------------------------------ pool */
+typedef struct sworker sworker_t;
 
-appsrv__block_t *appsrv__block_get(appsrv__worker_t *w)
-{
-    appsrv__block_t *b = w->free_blocks;
-    if (b != NULL) {
-        w->free_blocks = b->next;
-        w->nfree_blocks--;
-        return b;
-    }
-    return malloc(w->srv->block_size);
-}
+typedef struct listener {
+    const appsrv__proto_t *proto;
+    void *proto_data;
+    int port;
+    int fd;           /* shared by every worker's epoll (EPOLLEXCLUSIVE) */
+    atomic_int users; /* workers still watching fd; the last closes it */
+} listener_t;
 
-void appsrv__block_put(appsrv__worker_t *w, appsrv__block_t *b)
-{
-    if (w->nfree_blocks < MAX_FREE_BLOCKS) {
-        b->next = w->free_blocks;
-        w->free_blocks = b;
-        w->nfree_blocks++;
-        return;
-    }
-    free(b);
-}
+/* A worker-local listener watcher. */
+typedef struct lwatch {
+    appsrv__io_t io;
+    int idx; /* into srv->listeners */
+    bool paused;
+    sworker_t *sw;
+} lwatch_t;
 
-void appsrv__pool_dispose(appsrv__worker_t *w)
-{
-    while (w->free_blocks != NULL) {
-        appsrv__block_t *b = w->free_blocks;
-        w->free_blocks = b->next;
-        free(b);
-    }
-    w->nfree_blocks = 0;
-}
+struct sworker {
+    appsrv__worker_t w; /* first: the loop's wake callback finds us */
+    appsrv_server_t *srv;
+    int id;
+    lwatch_t lw[MAX_LISTENERS];
+    int nlw;
+    appsrv__timer_t accept_timer; /* resumes accepting after EMFILE */
+    appsrv__timer_t drain_timer;  /* forces the end of a graceful stop */
+    bool drain_expired;
+};
+
+struct appsrv_server {
+    appsrv_config_t cfg;
+    appsrv__router_t *router;
+    appsrv__line_routes_t line_routes;
+    listener_t listeners[MAX_LISTENERS];
+    int nlisteners;
+    sworker_t *workers;
+    int nworkers;
+    atomic_int nconns; /* open client connections, all workers */
+    atomic_bool stopping;
+    bool ran;
+};
 
 /* ---------------------------------------------------------------- config */
 
@@ -101,21 +122,26 @@ static int check_config(const appsrv_config_t *c)
 }
 
 /* Pool blocks hold a whole request head plus room for pipelined bytes, or
- * a whole line. */
-static void size_blocks(appsrv_server_t *srv)
+ * a whole line; their context area fits every protocol's context. */
+void appsrv__server_prepare(appsrv_server_t *srv)
 {
     size_t data = srv->cfg.max_head + 4096;
     for (int i = 0; i < srv->nlisteners; i++)
-        if (srv->listeners[i].kind == APPSRV__LISTEN_LINE && srv->cfg.max_line + 2 > data)
+        if (srv->listeners[i].proto == &appsrv__line_proto && srv->cfg.max_line + 2 > data)
             data = srv->cfg.max_line + 2;
-    data = (data + 15) & ~(size_t)15;
-    srv->block_data_cap = data;
-    srv->block_size = sizeof(appsrv__block_t) + srv->cfg.max_headers * sizeof(appsrv__hdr_t) + data;
+    size_t ctx = appsrv__http_proto.ctx_size(&srv->cfg);
+    size_t lctx = appsrv__line_proto.ctx_size(&srv->cfg);
+    if (lctx > ctx)
+        ctx = lctx;
+    for (int i = 0; i < srv->nworkers; i++)
+        appsrv__pool_init(&srv->workers[i].w.pool, ctx, data);
 }
 
 /* ---------------------------------------------------------------- server */
 
 static void wake_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events);
+static void accept_resume_cb(appsrv__loop_t *loop, appsrv__timer_t *t);
+static void drain_timeout_cb(appsrv__loop_t *loop, appsrv__timer_t *t);
 
 int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
 {
@@ -147,23 +173,31 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
         goto free_router;
     }
     for (int i = 0; i < cfg->threads; i++) {
-        appsrv__worker_t *w = &srv->workers[i];
-        w->srv = srv;
-        w->id = i;
-        rc = appsrv__loop_init(&w->loop, wake_cb);
+        sworker_t *sw = &srv->workers[i];
+        sw->srv = srv;
+        sw->id = i;
+        sw->w.cfg = &srv->cfg;
+        sw->w.nconns_total = &srv->nconns;
+        sw->accept_timer.cb = accept_resume_cb;
+        sw->drain_timer.cb = drain_timeout_cb;
+        rc = appsrv__loop_init(&sw->w.loop, wake_cb);
         if (rc < 0)
             goto free_loops;
-        pthread_mutex_init(&w->qlock, NULL);
+        rc = appsrv__async_init(&sw->w.async, &sw->w.loop);
+        if (rc < 0) {
+            appsrv__loop_dispose(&sw->w.loop);
+            goto free_loops;
+        }
         srv->nworkers++;
     }
-    size_blocks(srv);
+    appsrv__server_prepare(srv);
     *out = srv;
     return 0;
 
 free_loops:
     for (int i = 0; i < srv->nworkers; i++) {
-        appsrv__loop_dispose(&srv->workers[i].loop);
-        pthread_mutex_destroy(&srv->workers[i].qlock);
+        appsrv__async_dispose(&srv->workers[i].w.async);
+        appsrv__loop_dispose(&srv->workers[i].w.loop);
     }
     free(srv->workers);
 free_router:
@@ -186,39 +220,21 @@ int appsrv_route(appsrv_server_t *srv, const char *method, const char *pattern,
 int appsrv_route_line(appsrv_server_t *srv, const char *command, appsrv_handler_cb handler,
                       void *user)
 {
-    if (srv == NULL || command == NULL || handler == NULL || command[0] == '\0')
+    if (srv == NULL)
         return -EINVAL;
     if (srv->ran)
         return APPSRV_ESTATE;
-    size_t n = strlen(command);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)command[i];
-        if (ch <= ' ' || ch == 0x7f)
-            return -EINVAL;
-    }
-    for (size_t i = 0; i < srv->nline_routes; i++)
-        if (srv->line_routes[i].word_len == n && memcmp(srv->line_routes[i].word, command, n) == 0)
-            return -EEXIST;
-    appsrv__line_route_t *r =
-        realloc(srv->line_routes, (srv->nline_routes + 1) * sizeof(*srv->line_routes));
-    if (r == NULL)
-        return -ENOMEM;
-    srv->line_routes = r;
-    char *word = malloc(n + 1);
-    if (word == NULL)
-        return -ENOMEM;
-    memcpy(word, command, n + 1);
-    r[srv->nline_routes++] = (appsrv__line_route_t){word, n, handler, user};
-    return 0;
+    return appsrv__line_routes_add(&srv->line_routes, command, handler, user);
 }
 
-static int listen_kind(appsrv_server_t *srv, int kind, const char *host, int port)
+static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void *proto_data,
+                        const char *host, int port)
 {
     if (srv == NULL)
         return -EINVAL;
     if (srv->ran)
         return APPSRV_ESTATE;
-    if (srv->nlisteners == APPSRV__MAX_LISTENERS)
+    if (srv->nlisteners == MAX_LISTENERS)
         return -ENOSPC;
     int fd = appsrv_listen(host, port, srv->cfg.backlog, APPSRV_LISTEN_NONBLOCK);
     if (fd < 0)
@@ -232,59 +248,65 @@ static int listen_kind(appsrv_server_t *srv, int kind, const char *host, int por
         close(fd);
         return bound;
     }
-    appsrv__listener_t *l = &srv->listeners[srv->nlisteners++];
-    l->kind = kind;
+    listener_t *l = &srv->listeners[srv->nlisteners++];
+    l->proto = proto;
+    l->proto_data = proto_data;
     l->port = bound;
     l->fd = fd;
     atomic_init(&l->users, 0);
-    size_blocks(srv);
+    appsrv__server_prepare(srv);
     return bound;
 }
 
 int appsrv_listen_http(appsrv_server_t *srv, const char *host, int port)
 {
-    return listen_kind(srv, APPSRV__LISTEN_HTTP, host, port);
+    return add_listener(srv, &appsrv__http_proto, srv != NULL ? srv->router : NULL, host, port);
 }
 
 int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port)
 {
-    return listen_kind(srv, APPSRV__LISTEN_LINE, host, port);
+    return add_listener(srv, &appsrv__line_proto, srv != NULL ? &srv->line_routes : NULL, host,
+                        port);
 }
 
 /* ---------------------------------------------------------------- accept */
 
-static void refuse(appsrv__worker_t *w, int fd, int kind)
+/* At the cap: the protocol's refusal, best effort, never blocking (the
+ * point is to refuse promptly). */
+static void refuse(sworker_t *sw, int fd, const appsrv__proto_t *proto)
 {
-    char buf[256];
-    size_t n;
-    if (kind == APPSRV__LISTEN_LINE) {
-        static const char msg[] = "503 Service Unavailable\n";
-        memcpy(buf, msg, sizeof(msg) - 1);
-        n = sizeof(msg) - 1;
-    } else {
-        static const char a[] = "HTTP/1.1 503 Service Unavailable\r\nServer: " APPSRV__SERVER_HEADER
-                                "\r\nDate: ";
-        static const char b[] = "\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
-                                "Retry-After: 1\r\nConnection: close\r\n\r\n"
-                                "Service Unavailable\n";
-        memcpy(buf, a, sizeof(a) - 1);
-        n = sizeof(a) - 1;
-        memcpy(buf + n, w->loop.date, 29);
-        n += 29;
-        memcpy(buf + n, b, sizeof(b) - 1);
-        n += sizeof(b) - 1;
-    }
-    /* Best effort, never blocks: the point is to refuse promptly. */
+    char buf[512];
+    size_t n = proto->refusal(buf, sizeof(buf), sw->w.loop.date);
     ssize_t rc = send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)rc;
     close(fd);
 }
 
+/* Counts a new connection against the cap. At the cap, idle keep-alive
+ * connections make room (longest idle first, a few at a time, as nginx
+ * reuses its keep-alive connections): reopening one costs their client
+ * nothing, refusing a new client costs it a failed request. Only this
+ * worker's idle connections are candidates (each worker touches only its
+ * own). Returns false when every connection is busy. */
+static bool admit(sworker_t *sw)
+{
+    appsrv_server_t *srv = sw->srv;
+    if (atomic_fetch_add(&srv->nconns, 1) < srv->cfg.max_conns)
+        return true;
+    atomic_fetch_sub(&srv->nconns, 1);
+    if (appsrv__conn_evict_idle(&sw->w, EVICT_BATCH) == 0)
+        return false;
+    if (atomic_fetch_add(&srv->nconns, 1) < srv->cfg.max_conns)
+        return true;
+    atomic_fetch_sub(&srv->nconns, 1);
+    return false;
+}
+
 static void accept_resume_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
 {
-    appsrv__worker_t *w = appsrv__container_of(t, appsrv__worker_t, accept_timer);
-    for (int i = 0; i < w->nlw; i++) {
-        appsrv__lwatch_t *lw = &w->lw[i];
+    sworker_t *sw = appsrv__container_of(t, sworker_t, accept_timer);
+    for (int i = 0; i < sw->nlw; i++) {
+        lwatch_t *lw = &sw->lw[i];
         if (lw->paused && lw->io.fd >= 0 &&
             appsrv__loop_add(loop, &lw->io, EPOLLIN | EPOLLEXCLUSIVE) == 0)
             lw->paused = false;
@@ -294,11 +316,11 @@ static void accept_resume_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
 static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
 {
     (void)events;
-    appsrv__lwatch_t *lw = appsrv__container_of(io, appsrv__lwatch_t, io);
-    appsrv__worker_t *w = lw->w;
-    appsrv_server_t *srv = w->srv;
+    lwatch_t *lw = appsrv__container_of(io, lwatch_t, io);
+    sworker_t *sw = lw->sw;
+    const listener_t *l = &sw->srv->listeners[lw->idx];
 
-    for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+    for (int i = 0; i < ACCEPT_BATCH && !sw->w.draining; i++) {
         appsrv_addr_t peer;
         int fd = appsrv_accept(io->fd, &peer, APPSRV_ACCEPT_NONBLOCK);
         if (fd == -EAGAIN)
@@ -309,17 +331,17 @@ static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
              * readable. Pending clients wait in the backlog. */
             if (appsrv__loop_del(loop, io) == 0)
                 lw->paused = true;
-            appsrv__timer_start(loop, &w->accept_timer, loop->now_ms + EMFILE_PAUSE_MS);
+            appsrv__timer_start(loop, &sw->accept_timer, loop->now_ms + EMFILE_PAUSE_MS);
             return;
         }
         if (fd < 0)
             return;
-        if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg.max_conns) {
-            atomic_fetch_sub(&srv->nconns, 1);
-            refuse(w, fd, lw->kind);
+        if (!admit(sw)) {
+            refuse(sw, fd, l->proto);
             continue;
         }
-        appsrv__conn_accepted(w, fd, &peer, lw->kind);
+        appsrv__conn_accepted(&sw->w, fd, &peer, l->proto, l->proto_data,
+                              &appsrv__transport_plain, NULL);
     }
 }
 
@@ -328,35 +350,36 @@ static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
 static void drain_timeout_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
 {
     (void)loop;
-    appsrv__worker_t *w = appsrv__container_of(t, appsrv__worker_t, drain_timer);
-    w->drain_expired = true;
+    sworker_t *sw = appsrv__container_of(t, sworker_t, drain_timer);
+    sw->drain_expired = true;
 }
 
-static void begin_drain(appsrv__worker_t *w)
+static void begin_drain(sworker_t *sw)
 {
-    appsrv_server_t *srv = w->srv;
+    appsrv_server_t *srv = sw->srv;
+    appsrv__worker_t *w = &sw->w;
     w->draining = true;
-    for (int i = 0; i < w->nlw; i++) {
-        appsrv__lwatch_t *lw = &w->lw[i];
+    for (int i = 0; i < sw->nlw; i++) {
+        lwatch_t *lw = &sw->lw[i];
         if (lw->io.fd < 0)
             continue;
         if (!lw->paused)
             appsrv__loop_del(&w->loop, &lw->io);
         /* The last worker to let go closes the shared socket. */
-        if (atomic_fetch_sub(&srv->listeners[i].users, 1) == 1) {
+        if (atomic_fetch_sub(&srv->listeners[lw->idx].users, 1) == 1) {
             close(lw->io.fd);
-            srv->listeners[i].fd = -1;
+            srv->listeners[lw->idx].fd = -1;
         }
         lw->io.fd = -1;
     }
-    appsrv__timer_stop(&w->loop, &w->accept_timer);
+    appsrv__timer_stop(&w->loop, &sw->accept_timer);
     appsrv__conn_t *c = w->conns;
     while (c != NULL) {
         appsrv__conn_t *next = c->next;
         appsrv__conn_drain(c);
         c = next;
     }
-    appsrv__timer_start(&w->loop, &w->drain_timer,
+    appsrv__timer_start(&w->loop, &sw->drain_timer,
                         w->loop.now_ms + (uint64_t)srv->cfg.drain_timeout_ms);
 }
 
@@ -364,23 +387,14 @@ static void wake_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
 {
     (void)io;
     (void)events;
-    appsrv__worker_t *w = appsrv__container_of(loop, appsrv__worker_t, loop);
+    sworker_t *sw = appsrv__container_of(loop, sworker_t, w.loop);
     appsrv__loop_wake_ack(loop);
-    /* Responses finished by host threads. One at a time: servicing one may
-     * unlink another (a finished response leaves the queue). Bounded, so
-     * a host that keeps writing cannot starve this loop's sockets. */
-    for (int n = 0; n < 4096; n++) {
-        pthread_mutex_lock(&w->qlock);
-        appsrv_res_t *res = appsrv__res_pop_locked(w);
-        pthread_mutex_unlock(&w->qlock);
-        if (res == NULL)
-            break;
-        appsrv__res_service(res);
-    }
-    if (w->q_head != NULL)
-        appsrv__loop_wake(loop); /* the rest on the next pass */
-    if (atomic_load(&w->srv->stopping) && !w->draining)
-        begin_drain(w);
+    /* Responses finished by host threads. Bounded, so a host that keeps
+     * writing cannot starve this loop's sockets; the rest on the next
+     * pass. */
+    appsrv__async_run(&sw->w.async, 4096);
+    if (atomic_load(&sw->srv->stopping) && !sw->w.draining)
+        begin_drain(sw);
 }
 
 void appsrv_server_stop(appsrv_server_t *srv)
@@ -389,59 +403,55 @@ void appsrv_server_stop(appsrv_server_t *srv)
         return;
     atomic_store(&srv->stopping, true);
     for (int i = 0; i < srv->nworkers; i++)
-        appsrv__loop_wake(&srv->workers[i].loop);
+        appsrv__loop_wake(&srv->workers[i].w.loop);
 }
 
 /* ------------------------------------------------------------------- run */
 
-static void close_all(appsrv__worker_t *w)
+static int pass(sworker_t *sw, int max_wait_ms)
 {
-    while (w->conns != NULL)
-        appsrv__conn_close(w->conns);
-    appsrv__conn_free_closed(w);
+    int n = appsrv__loop_run_once(&sw->w.loop, max_wait_ms);
+    appsrv__conn_free_closed(&sw->w);
+    if (sw->drain_expired) {
+        while (sw->w.conns != NULL)
+            appsrv__conn_close(sw->w.conns);
+        appsrv__conn_free_closed(&sw->w);
+    }
+    return n;
 }
 
 static void *worker_main(void *arg)
 {
-    appsrv__worker_t *w = arg;
+    sworker_t *sw = arg;
+    appsrv__worker_t *w = &sw->w;
+    w->thread = pthread_self();
     /* After a stop, the loop runs until its connections are closed and
      * the host has finished every response it held. */
-    while (!(w->draining && w->nconns == 0 && w->nzombies == 0)) {
-        if (appsrv__loop_run_once(&w->loop, -1) < 0)
+    while (!(w->draining && w->nconns == 0 && w->nheld == 0)) {
+        if (pass(sw, -1) < 0)
             break; /* epoll itself failed: nothing sane is left to do */
-        appsrv__conn_free_closed(w);
-        if (w->drain_expired)
-            close_all(w);
     }
-    close_all(w);
-    appsrv__timer_stop(&w->loop, &w->drain_timer);
-    appsrv__timer_stop(&w->loop, &w->accept_timer);
-    while (w->free_conns != NULL) {
-        appsrv__conn_t *c = w->free_conns;
-        w->free_conns = c->next;
-        free(c);
-    }
-    w->nfree_conns = 0;
-    appsrv__pool_dispose(w);
+    appsrv__conn_close_all(w, false);
+    appsrv__timer_stop(&w->loop, &sw->drain_timer);
+    appsrv__timer_stop(&w->loop, &sw->accept_timer);
+    appsrv__pool_dispose(&w->pool);
     return NULL;
 }
 
-static int worker_setup(appsrv__worker_t *w)
+static int worker_setup(sworker_t *sw)
 {
-    appsrv_server_t *srv = w->srv;
-    w->accept_timer.cb = accept_resume_cb;
-    w->drain_timer.cb = drain_timeout_cb;
+    appsrv_server_t *srv = sw->srv;
     for (int i = 0; i < srv->nlisteners; i++) {
-        appsrv__lwatch_t *lw = &w->lw[i];
+        lwatch_t *lw = &sw->lw[i];
         lw->io.fd = srv->listeners[i].fd;
         lw->io.cb = accept_cb;
-        lw->kind = srv->listeners[i].kind;
-        lw->w = w;
-        w->nlw++;
+        lw->idx = i;
+        lw->sw = sw;
+        sw->nlw++;
         /* Level-triggered: a batch cap per wake-up stays fair to the
          * connections, and what is left is reported again. Exclusive:
          * one waiting worker is woken per connection, not all. */
-        int rc = appsrv__loop_add(&w->loop, &lw->io, EPOLLIN | EPOLLEXCLUSIVE);
+        int rc = appsrv__loop_add(&sw->w.loop, &lw->io, EPOLLIN | EPOLLEXCLUSIVE);
         if (rc < 0)
             return rc;
         atomic_fetch_add(&srv->listeners[i].users, 1);
@@ -458,6 +468,7 @@ int appsrv_server_run(appsrv_server_t *srv)
     if (srv->nlisteners == 0)
         return -EINVAL;
     srv->ran = true;
+    appsrv__server_prepare(srv);
     for (int i = 0; i < srv->nworkers; i++) {
         int rc = worker_setup(&srv->workers[i]);
         if (rc < 0)
@@ -469,13 +480,13 @@ int appsrv_server_run(appsrv_server_t *srv)
 
     int started = 1, rc = 0;
     for (; started < srv->nworkers; started++) {
-        appsrv__worker_t *w = &srv->workers[started];
+        sworker_t *sw = &srv->workers[started];
         /* Workers take no asynchronous signals: the host's handlers run on
          * its own thread, and appsrv_server_stop() reaches every loop. */
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
-        int err = pthread_create(&w->thread, NULL, worker_main, w);
+        int err = pthread_create(&sw->w.thread, NULL, worker_main, sw);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (err != 0) {
             rc = -err;
@@ -485,7 +496,7 @@ int appsrv_server_run(appsrv_server_t *srv)
     }
     worker_main(&srv->workers[0]);
     for (int i = 1; i < started; i++)
-        pthread_join(srv->workers[i].thread, NULL);
+        pthread_join(srv->workers[i].w.thread, NULL);
     return rc;
 }
 
@@ -497,28 +508,50 @@ void appsrv_server_free(appsrv_server_t *srv)
         if (srv->listeners[i].fd >= 0)
             close(srv->listeners[i].fd);
     for (int i = 0; i < srv->nworkers; i++) {
-        appsrv__worker_t *w = &srv->workers[i];
-        while (w->conns != NULL)
-            appsrv__conn_close(w->conns);
-        appsrv__conn_free_closed(w);
-        /* Zombies left here mean the host never finished a response it
-         * held (a broken contract): reclaim the memory anyway. */
-        while (w->zombies != NULL)
-            appsrv__conn_release_zombie(w->zombies);
-        appsrv__conn_free_closed(w);
-        while (w->free_conns != NULL) {
-            appsrv__conn_t *c = w->free_conns;
-            w->free_conns = c->next;
-            free(c);
-        }
-        appsrv__pool_dispose(w);
+        appsrv__worker_t *w = &srv->workers[i].w;
+        /* Held connections left here mean the host never finished a
+         * response (a broken contract): reclaim the memory anyway. */
+        appsrv__conn_close_all(w, true);
+        appsrv__pool_dispose(&w->pool);
+        appsrv__async_dispose(&w->async);
         appsrv__loop_dispose(&w->loop);
-        pthread_mutex_destroy(&w->qlock);
     }
     free(srv->workers);
-    for (size_t i = 0; i < srv->nline_routes; i++)
-        free(srv->line_routes[i].word);
-    free(srv->line_routes);
+    appsrv__line_routes_free(&srv->line_routes);
     appsrv__router_free(srv->router);
     free(srv);
+}
+
+/* ------------------------------------------------- test and fuzz hooks */
+
+appsrv__worker_t *appsrv__server_worker(appsrv_server_t *srv, int i)
+{
+    return &srv->workers[i].w;
+}
+
+void appsrv__server_adopt(appsrv_server_t *srv, int i, int fd, bool line)
+{
+    sworker_t *sw = &srv->workers[i];
+    atomic_fetch_add(&srv->nconns, 1);
+    if (line)
+        appsrv__conn_accepted(&sw->w, fd, NULL, &appsrv__line_proto, &srv->line_routes,
+                              &appsrv__transport_plain, NULL);
+    else
+        appsrv__conn_accepted(&sw->w, fd, NULL, &appsrv__http_proto, srv->router,
+                              &appsrv__transport_plain, NULL);
+}
+
+int appsrv__server_pass(appsrv_server_t *srv, int i)
+{
+    return pass(&srv->workers[i], 0);
+}
+
+void appsrv__server_expire_drain(appsrv_server_t *srv, int i)
+{
+    srv->workers[i].drain_expired = true;
+}
+
+int appsrv__server_nconns(appsrv_server_t *srv)
+{
+    return atomic_load(&srv->nconns);
 }

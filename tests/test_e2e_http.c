@@ -2426,14 +2426,10 @@ Test(e2e_http, max_conns_refused_then_served, .timeout = 30)
     e2e_resp_t r;
     open_conn(&c1, s.port);
     open_conn(&c2, s.port);
-    send_str(&c1, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-    read_resp(&c1, &r, 0);
-    check_hello(&r);
-    e2e_resp_free(&r);
-    send_str(&c2, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-    read_resp(&c2, &r, 0);
-    check_hello(&r);
-    e2e_resp_free(&r);
+    /* Both busy (a request head in progress): nothing can make room. */
+    send_str(&c1, "GET /hello HTTP/1.1\r\n");
+    send_str(&c2, "GET /hello HTTP/1.1\r\n");
+    e2e_pause_ms(50);
     /* The third is refused promptly: 503 then close, or just the close. */
     open_conn(&c3, s.port);
     e2e_sends(&c3, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"); /* may fail: refused */
@@ -2448,6 +2444,14 @@ Test(e2e_http, max_conns_refused_then_served, .timeout = 30)
     free(got);
     e2e_conn_close(&c3);
     /* The two accepted ones still work. */
+    send_str(&c1, "Host: x\r\n\r\n");
+    read_resp(&c1, &r, 0);
+    check_hello(&r);
+    e2e_resp_free(&r);
+    send_str(&c2, "Host: x\r\n\r\n");
+    read_resp(&c2, &r, 0);
+    check_hello(&r);
+    e2e_resp_free(&r);
     send_str(&c2, "GET /seq/2 HTTP/1.1\r\nHost: x\r\n\r\n");
     read_resp(&c2, &r, 0);
     check_body(&r, "seq=2");
@@ -2463,6 +2467,53 @@ Test(e2e_http, max_conns_refused_then_served, .timeout = 30)
     }
     cr_assert(served, "no new connection served after one closed");
     e2e_conn_close(&c2);
+    stop_srv(&s);
+    expect_fds(fds0);
+}
+
+/* Issue 13 item 12: at the cap, idle keep-alive connections make room,
+ * longest idle first; busy ones are never closed for it. */
+Test(e2e_http, issue_13_cap_evicts_longest_idle, .timeout = 30)
+{
+    appsrv_config_t cfg;
+    config(&cfg);
+    cfg.max_conns = 3;
+    int fds0 = e2e_fd_count();
+    e2e_server_t s;
+    start_base(&s, &cfg);
+    e2e_conn_t c1, c2, busy, c4;
+    e2e_resp_t r;
+    open_conn(&c1, s.port);
+    send_str(&c1, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_resp(&c1, &r, 0);
+    check_hello(&r);
+    e2e_resp_free(&r);
+    e2e_pause_ms(20); /* c1 went idle first */
+    open_conn(&c2, s.port);
+    send_str(&c2, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_resp(&c2, &r, 0);
+    check_hello(&r);
+    e2e_resp_free(&r);
+    open_conn(&busy, s.port);
+    send_str(&busy, "GET /hello HTTP/1.1\r\n"); /* a head in progress */
+    e2e_pause_ms(20);
+    /* At the cap: a new client is served, not refused. */
+    open_conn(&c4, s.port);
+    send_str(&c4, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    read_resp(&c4, &r, 0);
+    check_hello(&r);
+    e2e_resp_free(&r);
+    /* The longest-idle one made room: closed without a byte. */
+    cr_assert_eq(e2e_wait_closed(&c1, 2000), 0, "the longest-idle connection was not closed");
+    /* The busy one finishes its request. */
+    send_str(&busy, "Host: x\r\n\r\n");
+    read_resp(&busy, &r, 0);
+    check_hello(&r);
+    e2e_resp_free(&r);
+    e2e_conn_close(&c1);
+    e2e_conn_close(&c2);
+    e2e_conn_close(&busy);
+    e2e_conn_close(&c4);
     stop_srv(&s);
     expect_fds(fds0);
 }
@@ -3171,6 +3222,8 @@ Test(e2e_line, max_conns_refused, .timeout = 30)
     open_conn(&c1, s.line_port);
     send_str(&c1, "PING\n");
     expect_line(&c1, "200 OK PONG");
+    send_str(&c1, "PI"); /* busy: a line in progress, so it cannot make room */
+    e2e_pause_ms(50);
     open_conn(&c2, s.line_port);
     char *got = NULL;
     size_t len = 0;
@@ -3179,7 +3232,7 @@ Test(e2e_line, max_conns_refused, .timeout = 30)
         cr_assert_str_eq(got, "503 Service Unavailable\n");
     free(got);
     e2e_conn_close(&c2);
-    send_str(&c1, "PING\n");
+    send_str(&c1, "NG\n");
     expect_line(&c1, "200 OK PONG");
     e2e_conn_close(&c1);
     stop_srv(&s);

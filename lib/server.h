@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.h - private entry points of server.c for the in-process fuzz
+ * driver and unit tests (fuzz/fuzz_conn.c, tests/): drive one worker of a
+ * server that is not running, without listening sockets.
+ */
+#ifndef APPSRV_SERVER_H
+#define APPSRV_SERVER_H
+
+#include <stdbool.h>
+
+#include "common.h"
+#include "worker.h"
+
+/* Sizes the workers' block pools for the listeners added so far and the
+ * given protocols (what appsrv_server_run() does first). */
+void appsrv__server_prepare(appsrv_server_t *srv);
+/* Worker i's state. */
+appsrv__worker_t *appsrv__server_worker(appsrv_server_t *srv, int i);
+/* Hands a connected, non-blocking fd to worker i as if accepted on an
+ * HTTP (line false) or line listener; counts it against the cap. */
+void appsrv__server_adopt(appsrv_server_t *srv, int i, int fd, bool line);
+/* One loop pass of worker i without blocking, as worker_main() does it
+ * (including the graceful-stop steps). Returns the I/O events handled. */
+int appsrv__server_pass(appsrv_server_t *srv, int i);
+/* Makes worker i's drain deadline pass (the next pass force-closes). */
+void appsrv__server_expire_drain(appsrv_server_t *srv, int i);
+/* Open connections of all workers (the cap's count). */
+int appsrv__server_nconns(appsrv_server_t *srv);
+
+#endif /* APPSRV_SERVER_H */

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * transport_plain.c - the plain-socket transport: recv() and sendmsg()
+ * with MSG_NOSIGNAL, EINTR retried, EAGAIN reported as -EAGAIN. No
+ * handshake, no buffered bytes. Used by conn.c through the transport
+ * table; server.c chooses it for cleartext listeners.
+ */
+#include "transport.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static ssize_t plain_read(appsrv__tsock_t *s, void *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = recv(s->fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t plain_writev(appsrv__tsock_t *s, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = {.msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)iovcnt};
+    ssize_t n;
+    do
+        n = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static void plain_shutdown(appsrv__tsock_t *s)
+{
+    shutdown(s->fd, SHUT_WR);
+}
+
+static void plain_close(appsrv__tsock_t *s)
+{
+    /* close(2) also removes the fd from epoll: it is never dup'd. */
+    close(s->fd);
+    s->fd = -1;
+}
+
+const appsrv__transport_t appsrv__transport_plain = {
+    .name = "plain",
+    .handshake = NULL,
+    .read = plain_read,
+    .writev = plain_writev,
+    .pending = NULL,
+    .shutdown = plain_shutdown,
+    .close = plain_close,
+};
