@@ -68,7 +68,15 @@ $(SHARED): $(LIB_OBJS) lib/appsrv.map
 $(CLI): $(CLI_OBJS) $(STATIC)
 	$(CC) -o $@ $(CLI_OBJS) $(STATIC) $(ALL_LDFLAGS) $(LIBS)
 
-$(PC): pkgconfig/appsrv.pc.in Makefile
+# appsrv.pc bakes in the install paths, so it depends on a stamp holding
+# them, rewritten only when they change (make install PREFIX=/x after make).
+PC_DIRS := $(PREFIX) $(LIBDIR) $(INCLUDEDIR)
+$(BUILD)/pc-dirs: FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = '$(PC_DIRS)' ] || printf '%s\n' '$(PC_DIRS)' > $@
+FORCE:
+
+$(PC): pkgconfig/appsrv.pc.in Makefile $(BUILD)/pc-dirs
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
