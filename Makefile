@@ -186,6 +186,15 @@ uninstall:
 pkgcheck:
 	+sh .ci/pkgcheck.sh
 
+# ------------------------------------------------------------ source checks
+# Run by `make test`; read sources only, well under a second.
+# check-man: libappsrv.3 covers every APPSRV_API function, appsrv.1 every
+# long option of the CLI.
+.PHONY: check-man
+test: check-man
+check-man:
+	python3 tests/scripts/check_man.py
+
 examples:
 	$(MAKE) -C examples
 
