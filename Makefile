@@ -195,6 +195,14 @@ test: check-man
 check-man:
 	python3 tests/scripts/check_man.py
 
+# check-deps: lib/'s includes follow the module graph in lib/DEPS, without
+# cycles; then the checker's self-test (it must fail on a back-edge).
+.PHONY: check-deps
+test: check-deps
+check-deps:
+	python3 tests/scripts/check_deps.py lib
+	sh tests/scripts/check_deps_selftest.sh
+
 examples:
 	$(MAKE) -C examples
 
