@@ -68,7 +68,15 @@ $(SHARED): $(LIB_OBJS) lib/appsrv.map
 $(CLI): $(CLI_OBJS) $(STATIC)
 	$(CC) -o $@ $(CLI_OBJS) $(STATIC) $(ALL_LDFLAGS) $(LIBS)
 
-$(PC): pkgconfig/appsrv.pc.in Makefile
+# appsrv.pc bakes in the install paths, so it depends on a stamp holding
+# them, rewritten only when they change (make install PREFIX=/x after make).
+PC_DIRS := $(PREFIX) $(LIBDIR) $(INCLUDEDIR)
+$(BUILD)/pc-dirs: FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = '$(PC_DIRS)' ] || printf '%s\n' '$(PC_DIRS)' > $@
+FORCE:
+
+$(PC): pkgconfig/appsrv.pc.in Makefile $(BUILD)/pc-dirs
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
@@ -177,6 +185,23 @@ uninstall:
 # pkg-config, shared and static, and checks the exported symbols.
 pkgcheck:
 	+sh .ci/pkgcheck.sh
+
+# ------------------------------------------------------------ source checks
+# Run by `make test`; read sources only, well under a second.
+# check-man: libappsrv.3 covers every APPSRV_API function, appsrv.1 every
+# long option of the CLI.
+.PHONY: check-man
+test: check-man
+check-man:
+	python3 tests/scripts/check_man.py
+
+# check-deps: lib/'s includes follow the module graph in lib/DEPS, without
+# cycles; then the checker's self-test (it must fail on a back-edge).
+.PHONY: check-deps
+test: check-deps
+check-deps:
+	python3 tests/scripts/check_deps.py lib
+	sh tests/scripts/check_deps_selftest.sh
 
 examples:
 	$(MAKE) -C examples
