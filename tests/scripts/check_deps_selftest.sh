@@ -33,13 +33,14 @@ python3 "$check" "$tmp/lib" >"$tmp/out" 2>&1 ||
     { cat "$tmp/out" >&2; die "fails on an untouched copy of lib/"; }
 
 # An actual edge A -> B whose A has a header, and a file of B to edit.
-edge=$(python3 "$check" --edges "$tmp/lib" | while read -r a b _; do
+python3 "$check" --edges "$tmp/lib" >"$tmp/edges"
+edge=$(while read -r a b _; do
     for f in "$b.c" "$b.h"; do
         if [ -f "$tmp/lib/$a.h" ] && [ -f "$tmp/lib/$f" ]; then
             echo "$a $b $f"; break 2
         fi
     done
-done)
+done <"$tmp/edges")
 [ -n "$edge" ] || die "no include edge A -> B with a lib/A.h to invert"
 # shellcheck disable=SC2086
 set -- $edge
