@@ -187,7 +187,8 @@ static struct {
     job_t *heap; /* min-heap on due_us */
     size_t n, cap;
     bool quit;
-} g_timers = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, false};
+    bool stopping; /* the server began draining: streams end now */
+} g_timers = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, false, false};
 
 /* Microseconds: a millisecond clock would fire a delay up to 1 ms early. */
 static uint64_t mono_us(void)
@@ -259,7 +260,10 @@ static void run_job(job_t j)
         if (timer_add(j) == 0)
             return;
     }
-    if (j.left <= 1 || rc < 0) {
+    pthread_mutex_lock(&g_timers.lock);
+    bool stopping = g_timers.stopping;
+    pthread_mutex_unlock(&g_timers.lock);
+    if (j.left <= 1 || rc < 0 || stopping) {
         appsrv_res_end(j.res);
         return;
     }
@@ -320,6 +324,31 @@ static int h_delay(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return APPSRV_LATER;
 }
 
+/* The stop notification of an /events stream (loop thread): its job runs
+ * at once with nothing left to send, so the timer thread ends the stream
+ * cleanly (last chunk included) instead of the drain timeout cutting it. */
+static void events_on_stop(appsrv_res_t *res, void *ud)
+{
+    (void)ud;
+    pthread_mutex_lock(&g_timers.lock);
+    g_timers.stopping = true; /* for a job the timer thread runs right now */
+    for (size_t i = 0; i < g_timers.n; i++) {
+        if (g_timers.heap[i].res != res || g_timers.heap[i].left < 0)
+            continue;
+        job_t j = g_timers.heap[i];
+        j.due_us = 0;
+        j.left = 0;
+        while (i > 0 && g_timers.heap[(i - 1) / 2].due_us > j.due_us) {
+            g_timers.heap[i] = g_timers.heap[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        g_timers.heap[i] = j;
+        pthread_cond_signal(&g_timers.cond);
+        break;
+    }
+    pthread_mutex_unlock(&g_timers.lock);
+}
+
 /* GET /events?n=N: N server-sent events, one per 100 ms (N <= 1,000). */
 static int h_events(appsrv_req_t *req, appsrv_res_t *res, void *user)
 {
@@ -335,6 +364,7 @@ static int h_events(appsrv_req_t *req, appsrv_res_t *res, void *user)
     if (!ok || count > 1000)
         return text(res, 400, "text/plain", "n must be 0..1000\n");
     appsrv_res_set_status(res, 200);
+    appsrv_res_on_stop(res, events_on_stop, NULL);
     if (appsrv_res_sse_begin(res, 15000) < 0)
         return -1;
     job_t j = {mono_us(), res, count, 1};

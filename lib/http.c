@@ -80,8 +80,8 @@ static void log_once(appsrv__conn_t *c, const appsrv_req_t *req, int status, uin
  * output queue. Used for parse errors and timeouts (no request object). */
 static uint64_t queue_simple(appsrv__conn_t *c, int status)
 {
-    const char *reason = appsrv__reason(status);
-    size_t rlen = strlen(reason);
+    size_t rlen;
+    const char *reason = appsrv__reason_len(status, &rlen);
     size_t need = 160 + 2 * rlen;
     char *mem;
     char *p0 = appsrv__out_begin(c, need, &mem);
@@ -140,8 +140,10 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
     bool no_content = st == 204 || st == 304;
     size_t blen = no_content || stream ? 0 : res->body_len;
     bool send_body = !req->is_head && blen > 0;
-    const char *reason = res->reason != NULL ? res->reason : appsrv__reason(st);
-    size_t rlen = strlen(reason);
+    size_t rlen;
+    const char *reason = res->reason != NULL ? res->reason : appsrv__reason_len(st, &rlen);
+    if (res->reason != NULL)
+        rlen = strlen(reason);
     bool inline_body = send_body && blen <= APPSRV__RES_INLINE_BODY;
     size_t need = 128 + rlen + res->hdrs_len + 40 + (inline_body ? blen : 0);
 
@@ -242,6 +244,7 @@ static void fill_request(appsrv__conn_t *c, uint32_t head_len)
     req->body = (appsrv_str_t){"", 0};
     req->is_head = h->method.len == 4 && memcmp(req->method.ptr, "HEAD", 4) == 0;
     req->match.nparams = 0;
+    req->has_authority = false;
     c->bpos = head_len;
     c->hlen = head_len;
 }
@@ -252,9 +255,10 @@ static void begin_head(appsrv__conn_t *c)
     http_ctx_t *x = ctx_of(c);
     memset(&x->head, 0, sizeof(x->head));
     x->head.hdrs = x->hdrs;
-    memset(&x->req, 0, sizeof(x->req));
-    x->req.conn = c;
-    x->req.proto = APPSRV_PROTO_HTTP;
+    /* Only what an error before fill_request() reads (partial_request). */
+    x->req.method = (appsrv_str_t){NULL, 0};
+    x->req.target = (appsrv_str_t){NULL, 0};
+    x->req.has_authority = false;
     x->req.start_us = c->w->cfg->access_log != NULL ? appsrv__now_us() : 0;
     x->logged = false;
     c->head_started = true;

@@ -63,52 +63,6 @@ void appsrv__free_cb(void *data, void *ud)
 
 /* ------------------------------------------------------------ out queue */
 
-size_t appsrv__outq_room(const appsrv__outq_t *q, const appsrv__pool_t *p)
-{
-    if (q->nsegs >= APPSRV__MAX_SEGS - 4)
-        return 0;
-    if (q->blk == NULL)
-        return p->data_cap;
-    return p->data_cap - q->len;
-}
-
-static int ensure(appsrv__outq_t *q, appsrv__pool_t *p)
-{
-    if (q->blk == NULL) {
-        q->blk = appsrv__block_get(p);
-        if (q->blk == NULL)
-            return -ENOMEM;
-        q->buf = appsrv__block_data(p, q->blk);
-        q->len = 0;
-    }
-    return 0;
-}
-
-char *appsrv__outq_reserve(appsrv__outq_t *q, appsrv__pool_t *p, size_t need)
-{
-    if (ensure(q, p) < 0)
-        return NULL;
-    if (need > p->data_cap - q->len || q->nsegs >= APPSRV__MAX_SEGS)
-        return NULL;
-    return q->buf + q->len;
-}
-
-void appsrv__outq_commit(appsrv__outq_t *q, char *ptr, size_t len)
-{
-    if (len == 0)
-        return;
-    q->len += (uint32_t)len;
-    appsrv__seg_t *segs = q->blk->segs;
-    if (q->nsegs > q->head) {
-        appsrv__seg_t *last = &segs[q->nsegs - 1];
-        if (last->free_cb == NULL && last->ptr + last->len == ptr) {
-            last->len += len;
-            return;
-        }
-    }
-    segs[q->nsegs++] = (appsrv__seg_t){.ptr = ptr, .len = len};
-}
-
 int appsrv__outq_copy(appsrv__outq_t *q, appsrv__pool_t *p, const void *data, size_t len)
 {
     if (len == 0)
@@ -124,7 +78,7 @@ int appsrv__outq_copy(appsrv__outq_t *q, appsrv__pool_t *p, const void *data, si
 int appsrv__outq_ref(appsrv__outq_t *q, appsrv__pool_t *p, const void *data, size_t len,
                      void (*free_cb)(void *, void *), void *data_to_free, void *ud)
 {
-    if (ensure(q, p) < 0)
+    if (appsrv__outq_ensure(q, p) < 0)
         return -ENOMEM;
     if (q->nsegs >= APPSRV__MAX_SEGS)
         return -ENOSPC;
@@ -150,55 +104,11 @@ void appsrv__outq_finish(appsrv__outq_t *q, appsrv__pool_t *p, char *p0, size_t 
         free(heap); /* cannot happen: callers check the room first */
 }
 
-int appsrv__outq_iov(const appsrv__outq_t *q, struct iovec *iov, int max)
-{
-    int n = 0;
-    for (unsigned i = q->head; i < q->nsegs && n < max; i++) {
-        const appsrv__seg_t *s = &q->blk->segs[i];
-        size_t off = i == q->head ? q->off : 0;
-        if (s->len - off == 0)
-            continue;
-        iov[n].iov_base = (void *)(uintptr_t)(s->ptr + off);
-        iov[n].iov_len = s->len - off;
-        n++;
-    }
-    return n;
-}
-
-static void seg_release(appsrv__seg_t *s)
-{
-    if (s->free_cb != NULL) {
-        void (*cb)(void *, void *) = s->free_cb;
-        s->free_cb = NULL;
-        cb(s->free_data, s->free_ud);
-    }
-}
-
-void appsrv__outq_consume(appsrv__outq_t *q, appsrv__pool_t *p, size_t n)
-{
-    /* Zero-length segments only carry a release (e.g. a request body
-     * kept until its response is written): they finish with what is
-     * before them. */
-    while (q->head < q->nsegs) {
-        appsrv__seg_t *s = &q->blk->segs[q->head];
-        size_t rest = s->len - q->off;
-        if (n < rest) {
-            q->off += n;
-            return;
-        }
-        n -= rest;
-        seg_release(s);
-        q->head++;
-        q->off = 0;
-    }
-    appsrv__outq_reset(q, p);
-}
-
 void appsrv__outq_reset(appsrv__outq_t *q, appsrv__pool_t *p)
 {
     if (q->blk != NULL) {
         for (unsigned i = q->head; i < q->nsegs; i++)
-            seg_release(&q->blk->segs[i]);
+            appsrv__seg_release(&q->blk->segs[i]);
         appsrv__block_put(p, q->blk);
     }
     q->blk = NULL;

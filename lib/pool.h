@@ -10,6 +10,7 @@
 #ifndef APPSRV_POOL_H
 #define APPSRV_POOL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,12 +81,13 @@ static inline bool appsrv__outq_busy(const appsrv__outq_t *q)
     return q->nsegs != 0;
 }
 
-/* Bytes of staging space left (0 when segment slots run short). */
-size_t appsrv__outq_room(const appsrv__outq_t *q, const appsrv__pool_t *p);
-/* Reserves need bytes of staging space (NULL: no room or no memory; flush
- * first), then commits the len <= need bytes written there. */
-char *appsrv__outq_reserve(appsrv__outq_t *q, appsrv__pool_t *p, size_t need);
-void appsrv__outq_commit(appsrv__outq_t *q, char *ptr, size_t len);
+/* Inline below (the hot path): appsrv__outq_room() - bytes of staging
+ * space left (0 when segment slots run short); appsrv__outq_reserve() -
+ * need bytes of staging space (NULL: no room or no memory; flush first),
+ * then appsrv__outq_commit() the len <= need bytes written there;
+ * appsrv__outq_iov() - fills iov with what is left to write, returns the
+ * count; appsrv__outq_consume() - n bytes were written: advances, releases
+ * finished segments, gives the block back when the queue is empty. */
 /* Appends a copy. Returns 0, -ENOSPC (no room: flush first) or -ENOMEM. */
 int appsrv__outq_copy(appsrv__outq_t *q, appsrv__pool_t *p, const void *data, size_t len);
 /* Appends a reference; free_cb(data_to_free, ud) runs once written or
@@ -97,13 +99,100 @@ int appsrv__outq_ref(appsrv__outq_t *q, appsrv__pool_t *p, const void *data, siz
  * there. Returns NULL when out of memory. */
 char *appsrv__outq_begin(appsrv__outq_t *q, appsrv__pool_t *p, size_t need, char **heap);
 void appsrv__outq_finish(appsrv__outq_t *q, appsrv__pool_t *p, char *p0, size_t len, char *heap);
-/* Fills iov with what is left to write; returns the count (<= max). */
-int appsrv__outq_iov(const appsrv__outq_t *q, struct iovec *iov, int max);
-/* n bytes were written: advances, releases finished segments, and gives
- * the block back when the queue is empty. */
-void appsrv__outq_consume(appsrv__outq_t *q, appsrv__pool_t *p, size_t n);
 /* Drops everything queued (releasing references) and gives the block back. */
 void appsrv__outq_reset(appsrv__outq_t *q, appsrv__pool_t *p);
+
+/* ------------------------------------------- inline: the hot path */
+
+static inline size_t appsrv__outq_room(const appsrv__outq_t *q, const appsrv__pool_t *p)
+{
+    if (q->nsegs >= APPSRV__MAX_SEGS - 4)
+        return 0;
+    if (q->blk == NULL)
+        return p->data_cap;
+    return p->data_cap - q->len;
+}
+
+static inline int appsrv__outq_ensure(appsrv__outq_t *q, appsrv__pool_t *p)
+{
+    if (q->blk == NULL) {
+        q->blk = appsrv__block_get(p);
+        if (q->blk == NULL)
+            return -ENOMEM;
+        q->buf = appsrv__block_data(p, q->blk);
+        q->len = 0;
+    }
+    return 0;
+}
+
+static inline char *appsrv__outq_reserve(appsrv__outq_t *q, appsrv__pool_t *p, size_t need)
+{
+    if (appsrv__outq_ensure(q, p) < 0)
+        return NULL;
+    if (need > p->data_cap - q->len || q->nsegs >= APPSRV__MAX_SEGS)
+        return NULL;
+    return q->buf + q->len;
+}
+
+static inline void appsrv__outq_commit(appsrv__outq_t *q, char *ptr, size_t len)
+{
+    if (len == 0)
+        return;
+    q->len += (uint32_t)len;
+    appsrv__seg_t *segs = q->blk->segs;
+    if (q->nsegs > q->head) {
+        appsrv__seg_t *last = &segs[q->nsegs - 1];
+        if (last->free_cb == NULL && last->ptr + last->len == ptr) {
+            last->len += len;
+            return;
+        }
+    }
+    segs[q->nsegs++] = (appsrv__seg_t){.ptr = ptr, .len = len};
+}
+
+static inline int appsrv__outq_iov(const appsrv__outq_t *q, struct iovec *iov, int max)
+{
+    int n = 0;
+    for (unsigned i = q->head; i < q->nsegs && n < max; i++) {
+        const appsrv__seg_t *s = &q->blk->segs[i];
+        size_t off = i == q->head ? q->off : 0;
+        if (s->len - off == 0)
+            continue;
+        iov[n].iov_base = (void *)(uintptr_t)(s->ptr + off);
+        iov[n].iov_len = s->len - off;
+        n++;
+    }
+    return n;
+}
+
+static inline void appsrv__seg_release(appsrv__seg_t *s)
+{
+    if (s->free_cb != NULL) {
+        void (*cb)(void *, void *) = s->free_cb;
+        s->free_cb = NULL;
+        cb(s->free_data, s->free_ud);
+    }
+}
+
+static inline void appsrv__outq_consume(appsrv__outq_t *q, appsrv__pool_t *p, size_t n)
+{
+    /* Zero-length segments only carry a release (e.g. a request body
+     * kept until its response is written): they finish with what is
+     * before them. */
+    while (q->head < q->nsegs) {
+        appsrv__seg_t *s = &q->blk->segs[q->head];
+        size_t rest = s->len - q->off;
+        if (n < rest) {
+            q->off += n;
+            return;
+        }
+        n -= rest;
+        appsrv__seg_release(s);
+        q->head++;
+        q->off = 0;
+    }
+    appsrv__outq_reset(q, p);
+}
 
 /* free(data), as a release callback. */
 void appsrv__free_cb(void *data, void *ud);

@@ -59,24 +59,30 @@
     X(505, "HTTP Version Not Supported")                                       \
     X(507, "Insufficient Storage")
 
-const char *appsrv__reason(int status)
+const char *appsrv__reason_len(int status, size_t *len)
 {
     switch (status) {
 #define X_CASE(code, text)                                                     \
     case code:                                                                 \
+        *len = sizeof(text) - 1;                                               \
         return text;
         STATUS_MAP(X_CASE)
 #undef X_CASE
     default:
         break;
     }
-    if (status >= 200 && status < 300)
-        return "Success";
-    if (status >= 300 && status < 400)
-        return "Redirection";
-    if (status >= 400 && status < 500)
-        return "Client Error";
-    return "Server Error";
+    const char *r = status >= 200 && status < 300   ? "Success"
+                    : status >= 300 && status < 400 ? "Redirection"
+                    : status >= 400 && status < 500 ? "Client Error"
+                                                    : "Server Error";
+    *len = strlen(r);
+    return r;
+}
+
+const char *appsrv__reason(int status)
+{
+    size_t len;
+    return appsrv__reason_len(status, &len);
 }
 
 /* RFC 9110 §5.6.7 IMF-fixdate. Fixed English names: strftime would follow
@@ -114,17 +120,4 @@ void appsrv__http_date(char *out, time_t t)
     *p++ = (char)('0' + tm.tm_sec / 10);
     *p++ = (char)('0' + tm.tm_sec % 10);
     memcpy(p, " GMT", 5);
-}
-
-size_t appsrv__fmt_u64(char *out, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
 }
