@@ -15,10 +15,19 @@
 
 /* ------------------------------------------------------ character classes */
 
+/*
+ * Request-target bytes: RFC 3986's pchar (§3.3) and query (§3.4) leave out
+ * '"', '<', '>', '\', '^', '`', '{', '|', '}' (and '[', ']' in a path),
+ * which real clients send unencoded; like llhttp and nginx we take every
+ * visible US-ASCII byte (VCHAR, RFC 5234 B.1). Anything that could end or
+ * bend the request line (CTLs, SP inside, DEL) stays refused, and so do
+ * bytes >= 0x80: a URI is US-ASCII (RFC 3986 §2; RFC 9112 §3.2 has no
+ * obs-text in the request-target).
+ */
 enum {
     CL_TCHAR = 1 << 0,  /* token (RFC 9110 §5.6.2) */
-    CL_PATH = 1 << 1,   /* RFC 3986 pchar and '/', without '%' */
-    CL_QUERY = 1 << 2,  /* CL_PATH and '?' */
+    CL_PATH = 1 << 1,   /* path run: VCHAR but '?', '#' and '%' */
+    CL_QUERY = 1 << 2,  /* query run: VCHAR but '#' and '%' */
     CL_AUTH = 1 << 3,   /* authority bytes without '%': userinfo, host, port */
     CL_VCHAR = 1 << 4,  /* field-vchar: VCHAR / obs-text */
     CL_WS = 1 << 5,     /* SP / HTAB */
@@ -38,12 +47,13 @@ enum {
     (IS_ALPHA_(c) || IS_DIGIT_(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||       \
      (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||          \
      (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
-#define IS_PATH_(c) (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '@' || (c) == '/')
-#define IS_HEX_(c)  (IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
+#define IS_AVCHAR_(c) ((c) > 0x20 && (c) < 0x7f) /* US-ASCII VCHAR */
+#define IS_HEX_(c)    (IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 
 #define CLASS_(c)                                                                                  \
-    ((IS_TCHAR_(c) ? CL_TCHAR : 0) | (IS_PATH_(c) ? CL_PATH | CL_QUERY : 0) |                      \
-     ((c) == '?' ? CL_QUERY : 0) |                                                                 \
+    ((IS_TCHAR_(c) ? CL_TCHAR : 0) |                                                               \
+     (IS_AVCHAR_(c) && (c) != '?' && (c) != '#' && (c) != '%' ? CL_PATH : 0) |                     \
+     (IS_AVCHAR_(c) && (c) != '#' && (c) != '%' ? CL_QUERY : 0) |                                  \
      (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '@' || (c) == '[' || (c) == ']' \
           ? CL_AUTH                                                                                \
           : 0) |                                                                                   \
@@ -459,7 +469,7 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
                     h->query.len = (uint32_t)(p - h->query.off);
                 goto target_done;
             } else {
-                goto bad; /* '#', CTL, SP-less garbage, DEL, >= 0x80 */
+                goto bad; /* '#', CTL, DEL, >= 0x80 */
             }
             break;
         }

@@ -33,7 +33,12 @@ typedef struct appsrv__http_limits {
     size_t max_headers; /* header field lines; over → -431 */
 } appsrv__http_limits_t;
 
-/* Target form (RFC 9112 §3.2). */
+/*
+ * Target form (RFC 9112 §3.2). Path and query may hold any visible ASCII
+ * byte (0x21-0x7E), wider than RFC 3986's pchar as llhttp and nginx are:
+ * '"', '<', '>', '\', '^', '`', '{', '|', '}', '[', ']'. Controls, SP
+ * inside, DEL and bytes >= 0x80 are refused.
+ */
 enum {
     APPSRV__TARGET_ORIGIN = 0,   /* "/path?query" */
     APPSRV__TARGET_ABSOLUTE = 1, /* "http://host/path?query" */
@@ -93,7 +98,8 @@ typedef struct appsrv__http_head {
  *         Content-Length, CL with TE, chunked not final or repeated, TE in
  *         HTTP/1.0, HTTP/1.1 without a Host, more than one Host (any
  *         version), a Host value that is not uri-host[:port], bad
- *         %-escape, asterisk-form with a method other than OPTIONS;
+ *         %-escape, a target byte outside 0x21-0x7E, asterisk-form with
+ *         a method other than OPTIONS;
  *   -414  request-target longer than max_target;
  *   -431  head longer than max_head, or more than max_headers fields;
  *   -501  a transfer coding other than chunked; the CONNECT method;
