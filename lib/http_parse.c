@@ -27,7 +27,7 @@
 enum {
     CL_TCHAR = 1 << 0,  /* token (RFC 9110 §5.6.2) */
     CL_PATH = 1 << 1,   /* path run: VCHAR but '?', '#' and '%' */
-    CL_QUERY = 1 << 2,  /* query run: VCHAR but '#' and '%' */
+    CL_QUERY = 1 << 2,  /* query run: VCHAR but '#' */
     CL_AUTH = 1 << 3,   /* authority bytes without '%': userinfo, host, port */
     CL_VCHAR = 1 << 4,  /* field-vchar: VCHAR / obs-text */
     CL_WS = 1 << 5,     /* SP / HTAB */
@@ -53,7 +53,7 @@ enum {
 #define CLASS_(c)                                                                                  \
     ((IS_TCHAR_(c) ? CL_TCHAR : 0) |                                                               \
      (IS_AVCHAR_(c) && (c) != '?' && (c) != '#' && (c) != '%' ? CL_PATH : 0) |                     \
-     (IS_AVCHAR_(c) && (c) != '#' && (c) != '%' ? CL_QUERY : 0) |                                  \
+     (IS_AVCHAR_(c) && (c) != '#' ? CL_QUERY : 0) |                                                \
      (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '@' || (c) == '[' || (c) == ']' \
           ? CL_AUTH                                                                                \
           : 0) |                                                                                   \
@@ -455,7 +455,12 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
                 p = q;
                 continue;
             }
+            /* Past the run: '%' and '?' come from the path only (the
+             * query's run takes them). */
             if (c == '%') {
+                /* RFC 3986 §2.1 pct-encoded: checked in the path (routes
+                 * and captures are path bytes), not in the query, whose
+                 * parameters the application decodes and judges. */
                 sub = 2;
             } else if (c == '?') {
                 h->path.len = (uint32_t)(p - h->path.off);

@@ -61,7 +61,8 @@ typedef struct appsrv__http_head {
     appsrv__span_t path;   /* from the path's first '/' up to '?' or the
                               end; "*" for asterisk-form; len 0 for an
                               absolute-form URI with no path (means "/") */
-    appsrv__span_t query;  /* after '?', without it; .len 0 if none */
+    appsrv__span_t query;  /* after '?', without it; .len 0 if none.
+                              %-escapes unchecked */
     bool has_query;        /* a '?' was present */
     uint8_t target_form;
     uint8_t minor;         /* 0 or 1 (1.x with x > 1 is reported as 1) */
@@ -97,9 +98,10 @@ typedef struct appsrv__http_head {
  *         control bytes, obs-fold, whitespace before ':', bad or differing
  *         Content-Length, CL with TE, chunked not final or repeated, TE in
  *         HTTP/1.0, HTTP/1.1 without a Host, more than one Host (any
- *         version), a Host value that is not uri-host[:port], bad
- *         %-escape, a target byte outside 0x21-0x7E, asterisk-form with
- *         a method other than OPTIONS;
+ *         version), a Host value that is not uri-host[:port], a bad
+ *         %-escape in the path or the authority (not in the query), a
+ *         target byte outside 0x21-0x7E, asterisk-form with a method
+ *         other than OPTIONS;
  *   -414  request-target longer than max_target;
  *   -431  head longer than max_head, or more than max_headers fields;
  *   -501  a transfer coding other than chunked; the CONNECT method;
