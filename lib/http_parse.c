@@ -28,7 +28,7 @@ enum {
     CL_TCHAR = 1 << 0,  /* token (RFC 9110 §5.6.2) */
     CL_PATH = 1 << 1,   /* path run: VCHAR but '?', '#' and '%' */
     CL_QUERY = 1 << 2,  /* query run: VCHAR but '#' */
-    CL_AUTH = 1 << 3,   /* authority bytes without '%': userinfo, host, port */
+    CL_AUTH = 1 << 3,   /* authority without '%': host, port; no userinfo '@' */
     CL_VCHAR = 1 << 4,  /* field-vchar: VCHAR / obs-text */
     CL_WS = 1 << 5,     /* SP / HTAB */
     CL_HEX = 1 << 6,    /* HEXDIG */
@@ -47,16 +47,14 @@ enum {
     (IS_ALPHA_(c) || IS_DIGIT_(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||       \
      (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||          \
      (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
+#define IS_AUTH_(c)   (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '[' || (c) == ']')
 #define IS_AVCHAR_(c) ((c) > 0x20 && (c) < 0x7f) /* US-ASCII VCHAR */
 #define IS_HEX_(c)    (IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 
 #define CLASS_(c)                                                                                  \
     ((IS_TCHAR_(c) ? CL_TCHAR : 0) |                                                               \
      (IS_AVCHAR_(c) && (c) != '?' && (c) != '#' && (c) != '%' ? CL_PATH : 0) |                     \
-     (IS_AVCHAR_(c) && (c) != '#' ? CL_QUERY : 0) |                                                \
-     (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '@' || (c) == '[' || (c) == ']' \
-          ? CL_AUTH                                                                                \
-          : 0) |                                                                                   \
+     (IS_AVCHAR_(c) && (c) != '#' ? CL_QUERY : 0) | (IS_AUTH_(c) ? CL_AUTH : 0) |                  \
      (((c) > 0x20 && (c) != 0x7f) ? CL_VCHAR : 0) | (((c) == ' ' || (c) == '\t') ? CL_WS : 0) |    \
      (IS_HEX_(c) ? CL_HEX : 0) |                                                                   \
      ((IS_ALPHA_(c) || IS_DIGIT_(c) || (c) == '+' || (c) == '-' || (c) == '.') ? CL_SCHEME : 0) |  \
@@ -388,19 +386,29 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
             h->path = (appsrv__span_t){h->target.off, 1};
             goto target_done;
 
-        case S_SCHEME:
-            if (cls[c] & CL_SCHEME)
+        case S_SCHEME: {
+            size_t n = p - h->target.off;
+
+            /* RFC 3986 §3.1 scheme, but only "http" and "https" (RFC 9110
+             * §4.2, case-insensitive) name an origin server's resource. */
+            if (cls[c] & CL_SCHEME) {
+                if (n >= 5)
+                    goto bad; /* longer than "https" */
                 break;
-            if (c != ':')
+            }
+            if (c != ':' || !((n == 4 && ieq(b + h->target.off, "http", 4)) ||
+                              (n == 5 && ieq(b + h->target.off, "https", 5))))
                 goto bad;
             stage = S_SLASH1;
             break;
+        }
 
         case S_SLASH1:
         case S_SLASH2:
             if (c != '/')
                 goto bad;
-            stage++;
+            if (stage++ == S_SLASH2)
+                h->authority.off = (uint32_t)(p + 1);
             break;
 
         case S_AUTH_FIRST:
@@ -414,15 +422,20 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
             if (c == '%') {
                 sub = 2;
             } else if (!(cls[c] & CL_AUTH)) {
-                /* RFC 9110 §4.2.1: an http URI with an empty host is invalid. */
+                /* RFC 9110 §4.2.1: an http URI with an empty host is
+                 * invalid; §4.2.4: userinfo ('@' is not CL_AUTH) is an
+                 * error. */
                 if (stage == S_AUTH_FIRST)
                     goto bad;
+                h->authority.len = (uint32_t)(p - h->authority.off);
                 if (c == '/') {
                     h->path.off = (uint32_t)p;
                     stage = S_PATH;
                     break;
                 }
-                h->path = (appsrv__span_t){(uint32_t)p, 0};
+                /* RFC 9112 §3.2.1: an empty path is "/"; the one before
+                 * the authority says so without a copy. */
+                h->path = (appsrv__span_t){h->authority.off - 1, 1};
                 if (c == '?') {
                     h->has_query = true;
                     h->query.off = (uint32_t)(p + 1);

@@ -41,7 +41,7 @@ typedef struct appsrv__http_limits {
  */
 enum {
     APPSRV__TARGET_ORIGIN = 0,   /* "/path?query" */
-    APPSRV__TARGET_ABSOLUTE = 1, /* "http://host/path?query" */
+    APPSRV__TARGET_ABSOLUTE = 1, /* "http[s]://host[:port]/path?query" */
     APPSRV__TARGET_ASTERISK = 2, /* "*" (OPTIONS only) */
 };
 
@@ -59,12 +59,16 @@ typedef struct appsrv__http_head {
     appsrv__span_t method;
     appsrv__span_t target; /* as sent */
     appsrv__span_t path;   /* from the path's first '/' up to '?' or the
-                              end; "*" for asterisk-form; len 0 for an
-                              absolute-form URI with no path (means "/") */
+                              end; "*" for asterisk-form; for an
+                              absolute-form URI with an empty path, the
+                              "/" before its authority (RFC 9112 §3.2.1:
+                              an empty path is "/") */
     appsrv__span_t query;  /* after '?', without it; .len 0 if none.
                               %-escapes unchecked */
     bool has_query;        /* a '?' was present */
     uint8_t target_form;
+    appsrv__span_t authority; /* absolute-form: host[:port] after "//"; it
+                                 replaces Host (RFC 9112 §3.2.2); else len 0 */
     uint8_t minor;         /* 0 or 1 (1.x with x > 1 is reported as 1) */
     uint32_t nhdrs;
     uint64_t content_length;
@@ -98,10 +102,12 @@ typedef struct appsrv__http_head {
  *         control bytes, obs-fold, whitespace before ':', bad or differing
  *         Content-Length, CL with TE, chunked not final or repeated, TE in
  *         HTTP/1.0, HTTP/1.1 without a Host, more than one Host (any
- *         version), a Host value that is not uri-host[:port], a bad
- *         %-escape in the path or the authority (not in the query), a
- *         target byte outside 0x21-0x7E, asterisk-form with a method
- *         other than OPTIONS;
+ *         version; absolute-form too), a Host value that is not
+ *         uri-host[:port], a bad %-escape in the path or the authority
+ *         (not in the query), a target byte outside 0x21-0x7E,
+ *         asterisk-form with a method other than OPTIONS, absolute-form
+ *         with a scheme other than http or https (any case), with
+ *         userinfo or with an empty host;
  *   -414  request-target longer than max_target;
  *   -431  head longer than max_head, or more than max_headers fields;
  *   -501  a transfer coding other than chunked; the CONNECT method;

@@ -79,6 +79,7 @@ typedef struct head_row {
     size_t len;
     int want;                                   /* head length, ALL, AGAIN or -status */
     const char *method, *target, *path, *query; /* query NULL: no '?' */
+    const char *authority;                      /* absolute-form only */
     int form;
     int minor;
     uint64_t cl;
@@ -134,6 +135,11 @@ static void check_fields(const head_row_t *r, const appsrv__http_head_t *h, cons
     else
         cr_assert_eq(h->query.len, 0, "%s: query len", c);
     cr_assert_eq(h->target_form, r->form, "%s [%s %zu]: form", c, mode, at);
+    if (r->form == APPSRV__TARGET_ABSOLUTE)
+        cr_assert(span_is(buf, h->authority, r->authority), "%s [%s %zu]: authority '%.*s'", c,
+                  mode, at, (int)h->authority.len, buf + h->authority.off);
+    else
+        cr_assert_eq(h->authority.len, 0, "%s [%s %zu]: authority len", c, mode, at);
     cr_assert_eq(h->minor, r->minor, "%s [%s %zu]: minor", c, mode, at);
     cr_assert_eq(h->has_content_length, r->has_cl, "%s [%s %zu]: has_cl", c, mode, at);
     cr_assert_eq(h->content_length, r->cl, "%s [%s %zu]: cl", c, mode, at);
@@ -272,30 +278,30 @@ static const head_row_t valid_rows[] = {
        .path = "//x", .minor = 1, HOSTA),
     OK("absolute-form", "GET http://example.com/a?b HTTP/1.1\r\nHost: example.com\r\n\r\n",
        .method = "GET", .target = "http://example.com/a?b", .path = "/a", .query = "b",
-       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, .nhdrs = 1, .h = {{0, "Host", "example.com"}}),
-    OK("absolute-form without a path", "GET http://example.com HTTP/1.1\r\nHost: a\r\n\r\n",
-       .method = "GET", .target = "http://example.com", .path = "", .form = APPSRV__TARGET_ABSOLUTE,
-       .minor = 1, HOSTA),
-    OK("absolute-form with userinfo and port",
-       "GET http://u:p@h:8080/x HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
-       .target = "http://u:p@h:8080/x", .path = "/x", .form = APPSRV__TARGET_ABSOLUTE, .minor = 1,
-       HOSTA),
+       .authority = "example.com", .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, .nhdrs = 1,
+       .h = {{0, "Host", "example.com"}}),
+    OK("absolute-form without a path: the path is \"/\" (RFC 9112 3.2.1)",
+       "GET http://example.com HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
+       .target = "http://example.com", .path = "/", .authority = "example.com",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, HOSTA),
+    OK("absolute-form with a port", "GET http://h:8080/x HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "http://h:8080/x", .path = "/x", .authority = "h:8080",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, HOSTA),
     OK("absolute-form with a query and no path", "GET http://h?x HTTP/1.1\r\nHost: a\r\n\r\n",
-       .method = "GET", .target = "http://h?x", .path = "", .query = "x",
+       .method = "GET", .target = "http://h?x", .path = "/", .query = "x", .authority = "h",
        .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, HOSTA),
     OK("absolute-form with an IPv6 literal", "GET http://[::1]:80/ HTTP/1.1\r\nHost: a\r\n\r\n",
-       .method = "GET", .target = "http://[::1]:80/", .path = "/", .form = APPSRV__TARGET_ABSOLUTE,
-       .minor = 1, HOSTA),
-    OK("absolute-form, scheme with + - . and digits",
-       "GET coap+tcp.v-2://h/p HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET",
-       .target = "coap+tcp.v-2://h/p", .path = "/p", .form = APPSRV__TARGET_ABSOLUTE, .minor = 1,
-       HOSTA),
+       .method = "GET", .target = "http://[::1]:80/", .path = "/", .authority = "[::1]:80",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, HOSTA),
     OK("absolute-form https, upper-case scheme", "GET HTTPS://H/ HTTP/1.1\r\nHost: a\r\n\r\n",
-       .method = "GET", .target = "HTTPS://H/", .path = "/", .form = APPSRV__TARGET_ABSOLUTE,
-       .minor = 1, HOSTA),
+       .method = "GET", .target = "HTTPS://H/", .path = "/", .authority = "H",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, HOSTA),
+    OK("absolute-form, mixed-case http", "GET hTtP://h/ HTTP/1.1\r\nHost: a\r\n\r\n",
+       .method = "GET", .target = "hTtP://h/", .path = "/", .authority = "h",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, HOSTA),
     OK("absolute-form, %-escape in the host", "GET http://a%41b/ HTTP/1.1\r\nHost: a\r\n\r\n",
-       .method = "GET", .target = "http://a%41b/", .path = "/", .form = APPSRV__TARGET_ABSOLUTE,
-       .minor = 1, HOSTA),
+       .method = "GET", .target = "http://a%41b/", .path = "/", .authority = "a%41b",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 1, HOSTA),
     OK("asterisk-form with OPTIONS", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", .method = "OPTIONS",
        .target = "*", .path = "*", .form = APPSRV__TARGET_ASTERISK, .minor = 1, HOSTA),
 
@@ -322,6 +328,9 @@ static const head_row_t valid_rows[] = {
     OK("issue 13: a valid escape, then '?' with a bad one",
        "GET /%41?%4 HTTP/1.1\r\nHost: a\r\n\r\n", .method = "GET", .target = "/%41?%4",
        .path = "/%41", .query = "%4", .minor = 1, HOSTA),
+    OK("issue 13: absolute-form in HTTP/1.0 needs no Host", "GET http://h/x HTTP/1.0\r\n\r\n",
+       .method = "GET", .target = "http://h/x", .path = "/x", .authority = "h",
+       .form = APPSRV__TARGET_ABSOLUTE, .minor = 0),
     OK("OWS trimmed on both sides", "GET / HTTP/1.1\r\nHost: \t a \t \r\n\r\n", GET11, HOSTA),
     OK("no OWS", "GET / HTTP/1.1\r\nHost:a\r\n\r\n", GET11, HOSTA),
     OK("empty field value", RQ "X-Empty:\r\n\r\n", GET11, .nhdrs = 2,
@@ -578,6 +587,26 @@ static const head_row_t bad_rows[] = {
     BAD("issue 13: bad escape in the path before a query",
         "GET /%zz?a=1 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     BAD("issue 13: truncated escape before a query", "GET /a%4?x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: bad escape in an absolute-form path",
+        "GET http://h/%g0 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: scheme ftp", "GET ftp://h/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: scheme ws", "GET ws://h/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: scheme httpx", "GET httpx://h/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: scheme htt", "GET htt://h/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: scheme http+", "GET http+://h/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: scheme h", "GET h://h/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: scheme with + - . and digits",
+        "GET coap+tcp.v-2://h/p HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: a long scheme is refused early", "GET httpsxxxxxxxxxxxxxxxxxxxxxx", 400),
+    BAD("issue 13: userinfo", "GET http://u@h/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: userinfo with a password and port",
+        "GET http://u:p@h:8080/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: empty userinfo", "GET https://@h/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: '@' and an empty host", "GET http://h@/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    BAD("issue 13: userinfo refused before the line ends", "GET http://u@", 400),
+    BAD("issue 13: absolute-form HTTP/1.1 still needs Host", "GET http://h/ HTTP/1.1\r\n\r\n", 400),
+    BAD("issue 13: absolute-form, two Host fields",
+        "GET http://h/ HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", 400),
     BADL("414: target over max_target", "GET /2345678901234567 HTTP/1.1\r\nHost: a\r\n\r\n", 414,
          SMALL),
     BADL("414 before the line ends", "GET /23456789012345678901234567890", 414, SMALL),
