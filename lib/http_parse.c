@@ -34,6 +34,7 @@ enum {
     CL_HEX = 1 << 6,    /* HEXDIG */
     CL_SCHEME = 1 << 7, /* ALPHA / DIGIT / "+" / "-" / "." */
     CL_HOST = 1 << 8,   /* Host value: uri-host [":" port], '%' included */
+    CL_FRAG = 1 << 9,   /* fragment run: any VCHAR */
 };
 
 #define IS_ALPHA_(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
@@ -54,9 +55,9 @@ enum {
 #define CLASS_(c)                                                                                  \
     ((IS_TCHAR_(c) ? CL_TCHAR : 0) |                                                               \
      (IS_AVCHAR_(c) && (c) != '?' && (c) != '#' && (c) != '%' ? CL_PATH : 0) |                     \
-     (IS_AVCHAR_(c) && (c) != '#' ? CL_QUERY : 0) | (IS_AUTH_(c) ? CL_AUTH : 0) |                  \
-     (((c) > 0x20 && (c) != 0x7f) ? CL_VCHAR : 0) | (((c) == ' ' || (c) == '\t') ? CL_WS : 0) |    \
-     (IS_HEX_(c) ? CL_HEX : 0) |                                                                   \
+     (IS_AVCHAR_(c) && (c) != '#' ? CL_QUERY : 0) | (IS_AVCHAR_(c) ? CL_FRAG : 0) |                \
+     (IS_AUTH_(c) ? CL_AUTH : 0) | (((c) > 0x20 && (c) != 0x7f) ? CL_VCHAR : 0) |                  \
+     (((c) == ' ' || (c) == '\t') ? CL_WS : 0) | (IS_HEX_(c) ? CL_HEX : 0) |                       \
      ((IS_ALPHA_(c) || IS_DIGIT_(c) || (c) == '+' || (c) == '-' || (c) == '.') ? CL_SCHEME : 0) |  \
      ((IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '[' || (c) == ']' ||           \
        (c) == '%')                                                                                 \
@@ -115,6 +116,7 @@ enum {
     S_AUTH,
     S_PATH,
     S_QUERY,
+    S_FRAGMENT, /* read and dropped: not part of the target URI */
     /* end of the target stages */
     S_VERSION, /* sub counts the "HTTP/" bytes matched */
     S_V_MAJOR,
@@ -323,7 +325,7 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
         unsigned c = b[p];
 
         /* The target is bounded while it arrives, not when its line ends. */
-        if (stage >= S_TARGET_START && stage <= S_QUERY && c != ' ' &&
+        if (stage >= S_TARGET_START && stage <= S_FRAGMENT && c != ' ' &&
             p - h->target.off >= lim->max_target) {
             st = 414;
             goto fail;
@@ -442,6 +444,11 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
                     stage = S_QUERY;
                     break;
                 }
+                if (c == '#') {
+                    h->target.len = (uint32_t)(p - h->target.off);
+                    stage = S_FRAGMENT;
+                    break;
+                }
                 if (c != ' ')
                     goto bad;
                 goto target_done;
@@ -450,8 +457,9 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
             break;
 
         case S_PATH:
-        case S_QUERY: {
-            unsigned run = stage == S_PATH ? CL_PATH : CL_QUERY;
+        case S_QUERY:
+        case S_FRAGMENT: {
+            unsigned run = stage == S_PATH ? CL_PATH : stage == S_QUERY ? CL_QUERY : CL_FRAG;
             size_t seen = p - h->target.off, q = p, stop = end;
 
             if (sub) {
@@ -469,7 +477,7 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
                 continue;
             }
             /* Past the run: '%' and '?' come from the path only (the
-             * query's run takes them). */
+             * query's run takes them), '#' from the path or the query. */
             if (c == '%') {
                 /* RFC 3986 §2.1 pct-encoded: checked in the path (routes
                  * and captures are path bytes), not in the query, whose
@@ -480,20 +488,27 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
                 h->has_query = true;
                 h->query.off = (uint32_t)(p + 1);
                 stage = S_QUERY;
-            } else if (c == ' ') {
+            } else if (c == '#' || c == ' ') {
                 if (stage == S_PATH)
                     h->path.len = (uint32_t)(p - h->path.off);
-                else
+                else if (stage == S_QUERY)
                     h->query.len = (uint32_t)(p - h->query.off);
-                goto target_done;
+                if (c == ' ')
+                    goto target_done;
+                /* RFC 9110 §7.1: the fragment is not part of the target
+                 * URI (RFC 9112 §3.2 has none): the target ends here and
+                 * the rest is read, checked and dropped. */
+                h->target.len = (uint32_t)(p - h->target.off);
+                stage = S_FRAGMENT;
             } else {
-                goto bad; /* '#', CTL, DEL, >= 0x80 */
+                goto bad; /* CTL, DEL, >= 0x80 */
             }
             break;
         }
 
         target_done:
-            h->target.len = (uint32_t)(p - h->target.off);
+            if (stage != S_FRAGMENT)
+                h->target.len = (uint32_t)(p - h->target.off);
             sub = 0;
             stage = S_VERSION;
             break;

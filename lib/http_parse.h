@@ -34,14 +34,14 @@ typedef struct appsrv__http_limits {
 } appsrv__http_limits_t;
 
 /*
- * Target form (RFC 9112 §3.2). Path and query may hold any visible ASCII
- * byte (0x21-0x7E), wider than RFC 3986's pchar as llhttp and nginx are:
- * '"', '<', '>', '\', '^', '`', '{', '|', '}', '[', ']'. Controls, SP
- * inside, DEL and bytes >= 0x80 are refused.
+ * Target form (RFC 9112 §3.2). Path, query and fragment may hold any
+ * visible ASCII byte (0x21-0x7E), wider than RFC 3986's pchar as llhttp
+ * and nginx are: '"', '<', '>', '\', '^', '`', '{', '|', '}', '[', ']'.
+ * Controls, SP inside, DEL and bytes >= 0x80 are refused.
  */
 enum {
-    APPSRV__TARGET_ORIGIN = 0,   /* "/path?query" */
-    APPSRV__TARGET_ABSOLUTE = 1, /* "http[s]://host[:port]/path?query" */
+    APPSRV__TARGET_ORIGIN = 0,   /* "/path?query#fragment" */
+    APPSRV__TARGET_ABSOLUTE = 1, /* "http[s]://host[:port]/path?query#fragment" */
     APPSRV__TARGET_ASTERISK = 2, /* "*" (OPTIONS only) */
 };
 
@@ -57,14 +57,15 @@ typedef struct appsrv__http_head {
 
     /* results, valid once appsrv__http_parse_head() returned > 0 */
     appsrv__span_t method;
-    appsrv__span_t target; /* as sent */
-    appsrv__span_t path;   /* from the path's first '/' up to '?' or the
-                              end; "*" for asterisk-form; for an
+    appsrv__span_t target; /* as sent, without a "#fragment" (RFC 9110
+                              §7.1: not part of the target URI) */
+    appsrv__span_t path;   /* from the path's first '/' up to '?', '#' or
+                              the end; "*" for asterisk-form; for an
                               absolute-form URI with an empty path, the
                               "/" before its authority (RFC 9112 §3.2.1:
                               an empty path is "/") */
-    appsrv__span_t query;  /* after '?', without it; .len 0 if none.
-                              %-escapes unchecked */
+    appsrv__span_t query;  /* after '?', without it, up to '#' or the
+                              end; .len 0 if none. %-escapes unchecked */
     bool has_query;        /* a '?' was present */
     uint8_t target_form;
     appsrv__span_t authority; /* absolute-form: host[:port] after "//"; it
@@ -104,7 +105,7 @@ typedef struct appsrv__http_head {
  *         HTTP/1.0, HTTP/1.1 without a Host, more than one Host (any
  *         version; absolute-form too), a Host value that is not
  *         uri-host[:port], a bad %-escape in the path or the authority
- *         (not in the query), a target byte outside 0x21-0x7E,
+ *         (not in the query or fragment), a target byte outside 0x21-0x7E,
  *         asterisk-form with a method other than OPTIONS, absolute-form
  *         with a scheme other than http or https (any case), with
  *         userinfo or with an empty host;
