@@ -337,11 +337,21 @@ APPSRV_API void appsrv_server_free(appsrv_server_t *srv);
 
 APPSRV_API appsrv_proto_t appsrv_req_proto(const appsrv_req_t *req);
 APPSRV_API appsrv_str_t appsrv_req_method(const appsrv_req_t *req);
-/* The request target as sent, e.g. "/a/b?x=1". */
+/*
+ * The request target as sent, e.g. "/a/b?x=1" or, absolute-form,
+ * "http://a.example/a/b?x=1", but without a "#fragment": a fragment is
+ * dropped before routing (RFC 9110 §7.1: not part of the target URI), here
+ * and from the path and query below. A target holds visible ASCII only
+ * (0x21-0x7E: '"', '\', '|', '{', ... included); other bytes are a 400.
+ */
 APPSRV_API appsrv_str_t appsrv_req_target(const appsrv_req_t *req);
-/* The path of the target (raw, not decoded), e.g. "/a/b". */
+/* The path of the target (raw, not decoded), e.g. "/a/b"; "/" for an
+ * absolute-form target with an empty path. Any visible ASCII byte but '?'
+ * and '#' (a '\' is no separator); its %-escapes are well-formed (a
+ * malformed one is a 400 before any handler). */
 APPSRV_API appsrv_str_t appsrv_req_path(const appsrv_req_t *req);
-/* The raw query after '?', without it; ptr NULL when there is no '?'. */
+/* The raw query after '?', without it (and without a fragment); ptr NULL
+ * when there is no '?'. %-escapes are not checked here. */
 APPSRV_API appsrv_str_t appsrv_req_query(const appsrv_req_t *req);
 /* HTTP minor version (0 or 1); 0 for line requests. */
 APPSRV_API int appsrv_req_http_minor(const appsrv_req_t *req);
@@ -350,8 +360,10 @@ APPSRV_API int appsrv_req_http_minor(const appsrv_req_t *req);
  * Decodes query parameter name ("%XX" and '+' as space) into buf
  * (NUL-terminated). Returns the decoded length, -ENOENT when absent,
  * -ENOSPC when buf is too small (a cap of query length + 1 always fits).
- * A parameter given without '=' has the value "". -EINVAL for a malformed
- * %-escape (the server answers 400 to such targets before any handler).
+ * A parameter given without '=' has the value "". -EINVAL (buf set to "")
+ * for a '%' not followed by two hex digits in the value, as
+ * appsrv_pct_decode(): the server does not refuse such a query, the
+ * handler decides (e.g. a 400 of its own).
  */
 APPSRV_API ssize_t appsrv_req_query_param(const appsrv_req_t *req, const char *name, char *buf,
                                           size_t cap);
@@ -361,7 +373,9 @@ APPSRV_API ssize_t appsrv_req_query_param(const appsrv_req_t *req, const char *n
 APPSRV_API appsrv_str_t appsrv_req_param(const appsrv_req_t *req, const char *name);
 
 /* The first header field named name (ASCII case-insensitive), value with
- * surrounding whitespace removed. ptr NULL when absent. */
+ * surrounding whitespace removed. ptr NULL when absent. For an
+ * absolute-form target (RFC 9112 §3.2.2) the Host field's value is the
+ * target's authority (host[:port]), here and in appsrv_req_header_at(). */
 APPSRV_API appsrv_str_t appsrv_req_header(const appsrv_req_t *req, const char *name);
 
 /* Header fields in order: count, then each by index. Returns 0 or -ERANGE. */

@@ -241,6 +241,12 @@ static void fill_request(appsrv__conn_t *c, uint32_t head_len)
     req->has_query = h->has_query;
     req->hdrs = h->hdrs;
     req->nhdrs = h->nhdrs;
+    /* RFC 9112 §3.2.2: for an absolute-form target the Host field is
+     * ignored; the handler sees the target's authority as its value. */
+    if (h->target_form == APPSRV__TARGET_ABSOLUTE)
+        for (uint32_t i = 0; i < h->nhdrs; i++)
+            if (ieq(base + h->hdrs[i].name.off, h->hdrs[i].name.len, "host", 4))
+                h->hdrs[i].value = h->authority;
     req->body = (appsrv_str_t){"", 0};
     req->is_head = h->method.len == 4 && memcmp(req->method.ptr, "HEAD", 4) == 0;
     req->match.nparams = 0;

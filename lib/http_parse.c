@@ -15,16 +15,26 @@
 
 /* ------------------------------------------------------ character classes */
 
+/*
+ * Request-target bytes: RFC 3986's pchar (§3.3) and query (§3.4) leave out
+ * '"', '<', '>', '\', '^', '`', '{', '|', '}' (and '[', ']' in a path),
+ * which real clients send unencoded; like llhttp and nginx we take every
+ * visible US-ASCII byte (VCHAR, RFC 5234 B.1). Anything that could end or
+ * bend the request line (CTLs, SP inside, DEL) stays refused, and so do
+ * bytes >= 0x80: a URI is US-ASCII (RFC 3986 §2; RFC 9112 §3.2 has no
+ * obs-text in the request-target).
+ */
 enum {
     CL_TCHAR = 1 << 0,  /* token (RFC 9110 §5.6.2) */
-    CL_PATH = 1 << 1,   /* RFC 3986 pchar and '/', without '%' */
-    CL_QUERY = 1 << 2,  /* CL_PATH and '?' */
-    CL_AUTH = 1 << 3,   /* authority bytes without '%': userinfo, host, port */
+    CL_PATH = 1 << 1,   /* path run: VCHAR but '?', '#' and '%' */
+    CL_QUERY = 1 << 2,  /* query run: VCHAR but '#' */
+    CL_AUTH = 1 << 3,   /* authority without '%': host, port; no userinfo '@' */
     CL_VCHAR = 1 << 4,  /* field-vchar: VCHAR / obs-text */
     CL_WS = 1 << 5,     /* SP / HTAB */
     CL_HEX = 1 << 6,    /* HEXDIG */
     CL_SCHEME = 1 << 7, /* ALPHA / DIGIT / "+" / "-" / "." */
     CL_HOST = 1 << 8,   /* Host value: uri-host [":" port], '%' included */
+    CL_FRAG = 1 << 9,   /* fragment run: any VCHAR */
 };
 
 #define IS_ALPHA_(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
@@ -38,17 +48,16 @@ enum {
     (IS_ALPHA_(c) || IS_DIGIT_(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||       \
      (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||          \
      (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
-#define IS_PATH_(c) (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '@' || (c) == '/')
-#define IS_HEX_(c)  (IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
+#define IS_AUTH_(c)   (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '[' || (c) == ']')
+#define IS_AVCHAR_(c) ((c) > 0x20 && (c) < 0x7f) /* US-ASCII VCHAR */
+#define IS_HEX_(c)    (IS_DIGIT_(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 
 #define CLASS_(c)                                                                                  \
-    ((IS_TCHAR_(c) ? CL_TCHAR : 0) | (IS_PATH_(c) ? CL_PATH | CL_QUERY : 0) |                      \
-     ((c) == '?' ? CL_QUERY : 0) |                                                                 \
-     (IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '@' || (c) == '[' || (c) == ']' \
-          ? CL_AUTH                                                                                \
-          : 0) |                                                                                   \
-     (((c) > 0x20 && (c) != 0x7f) ? CL_VCHAR : 0) | (((c) == ' ' || (c) == '\t') ? CL_WS : 0) |    \
-     (IS_HEX_(c) ? CL_HEX : 0) |                                                                   \
+    ((IS_TCHAR_(c) ? CL_TCHAR : 0) |                                                               \
+     (IS_AVCHAR_(c) && (c) != '?' && (c) != '#' && (c) != '%' ? CL_PATH : 0) |                     \
+     (IS_AVCHAR_(c) && (c) != '#' ? CL_QUERY : 0) | (IS_AVCHAR_(c) ? CL_FRAG : 0) |                \
+     (IS_AUTH_(c) ? CL_AUTH : 0) | (((c) > 0x20 && (c) != 0x7f) ? CL_VCHAR : 0) |                  \
+     (((c) == ' ' || (c) == '\t') ? CL_WS : 0) | (IS_HEX_(c) ? CL_HEX : 0) |                       \
      ((IS_ALPHA_(c) || IS_DIGIT_(c) || (c) == '+' || (c) == '-' || (c) == '.') ? CL_SCHEME : 0) |  \
      ((IS_UNRESERVED_(c) || IS_SUBDELIM_(c) || (c) == ':' || (c) == '[' || (c) == ']' ||           \
        (c) == '%')                                                                                 \
@@ -107,6 +116,7 @@ enum {
     S_AUTH,
     S_PATH,
     S_QUERY,
+    S_FRAGMENT, /* read and dropped: not part of the target URI */
     /* end of the target stages */
     S_VERSION, /* sub counts the "HTTP/" bytes matched */
     S_V_MAJOR,
@@ -315,7 +325,7 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
         unsigned c = b[p];
 
         /* The target is bounded while it arrives, not when its line ends. */
-        if (stage >= S_TARGET_START && stage <= S_QUERY && c != ' ' &&
+        if (stage >= S_TARGET_START && stage <= S_FRAGMENT && c != ' ' &&
             p - h->target.off >= lim->max_target) {
             st = 414;
             goto fail;
@@ -378,19 +388,29 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
             h->path = (appsrv__span_t){h->target.off, 1};
             goto target_done;
 
-        case S_SCHEME:
-            if (cls[c] & CL_SCHEME)
+        case S_SCHEME: {
+            size_t n = p - h->target.off;
+
+            /* RFC 3986 §3.1 scheme, but only "http" and "https" (RFC 9110
+             * §4.2, case-insensitive) name an origin server's resource. */
+            if (cls[c] & CL_SCHEME) {
+                if (n >= 5)
+                    goto bad; /* longer than "https" */
                 break;
-            if (c != ':')
+            }
+            if (c != ':' || !((n == 4 && ieq(b + h->target.off, "http", 4)) ||
+                              (n == 5 && ieq(b + h->target.off, "https", 5))))
                 goto bad;
             stage = S_SLASH1;
             break;
+        }
 
         case S_SLASH1:
         case S_SLASH2:
             if (c != '/')
                 goto bad;
-            stage++;
+            if (stage++ == S_SLASH2)
+                h->authority.off = (uint32_t)(p + 1);
             break;
 
         case S_AUTH_FIRST:
@@ -404,19 +424,29 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
             if (c == '%') {
                 sub = 2;
             } else if (!(cls[c] & CL_AUTH)) {
-                /* RFC 9110 §4.2.1: an http URI with an empty host is invalid. */
+                /* RFC 9110 §4.2.1: an http URI with an empty host is
+                 * invalid; §4.2.4: userinfo ('@' is not CL_AUTH) is an
+                 * error. */
                 if (stage == S_AUTH_FIRST)
                     goto bad;
+                h->authority.len = (uint32_t)(p - h->authority.off);
                 if (c == '/') {
                     h->path.off = (uint32_t)p;
                     stage = S_PATH;
                     break;
                 }
-                h->path = (appsrv__span_t){(uint32_t)p, 0};
+                /* RFC 9112 §3.2.1: an empty path is "/"; the one before
+                 * the authority says so without a copy. */
+                h->path = (appsrv__span_t){h->authority.off - 1, 1};
                 if (c == '?') {
                     h->has_query = true;
                     h->query.off = (uint32_t)(p + 1);
                     stage = S_QUERY;
+                    break;
+                }
+                if (c == '#') {
+                    h->target.len = (uint32_t)(p - h->target.off);
+                    stage = S_FRAGMENT;
                     break;
                 }
                 if (c != ' ')
@@ -427,8 +457,9 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
             break;
 
         case S_PATH:
-        case S_QUERY: {
-            unsigned run = stage == S_PATH ? CL_PATH : CL_QUERY;
+        case S_QUERY:
+        case S_FRAGMENT: {
+            unsigned run = stage == S_PATH ? CL_PATH : stage == S_QUERY ? CL_QUERY : CL_FRAG;
             size_t seen = p - h->target.off, q = p, stop = end;
 
             if (sub) {
@@ -445,27 +476,39 @@ int appsrv__http_parse_head(appsrv__http_head_t *h, const char *buf, size_t len,
                 p = q;
                 continue;
             }
+            /* Past the run: '%' and '?' come from the path only (the
+             * query's run takes them), '#' from the path or the query. */
             if (c == '%') {
+                /* RFC 3986 §2.1 pct-encoded: checked in the path (routes
+                 * and captures are path bytes), not in the query, whose
+                 * parameters the application decodes and judges. */
                 sub = 2;
             } else if (c == '?') {
                 h->path.len = (uint32_t)(p - h->path.off);
                 h->has_query = true;
                 h->query.off = (uint32_t)(p + 1);
                 stage = S_QUERY;
-            } else if (c == ' ') {
+            } else if (c == '#' || c == ' ') {
                 if (stage == S_PATH)
                     h->path.len = (uint32_t)(p - h->path.off);
-                else
+                else if (stage == S_QUERY)
                     h->query.len = (uint32_t)(p - h->query.off);
-                goto target_done;
+                if (c == ' ')
+                    goto target_done;
+                /* RFC 9110 §7.1: the fragment is not part of the target
+                 * URI (RFC 9112 §3.2 has none): the target ends here and
+                 * the rest is read, checked and dropped. */
+                h->target.len = (uint32_t)(p - h->target.off);
+                stage = S_FRAGMENT;
             } else {
-                goto bad; /* '#', CTL, SP-less garbage, DEL, >= 0x80 */
+                goto bad; /* CTL, DEL, >= 0x80 */
             }
             break;
         }
 
         target_done:
-            h->target.len = (uint32_t)(p - h->target.off);
+            if (stage != S_FRAGMENT)
+                h->target.len = (uint32_t)(p - h->target.off);
             sub = 0;
             stage = S_VERSION;
             break;

@@ -33,10 +33,15 @@ typedef struct appsrv__http_limits {
     size_t max_headers; /* header field lines; over → -431 */
 } appsrv__http_limits_t;
 
-/* Target form (RFC 9112 §3.2). */
+/*
+ * Target form (RFC 9112 §3.2). Path, query and fragment may hold any
+ * visible ASCII byte (0x21-0x7E), wider than RFC 3986's pchar as llhttp
+ * and nginx are: '"', '<', '>', '\', '^', '`', '{', '|', '}', '[', ']'.
+ * Controls, SP inside, DEL and bytes >= 0x80 are refused.
+ */
 enum {
-    APPSRV__TARGET_ORIGIN = 0,   /* "/path?query" */
-    APPSRV__TARGET_ABSOLUTE = 1, /* "http://host/path?query" */
+    APPSRV__TARGET_ORIGIN = 0,   /* "/path?query#fragment" */
+    APPSRV__TARGET_ABSOLUTE = 1, /* "http[s]://host[:port]/path?query#fragment" */
     APPSRV__TARGET_ASTERISK = 2, /* "*" (OPTIONS only) */
 };
 
@@ -52,13 +57,19 @@ typedef struct appsrv__http_head {
 
     /* results, valid once appsrv__http_parse_head() returned > 0 */
     appsrv__span_t method;
-    appsrv__span_t target; /* as sent */
-    appsrv__span_t path;   /* from the path's first '/' up to '?' or the
-                              end; "*" for asterisk-form; len 0 for an
-                              absolute-form URI with no path (means "/") */
-    appsrv__span_t query;  /* after '?', without it; .len 0 if none */
+    appsrv__span_t target; /* as sent, without a "#fragment" (RFC 9110
+                              §7.1: not part of the target URI) */
+    appsrv__span_t path;   /* from the path's first '/' up to '?', '#' or
+                              the end; "*" for asterisk-form; for an
+                              absolute-form URI with an empty path, the
+                              "/" before its authority (RFC 9112 §3.2.1:
+                              an empty path is "/") */
+    appsrv__span_t query;  /* after '?', without it, up to '#' or the
+                              end; .len 0 if none. %-escapes unchecked */
     bool has_query;        /* a '?' was present */
     uint8_t target_form;
+    appsrv__span_t authority; /* absolute-form: host[:port] after "//"; it
+                                 replaces Host (RFC 9112 §3.2.2); else len 0 */
     uint8_t minor;         /* 0 or 1 (1.x with x > 1 is reported as 1) */
     uint32_t nhdrs;
     uint64_t content_length;
@@ -92,8 +103,12 @@ typedef struct appsrv__http_head {
  *         control bytes, obs-fold, whitespace before ':', bad or differing
  *         Content-Length, CL with TE, chunked not final or repeated, TE in
  *         HTTP/1.0, HTTP/1.1 without a Host, more than one Host (any
- *         version), a Host value that is not uri-host[:port], bad
- *         %-escape, asterisk-form with a method other than OPTIONS;
+ *         version; absolute-form too), a Host value that is not
+ *         uri-host[:port], a bad %-escape in the path or the authority
+ *         (not in the query or fragment), a target byte outside 0x21-0x7E,
+ *         asterisk-form with a method other than OPTIONS, absolute-form
+ *         with a scheme other than http or https (any case), with
+ *         userinfo or with an empty host;
  *   -414  request-target longer than max_target;
  *   -431  head longer than max_head, or more than max_headers fields;
  *   -501  a transfer coding other than chunked; the CONNECT method;

@@ -2,7 +2,8 @@
 // compare.js - joins dump.c's and llhttp.js's JSON lines (run.sh) by file,
 // prints one table row per input and the totals, and exits 1 on an
 // UNEXPLAINED disagreement:
-//   - both accept but method, target, headers (values trimmed) or body differ;
+//   - both accept but method, target (llhttp's without a '#fragment', which
+//     appsrv drops: RFC 9110 §7.1), headers (values trimmed) or body differ;
 //   - only one side accepts and no allowlisted class in README.md matches.
 // Allowlist rows in README.md look like
 //   | `class-id` | appsrv | `` /regex/flags `` | RFC justification |
@@ -32,10 +33,13 @@ for (const row of fs.readFileSync(readme, 'utf8').split('\n')) {
 if (!classes.length) { console.error('compare.js: no allowlist rows in ' + readme); process.exit(2); }
 
 const trim = (s) => s.replace(/^[ \t]+|[ \t]+$/g, '');
+// The fragment is not part of the target URI (RFC 9110 §7.1): appsrv's
+// target ends before the first '#', llhttp's url keeps it.
+const noFragment = (t) => t.replace(/#[\s\S]*$/, '');
 function diff(a, b) {
   const d = [];
   if (a.method !== b.method) d.push(`method ${JSON.stringify(a.method)} vs ${JSON.stringify(b.method)}`);
-  if (a.target !== b.target) d.push(`target ${JSON.stringify(a.target)} vs ${JSON.stringify(b.target)}`);
+  if (a.target !== noFragment(b.target)) d.push(`target ${JSON.stringify(a.target)} vs ${JSON.stringify(b.target)}`);
   const ha = JSON.stringify(a.headers.map(([n, v]) => [n, trim(v)]));
   const hb = JSON.stringify(b.headers.map(([n, v]) => [n, trim(v)]));
   if (ha !== hb) d.push(`headers ${ha} vs ${hb}`);
