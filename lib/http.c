@@ -245,12 +245,11 @@ static void fill_request(appsrv__conn_t *c, uint32_t head_len)
      * ignored; the handler sees the target's authority as its value. */
     if (h->target_form == APPSRV__TARGET_ABSOLUTE)
         for (uint32_t i = 0; i < h->nhdrs; i++)
-            if (ieq(base + h->hdrs[i].name.off, h->hdrs[i].name.len, "host", 4))
+            if (appsrv__ieq(base + h->hdrs[i].name.off, h->hdrs[i].name.len, "host", 4))
                 h->hdrs[i].value = h->authority;
     req->body = (appsrv_str_t){"", 0};
     req->is_head = h->method.len == 4 && memcmp(req->method.ptr, "HEAD", 4) == 0;
     req->match.nparams = 0;
-    req->has_authority = false;
     c->bpos = head_len;
     c->hlen = head_len;
 }
@@ -264,7 +263,6 @@ static void begin_head(appsrv__conn_t *c)
     /* Only what an error before fill_request() reads (partial_request). */
     x->req.method = (appsrv_str_t){NULL, 0};
     x->req.target = (appsrv_str_t){NULL, 0};
-    x->req.has_authority = false;
     x->req.start_us = c->w->cfg->access_log != NULL ? appsrv__now_us() : 0;
     x->logged = false;
     c->head_started = true;

@@ -20,8 +20,6 @@ void appsrv__req_rebase(appsrv_req_t *req, uint32_t shift)
     req->target.ptr -= shift;
     req->path.ptr -= shift;
     req->query.ptr -= shift;
-    if (req->has_authority)
-        req->authority.ptr -= shift;
 }
 
 void appsrv__log_request(appsrv__conn_t *c, const appsrv_req_t *req, int status, uint64_t bytes,
@@ -100,22 +98,13 @@ appsrv_str_t appsrv_req_param(const appsrv_req_t *req, const char *name)
     return (appsrv_str_t){NULL, 0};
 }
 
-/* RFC 9112 §3.2.2: with an absolute-form target, its authority stands in
- * for the Host field's value. */
-static appsrv_str_t header_value(const appsrv_req_t *req, const appsrv__hdr_t *h)
-{
-    if (req->has_authority && appsrv__ieq(req->base + h->name.off, h->name.len, "host", 4))
-        return req->authority;
-    return (appsrv_str_t){req->base + h->value.off, h->value.len};
-}
-
 appsrv_str_t appsrv_req_header(const appsrv_req_t *req, const char *name)
 {
     size_t nl = strlen(name);
     for (uint32_t i = 0; i < req->nhdrs; i++) {
         const appsrv__hdr_t *h = &req->hdrs[i];
         if (appsrv__ieq(req->base + h->name.off, h->name.len, name, nl))
-            return header_value(req, h);
+            return (appsrv_str_t){req->base + h->value.off, h->value.len};
     }
     return (appsrv_str_t){NULL, 0};
 }
@@ -134,7 +123,7 @@ int appsrv_req_header_at(const appsrv_req_t *req, size_t i, appsrv_str_t *name,
     if (name != NULL)
         *name = (appsrv_str_t){req->base + h->name.off, h->name.len};
     if (value != NULL)
-        *value = header_value(req, h);
+        *value = (appsrv_str_t){req->base + h->value.off, h->value.len};
     return 0;
 }
 

@@ -22,9 +22,7 @@ struct appsrv_req {
     uint8_t minor;
     bool has_query;
     bool is_head;
-    bool has_authority; /* absolute-form target: authority replaces Host */
     appsrv_str_t method, target, path, query, body;
-    appsrv_str_t authority;
     const char *base; /* header spans are offsets from here */
     const appsrv__hdr_t *hdrs;
     uint32_t nhdrs;

@@ -732,7 +732,9 @@ Test(e2e_http, query_params_decoded, .timeout = 30)
 
 Test(e2e_http, invalid_escape_in_target_400, .timeout = 30)
 {
-    BAD_REQUEST_TEST(NULL, "GET /x?a=%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Bad Request");
+    /* In the path; in the query a bad escape is the application's business
+     * (issue 13 item 6, tests/test_e2e_targets.c). */
+    BAD_REQUEST_TEST(NULL, "GET /x%zz?a=1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "Bad Request");
 }
 
 Test(e2e_http, headers_case_insensitive_count_at, .timeout = 30)
