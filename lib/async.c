@@ -82,13 +82,8 @@ void appsrv__async_post_locked(appsrv__async_t *a, appsrv__aitem_t *it)
     appsrv__loop_wake(a->loop);
 }
 
-void appsrv__async_remove(appsrv__async_t *a, appsrv__aitem_t *it)
+void appsrv__async_remove_slow(appsrv__async_t *a, appsrv__aitem_t *it)
 {
-    /* Only a thread holding the lock sets queued, and no host thread may
-     * post an item whose owner is being disposed (the host's contract),
-     * so a false seen here is final. */
-    if (!atomic_load_explicit(&it->queued, memory_order_acquire))
-        return;
     pthread_mutex_lock(&a->lock);
     if (atomic_load_explicit(&it->queued, memory_order_relaxed))
         unlink_locked(a, it);

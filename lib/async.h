@@ -49,8 +49,16 @@ void appsrv__async_broadcast(appsrv__async_t *a);
 /* With the lock held: queues item (once) and wakes the loop. */
 void appsrv__async_post_locked(appsrv__async_t *a, appsrv__aitem_t *item);
 /* Takes item off the queue if it is there. Loop thread; takes the lock
- * only when the item may be queued. */
-void appsrv__async_remove(appsrv__async_t *a, appsrv__aitem_t *item);
+ * only when the item may be queued (inline: every response is checked). */
+void appsrv__async_remove_slow(appsrv__async_t *a, appsrv__aitem_t *item);
+static inline void appsrv__async_remove(appsrv__async_t *a, appsrv__aitem_t *item)
+{
+    /* Only a thread holding the lock sets queued, and no host thread may
+     * post an item whose owner is being disposed (the host's contract),
+     * so a false seen here is final. */
+    if (atomic_load_explicit(&item->queued, memory_order_acquire))
+        appsrv__async_remove_slow(a, item);
+}
 /* Loop thread: runs up to max queued callbacks, oldest first, without the
  * lock held. Returns true when items are left (the loop is woken again). */
 bool appsrv__async_run(appsrv__async_t *a, int max);

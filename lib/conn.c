@@ -551,17 +551,23 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
 
     /* TCP_NODELAY comes from the listening socket (Linux copies it to
      * accepted sockets): no setsockopt per connection. */
-    if (appsrv__loop_add(&w->loop, &c->io, CONN_EVENTS) < 0) {
-        c->next = w->free_conns;
-        w->free_conns = c;
-        w->nfree_conns++;
-        goto fail;
-    }
     list_push(&w->conns, c);
     w->nconns++;
     set_timeout(c, TK_HEAD, true);
     if (w->draining)
         c->close_after = true;
+    /* Optimistic first read: a client sends its request right after the
+     * TCP handshake, so by the time we accept it is usually there.
+     * Answering it before the fd joins epoll saves the epoll_ctl of a
+     * connection that closes after one request (Connection: close); the
+     * EPOLL_CTL_ADD after it reports any readiness that came meanwhile,
+     * so no edge is lost. */
+    c->readable = true;
+    conn_drive(c);
+    if (c->closed)
+        return;
+    if (appsrv__loop_add(&w->loop, &c->io, CONN_EVENTS) < 0)
+        appsrv__conn_close(c);
     return;
 
 fail:
