@@ -7,7 +7,7 @@
 #                      driver with $(CC) and a plain main(); `make test` runs it
 # Every fuzz/fuzz_NAME.c is a driver; its seeds are fuzz/corpus/NAME/ (http/
 # for http_parse) and its findings fuzz/regression/NAME-*. The parser drivers
-# compile lib/http_parse.c alone, so they build while the rest of the library
+# compile lib/http_parse*.c alone, so they build while the rest of the library
 # does not; the others take the whole library. fuzz/corpus/*/capture_* (and
 # conn/http_capture_*) are the exact bytes of real clients (curl, Python
 # urllib and requests, Node fetch and http), recorded by fuzz/capture.py.
@@ -25,7 +25,10 @@ FUZZ_LIBBED  := $(filter-out $(FUZZ_PARSER),$(FUZZ_DRIVERS))
 FUZZ_BINS    := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/fuzz_%)
 
 REPLAY_DIR  := $(BUILD)/fuzz-replay
+PARSE_SRCS  := lib/http_parse.c lib/http_parse_chunked.c
+PARSE_HDRS  := lib/http_parse.h lib/http_parse_cls.h
 REPLAY_OBJS := $(REPLAY_DIR)/replay_main.o $(REPLAY_DIR)/http_parse.o \
+               $(REPLAY_DIR)/http_parse_chunked.o \
                $(FUZZ_DRIVERS:%=$(REPLAY_DIR)/fuzz_%.o)
 REPLAY_BINS := $(FUZZ_DRIVERS:%=$(REPLAY_DIR)/replay_%)
 
@@ -34,9 +37,9 @@ REPLAY_BINS := $(FUZZ_DRIVERS:%=$(REPLAY_DIR)/replay_%)
 fuzz: $(FUZZ_BINS)
 
 $(FUZZ_PARSER:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_check.h \
-        lib/http_parse.c lib/http_parse.h
+        $(PARSE_SRCS) $(PARSE_HDRS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< lib/http_parse.c -o $@
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(PARSE_SRCS) -o $@
 
 $(FUZZ_LIBBED:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) \
         $(wildcard lib/*.h) include/appsrv.h
@@ -79,12 +82,13 @@ $(REPLAY_DIR)/%.o: fuzz/%.c $(wildcard fuzz/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ilib -c $< -o $@
 
-$(REPLAY_DIR)/http_parse.o: lib/http_parse.c
+$(REPLAY_DIR)/http_parse.o $(REPLAY_DIR)/http_parse_chunked.o: $(REPLAY_DIR)/%.o: lib/%.c \
+        $(PARSE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ilib -c $< -o $@
 
 $(FUZZ_PARSER:%=$(REPLAY_DIR)/replay_%): $(REPLAY_DIR)/replay_%: $(REPLAY_DIR)/replay_main.o \
-        $(REPLAY_DIR)/fuzz_%.o $(REPLAY_DIR)/http_parse.o
+        $(REPLAY_DIR)/fuzz_%.o $(REPLAY_DIR)/http_parse.o $(REPLAY_DIR)/http_parse_chunked.o
 	$(CC) -o $@ $^ $(ALL_LDFLAGS)
 
 $(FUZZ_LIBBED:%=$(REPLAY_DIR)/replay_%): $(REPLAY_DIR)/replay_%: $(REPLAY_DIR)/replay_main.o \

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * http_parse.c - the strict HTTP/1.1 request-head parser and the chunked
- * body decoder (contract in http_parse.h). Both are byte-at-a-time state
+ * http_parse.c - the strict HTTP/1.1 request-head parser (the chunked
+ * body decoder is http_parse_chunked.c; contract in http_parse.h; the
+ * byte classes both use are defined here). Both are byte-at-a-time state
  * machines whose whole state lives in the caller's zeroed struct, so a
  * resumed call starts at h->pos (or the next unconsumed byte) and the result
  * never depends on how the input was split: the first offending byte, in
@@ -10,6 +11,8 @@
  * and the fuzz drivers; calls nothing but itself. Never reads buf[len].
  */
 #include "http_parse.h"
+
+#include "http_parse_cls.h"
 
 #include <limits.h>
 
@@ -24,18 +27,6 @@
  * bytes >= 0x80: a URI is US-ASCII (RFC 3986 §2; RFC 9112 §3.2 has no
  * obs-text in the request-target).
  */
-enum {
-    CL_TCHAR = 1 << 0,  /* token (RFC 9110 §5.6.2) */
-    CL_PATH = 1 << 1,   /* path run: VCHAR but '?', '#' and '%' */
-    CL_QUERY = 1 << 2,  /* query run: VCHAR but '#' */
-    CL_AUTH = 1 << 3,   /* authority without '%': host, port; no userinfo '@' */
-    CL_VCHAR = 1 << 4,  /* field-vchar: VCHAR / obs-text */
-    CL_WS = 1 << 5,     /* SP / HTAB */
-    CL_HEX = 1 << 6,    /* HEXDIG */
-    CL_SCHEME = 1 << 7, /* ALPHA / DIGIT / "+" / "-" / "." */
-    CL_HOST = 1 << 8,   /* Host value: uri-host [":" port], '%' included */
-    CL_FRAG = 1 << 9,   /* fragment run: any VCHAR */
-};
 
 #define IS_ALPHA_(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define IS_DIGIT_(c) ((c) >= '0' && (c) <= '9')
@@ -67,13 +58,8 @@ enum {
 #define R16_(n) R4_(n), R4_((n) + 4), R4_((n) + 8), R4_((n) + 12)
 #define R64_(n) R16_(n), R16_((n) + 16), R16_((n) + 32), R16_((n) + 48)
 
-static const uint16_t cls[256] = {R64_(0), R64_(64), R64_(128), R64_(192)};
-
-/* The value of a byte already known to be HEXDIG. */
-static unsigned hexval(unsigned c)
-{
-    return (c & 0xf) + (c >> 6) * 9;
-}
+const uint16_t appsrv__http_cls[256] = {R64_(0), R64_(64), R64_(128), R64_(192)};
+#define cls appsrv__http_cls
 
 static unsigned lower(unsigned c)
 {
@@ -675,262 +661,4 @@ fail:
     h->stage = S_FAILED;
     h->status = (uint16_t)st;
     return -st;
-}
-
-/* -------------------------------------------------------- chunked decoder */
-
-/*
- * Chunk extensions and redundant leading zeros carry no data, so they do
- * not count against the body limit; cap them over the whole body so an
- * endless size line cannot keep a connection busy (cf. CVE-2024-22019).
- */
-#define CHUNK_OVERHEAD_MAX (16 * 1024)
-
-enum {
-    C_SIZE_FIRST = 0,
-    C_SIZE,
-    C_EXT_BWS,      /* BWS before ';' */
-    C_EXT_NAME_BWS, /* after ';' */
-    C_EXT_NAME,
-    C_EXT_NAME_WS, /* BWS after a name: '=' or ';' next */
-    C_EXT_VAL_BWS, /* after '=' */
-    C_EXT_TOKEN,
-    C_EXT_QS,
-    C_EXT_QP,
-    C_EXT_QS_END,
-    C_SIZE_LF,
-    C_DATA,
-    C_DATA_CR,
-    C_DATA_LF,
-    C_TR_START,
-    C_TR_NAME,
-    C_TR_VALUE,
-    C_TR_LF,
-    C_TR_END_LF,
-    C_FAILED_400,
-    C_FAILED_431,
-};
-
-int64_t appsrv__chunked_parse(appsrv__chunked_t *c, const char *buf, size_t len, size_t max_trailer,
-                              size_t *data_len)
-{
-    const unsigned char *b = (const unsigned char *)buf;
-    size_t p;
-
-    *data_len = 0;
-    if (c->done)
-        return 0;
-    if (c->stage == C_FAILED_400)
-        return -400;
-    if (c->stage == C_FAILED_431)
-        return -431;
-    if (c->stage == C_DATA) {
-        size_t n = c->remaining < len ? (size_t)c->remaining : len;
-        c->remaining -= n;
-        if (c->remaining == 0)
-            c->stage = C_DATA_CR;
-        *data_len = n;
-        return (int64_t)n;
-    }
-    if (max_trailer > UINT32_MAX)
-        max_trailer = UINT32_MAX;
-
-    for (p = 0; p < len; p++) {
-        unsigned ch = b[p];
-
-        if (c->stage >= C_EXT_BWS && c->stage <= C_EXT_QS_END && ch != '\r' &&
-            ++c->overhead > CHUNK_OVERHEAD_MAX)
-            goto bad;
-        /* Trailer field lines count; the closing empty line does not. */
-        if (c->stage >= C_TR_START && c->stage <= C_TR_LF &&
-            !(c->stage == C_TR_START && ch == '\r')) {
-            if (c->trailer_bytes >= max_trailer) {
-                c->stage = C_FAILED_431;
-                return -431;
-            }
-            c->trailer_bytes++;
-        }
-
-        switch (c->stage) {
-        case C_SIZE_FIRST:
-        case C_SIZE:
-            if (cls[ch] & CL_HEX) {
-                unsigned d = hexval(ch);
-                if (c->remaining == 0 && d == 0 && c->size_digits &&
-                    ++c->overhead > CHUNK_OVERHEAD_MAX)
-                    goto bad;
-                /* Sizes stay below 2^63 so they fit any off_t. */
-                if (c->remaining > ((uint64_t)INT64_MAX - d) / 16)
-                    goto bad;
-                c->remaining = c->remaining * 16 + d;
-                c->size_digits = 1;
-                c->stage = C_SIZE;
-                break;
-            }
-            if (c->stage == C_SIZE_FIRST)
-                goto bad; /* 1*HEXDIG: no leading space, sign or ';' */
-            if (ch == '\r') {
-                c->stage = C_SIZE_LF;
-                break;
-            }
-            if (ch == ';')
-                c->stage = C_EXT_NAME_BWS;
-            else if (cls[ch] & CL_WS)
-                c->stage = C_EXT_BWS;
-            else
-                goto bad; /* "0x10", "1 2", ... */
-            if (++c->overhead > CHUNK_OVERHEAD_MAX)
-                goto bad;
-            break;
-
-        /* RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS value ] ) */
-        case C_EXT_BWS:
-            if (ch == ';')
-                c->stage = C_EXT_NAME_BWS;
-            else if (!(cls[ch] & CL_WS))
-                goto bad;
-            break;
-
-        case C_EXT_NAME_BWS:
-            if (cls[ch] & CL_TCHAR)
-                c->stage = C_EXT_NAME;
-            else if (!(cls[ch] & CL_WS))
-                goto bad;
-            break;
-
-        case C_EXT_NAME:
-            if (cls[ch] & CL_TCHAR)
-                break;
-            if (ch == '=')
-                c->stage = C_EXT_VAL_BWS;
-            else if (ch == ';')
-                c->stage = C_EXT_NAME_BWS;
-            else if (ch == '\r')
-                c->stage = C_SIZE_LF;
-            else if (cls[ch] & CL_WS)
-                c->stage = C_EXT_NAME_WS;
-            else
-                goto bad;
-            break;
-
-        case C_EXT_NAME_WS:
-            if (ch == '=')
-                c->stage = C_EXT_VAL_BWS;
-            else if (ch == ';')
-                c->stage = C_EXT_NAME_BWS;
-            else if (!(cls[ch] & CL_WS))
-                goto bad;
-            break;
-
-        case C_EXT_VAL_BWS:
-            if (ch == '"')
-                c->stage = C_EXT_QS;
-            else if (cls[ch] & CL_TCHAR)
-                c->stage = C_EXT_TOKEN;
-            else if (!(cls[ch] & CL_WS))
-                goto bad;
-            break;
-
-        case C_EXT_TOKEN:
-            if (cls[ch] & CL_TCHAR)
-                break;
-            goto ext_value_done;
-
-        case C_EXT_QS_END:
-        ext_value_done:
-            if (ch == '\r')
-                c->stage = C_SIZE_LF;
-            else if (ch == ';')
-                c->stage = C_EXT_NAME_BWS;
-            else if (cls[ch] & CL_WS)
-                c->stage = C_EXT_BWS;
-            else
-                goto bad;
-            break;
-
-        /* RFC 9110 §5.6.4: qdtext and quoted-pair. */
-        case C_EXT_QS:
-            if (ch == '"')
-                c->stage = C_EXT_QS_END;
-            else if (ch == '\\')
-                c->stage = C_EXT_QP;
-            else if (!(cls[ch] & (CL_VCHAR | CL_WS)))
-                goto bad;
-            break;
-
-        case C_EXT_QP:
-            if (!(cls[ch] & (CL_VCHAR | CL_WS)))
-                goto bad;
-            c->stage = C_EXT_QS;
-            break;
-
-        case C_SIZE_LF:
-            if (ch != '\n')
-                goto bad;
-            c->size_digits = 0;
-            if (c->remaining == 0) {
-                c->stage = C_TR_START; /* last-chunk */
-                break;
-            }
-            c->stage = C_DATA;
-            return (int64_t)(p + 1); /* framing and data never share a call */
-
-        case C_DATA_CR:
-            if (ch != '\r')
-                goto bad; /* RFC 9112 §7.1: CRLF right after the data */
-            c->stage = C_DATA_LF;
-            break;
-
-        case C_DATA_LF:
-            if (ch != '\n')
-                goto bad;
-            c->stage = C_SIZE_FIRST;
-            break;
-
-        /* RFC 9112 §7.1.2: trailer fields, validated like header lines. */
-        case C_TR_START:
-            if (ch == '\r') {
-                c->stage = C_TR_END_LF;
-                break;
-            }
-            if (!(cls[ch] & CL_TCHAR))
-                goto bad; /* also obs-fold and empty names */
-            c->stage = C_TR_NAME;
-            break;
-
-        case C_TR_NAME:
-            if (ch == ':')
-                c->stage = C_TR_VALUE;
-            else if (!(cls[ch] & CL_TCHAR))
-                goto bad;
-            break;
-
-        case C_TR_VALUE:
-            if (ch == '\r')
-                c->stage = C_TR_LF;
-            else if (!(cls[ch] & (CL_VCHAR | CL_WS)))
-                goto bad;
-            break;
-
-        case C_TR_LF:
-            if (ch != '\n')
-                goto bad;
-            c->stage = C_TR_START;
-            break;
-
-        case C_TR_END_LF:
-            if (ch != '\n')
-                goto bad;
-            c->done = true;
-            return (int64_t)(p + 1);
-
-        default:
-            goto bad; /* unreachable: C_DATA and failures returned above */
-        }
-    }
-    return (int64_t)p;
-
-bad:
-    c->stage = C_FAILED_400;
-    return -400;
 }

@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT INT TERM
 mkdir "$work/in"
 
 $cc -std=c11 -D_GNU_SOURCE -O1 -Wall -Wextra -I"$root/include" -I"$root/lib" \
-    "$here/dump.c" "$root/lib/http_parse.c" -o "$work/dump" || exit 2
+    "$here/dump.c" "$root/lib/http_parse.c" "$root/lib/http_parse_chunked.c" -o "$work/dump" || exit 2
 
 for f in "$root"/fuzz/corpus/http/*; do
     [ -f "$f" ] && cp "$f" "$work/in/http__$(basename "$f")"
