@@ -388,14 +388,15 @@ static void access_log(const appsrv_log_entry_t *e, void *user)
     if (appsrv_addr_format(e->peer, peer, sizeof(peer)) < 0)
         strcpy(peer, "-");
     /* One fprintf: stdio locks the stream, so lines never interleave. */
+    const char *ab = e->aborted ? " aborted" : "";
     if (e->proto == APPSRV_PROTO_LINE)
-        fprintf(stderr, "%s line \"%.*s\" %d %" PRIu64 " %" PRIu64 "us\n", peer,
+        fprintf(stderr, "%s line \"%.*s\" %d %" PRIu64 " %" PRIu64 "us%s\n", peer,
                 (int)e->method.len, e->method.ptr ? e->method.ptr : "", e->status, e->bytes,
-                e->usec);
+                e->usec, ab);
     else
-        fprintf(stderr, "%s \"%.*s %.*s\" %d %" PRIu64 " %" PRIu64 "us\n", peer,
+        fprintf(stderr, "%s \"%.*s %.*s\" %d %" PRIu64 " %" PRIu64 "us%s\n", peer,
                 (int)e->method.len, e->method.ptr ? e->method.ptr : "-", (int)e->target.len,
-                e->target.ptr ? e->target.ptr : "", e->status, e->bytes, e->usec);
+                e->target.ptr ? e->target.ptr : "", e->status, e->bytes, e->usec, ab);
 }
 
 static void on_signal(int sig)
