@@ -379,7 +379,7 @@ static int read_chunked(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline)
     return 0;
 }
 
-static int read_one(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline, unsigned flags)
+static int read_head(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline)
 {
     memset(r, 0, sizeof(*r));
 
@@ -434,6 +434,19 @@ static int read_one(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline, unsigned fla
     }
     r->head_len = at;
     c->off += at;
+    return 0;
+}
+
+int e2e_read_head(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms)
+{
+    return read_head(c, r, e2e_now_ms() + timeout_ms);
+}
+
+static int read_one(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline, unsigned flags)
+{
+    int rc = read_head(c, r, deadline);
+    if (rc < 0)
+        return rc;
 
     size_t cap = 0;
     bool no_body = (r->status >= 100 && r->status < 200) || r->status == 204 || r->status == 304 ||
@@ -453,7 +466,7 @@ static int read_one(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline, unsigned fla
         if (parse_u64(cl, strlen(cl), 10, &n) < 0 ||
             e2e_resp_header_count(r, "Content-Length") != 1)
             return -EPROTO;
-        int rc = need_bytes(c, (size_t)n, deadline);
+        rc = need_bytes(c, (size_t)n, deadline);
         if (rc < 0)
             return rc;
         rc = body_append(r, &cap, c->buf + c->off, (size_t)n);
@@ -463,13 +476,13 @@ static int read_one(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline, unsigned fla
     /* No framing: the body runs to the close. */
     r->until_eof = true;
     for (;;) {
-        int rc = e2e_conn_fill(c, deadline);
+        rc = e2e_conn_fill(c, deadline);
         if (rc == -ECONNRESET)
             break;
         if (rc < 0)
             return rc;
     }
-    int rc = body_append(r, &cap, c->buf + c->off, c->len - c->off);
+    rc = body_append(r, &cap, c->buf + c->off, c->len - c->off);
     c->off = c->len;
     return rc;
 }

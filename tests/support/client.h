@@ -106,6 +106,9 @@ typedef struct e2e_resp {
  */
 int e2e_read_response(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms, unsigned flags);
 void e2e_resp_free(e2e_resp_t *r);
+/* Reads the status line and header fields only (no body: it stays in the
+ * buffer, e2e_conn_data()). Same results as e2e_read_response(). */
+int e2e_read_head(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms);
 /* The first header named name (case-insensitive), or NULL. */
 const char *e2e_resp_header(const e2e_resp_t *r, const char *name);
 /* How many header fields are named name. */

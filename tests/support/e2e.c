@@ -42,6 +42,19 @@ void e2e_fill_pattern(void *buf, size_t len, uint32_t seed)
 
 /* ---------------------------------------------------------------- server */
 
+void config(appsrv_config_t *cfg)
+{
+    appsrv_config_init(cfg);
+    cfg->threads = 1;
+}
+
+appsrv_config_t base_cfg(void)
+{
+    appsrv_config_t cfg;
+    config(&cfg);
+    return cfg;
+}
+
 static void *server_thread(void *arg)
 {
     e2e_server_t *s = arg;

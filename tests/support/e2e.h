@@ -59,6 +59,10 @@ typedef struct e2e_server {
     atomic_bool run_returned;
 } e2e_server_t;
 
+/* A config with the defaults and threads = 1. */
+void config(appsrv_config_t *cfg);
+appsrv_config_t base_cfg(void);
+
 /*
  * Creates a server from cfg (NULL: defaults with threads = 1), registers
  * routes[0..n), listens on 127.0.0.1 port 0 for what `listeners` asks and

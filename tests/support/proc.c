@@ -52,6 +52,27 @@ bool e2e_valgrind(void)
     return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+bool e2e_under_asan(void)
+{
+    return UNDER_ASAN;
+}
+
+int e2e_slow_factor(void)
+{
+    return e2e_valgrind() ? 10 : UNDER_ASAN ? 3 : 1;
+}
+
 /* --------------------------------------------------------- fd/RSS probe */
 
 static int count_dir(const char *path)

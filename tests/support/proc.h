@@ -24,6 +24,11 @@ uint64_t e2e_now_us(void);
 void e2e_pause_ms(int ms);
 /* True when APPSRV_VALGRIND is set (and not "0"): scale big sizes down. */
 bool e2e_valgrind(void);
+/* True in an AddressSanitizer build. */
+bool e2e_under_asan(void);
+/* How much looser timing bounds get: 10 under valgrind, 3 under ASan,
+ * else 1 (everything runs that many times slower). */
+int e2e_slow_factor(void);
 
 /* --------------------------------------------------------- fd/RSS probe */
 
