@@ -498,6 +498,20 @@ int e2e_read_response(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms, unsigned fla
     }
 }
 
+int e2e_parse_response(const void *data, size_t len, e2e_resp_t *r, unsigned flags)
+{
+    e2e_conn_t c = {.fd = -1, .eof = true, .len = len, .cap = len + 1};
+    c.buf = malloc(len + 1);
+    if (c.buf == NULL) {
+        memset(r, 0, sizeof(*r));
+        return -ENOMEM;
+    }
+    memcpy(c.buf, data, len);
+    int rc = e2e_read_response(&c, r, 0, flags);
+    free(c.buf);
+    return rc;
+}
+
 bool e2e_resp_closes(const e2e_resp_t *r)
 {
     const char *v = e2e_resp_header(r, "Connection");

@@ -113,6 +113,9 @@ int e2e_read_head(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms);
 const char *e2e_resp_header(const e2e_resp_t *r, const char *name);
 /* How many header fields are named name. */
 int e2e_resp_header_count(const e2e_resp_t *r, const char *name);
+/* Parses one whole response from memory (a program's captured output): the
+ * data ends where the connection would have closed. */
+int e2e_parse_response(const void *data, size_t len, e2e_resp_t *r, unsigned flags);
 /* True when the response says "Connection: close" (any case). */
 bool e2e_resp_closes(const e2e_resp_t *r);
 /* "HTTP/1.1 200 OK" into out. */
