@@ -275,7 +275,7 @@ void srv_free(srv_t *s)
 
 void conn_open_host(conn_t *c, int family, int port, int rcvbuf)
 {
-    int rc = e2e_conn_open_ex(c, family, port, rcvbuf);
+    int rc = e2e_conn_open_ex(c, family, port, rcvbuf, 2000);
     cr_assert_eq(rc, 0, "connect to port %d: %s", port, strerror(-rc));
     track_fd(c->fd);
 }

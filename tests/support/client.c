@@ -113,11 +113,11 @@ int e2e_send_fd(int fd, const void *data, size_t len, int64_t deadline)
 
 /* ---------------------------------------------------------- connection */
 
-int e2e_conn_open_ex(e2e_conn_t *c, int family, int port, int rcvbuf)
+int e2e_conn_open_ex(e2e_conn_t *c, int family, int port, int rcvbuf, int timeout_ms)
 {
     memset(c, 0, sizeof(*c));
     c->fd = -1;
-    int fd = e2e_tcp_connect(family, port, rcvbuf, 2000);
+    int fd = e2e_tcp_connect(family, port, rcvbuf, timeout_ms);
     if (fd < 0)
         return fd;
     c->fd = fd;
@@ -126,7 +126,7 @@ int e2e_conn_open_ex(e2e_conn_t *c, int family, int port, int rcvbuf)
 
 int e2e_conn_open(e2e_conn_t *c, int port)
 {
-    return e2e_conn_open_ex(c, AF_INET, port, 0);
+    return e2e_conn_open_ex(c, AF_INET, port, 0, 2000);
 }
 
 void e2e_conn_close(e2e_conn_t *c)

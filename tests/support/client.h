@@ -48,8 +48,9 @@ typedef struct e2e_conn {
 
 /* Connects to 127.0.0.1:port (2 s bound). Returns 0 or a negative error. */
 int e2e_conn_open(e2e_conn_t *c, int port);
-/* Any family, with SO_RCVBUF rcvbuf (> 0) set before the connect. */
-int e2e_conn_open_ex(e2e_conn_t *c, int family, int port, int rcvbuf);
+/* Any family, with SO_RCVBUF rcvbuf (> 0) set before the connect, within
+ * timeout_ms. */
+int e2e_conn_open_ex(e2e_conn_t *c, int family, int port, int rcvbuf, int timeout_ms);
 /* Closes the socket and frees the buffer; fd < 0 is fine. */
 void e2e_conn_close(e2e_conn_t *c);
 /* Closes with SO_LINGER 0: the kernel sends a reset. */

@@ -26,20 +26,6 @@ int e2e_wait_atomic(atomic_int *v, int want, int timeout_ms)
     return cur;
 }
 
-void e2e_fill_pattern(void *buf, size_t len, uint32_t seed)
-{
-    unsigned char *p = buf;
-    uint32_t x = seed ? seed : 0x9e3779b9u;
-    for (size_t i = 0; i < len; i++) {
-        if ((i & 3) == 0) {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-        }
-        p[i] = (unsigned char)(x >> ((i & 3) * 8));
-    }
-}
-
 /* ---------------------------------------------------------------- server */
 
 void config(appsrv_config_t *cfg)

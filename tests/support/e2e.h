@@ -92,6 +92,4 @@ int e2e_server_stop(e2e_server_t *s, int timeout_ms);
 /* Waits (poll-based, at most timeout_ms) until *v >= want. Returns the
  * last value seen. */
 int e2e_wait_atomic(atomic_int *v, int want, int timeout_ms);
-/* A deterministic, non-periodic byte pattern for body checks. */
-void e2e_fill_pattern(void *buf, size_t len, uint32_t seed);
 #endif /* APPSRV_TEST_E2E_H */

@@ -56,7 +56,7 @@ void open_conn(e2e_conn_t *c, int port)
 
 void open_conn_rcvbuf(e2e_conn_t *c, int port, int rcvbuf)
 {
-    int rc = e2e_conn_open_ex(c, AF_INET, port, rcvbuf);
+    int rc = e2e_conn_open_ex(c, AF_INET, port, rcvbuf, 2000);
     cr_assert_eq(rc, 0, "connect to port %d: %s", port, appsrv_strerror(rc));
 }
 

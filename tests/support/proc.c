@@ -73,6 +73,20 @@ int e2e_slow_factor(void)
     return e2e_valgrind() ? 10 : UNDER_ASAN ? 3 : 1;
 }
 
+void e2e_fill_pattern(void *buf, size_t len, uint32_t seed)
+{
+    unsigned char *p = buf;
+    uint32_t x = seed ? seed : 0x9e3779b9u;
+    for (size_t i = 0; i < len; i++) {
+        if ((i & 3) == 0) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+        }
+        p[i] = (unsigned char)(x >> ((i & 3) * 8));
+    }
+}
+
 /* --------------------------------------------------------- fd/RSS probe */
 
 static int count_dir(const char *path)

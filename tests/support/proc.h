@@ -29,6 +29,8 @@ bool e2e_under_asan(void);
 /* How much looser timing bounds get: 10 under valgrind, 3 under ASan,
  * else 1 (everything runs that many times slower). */
 int e2e_slow_factor(void);
+/* A deterministic, non-periodic byte pattern for body checks. */
+void e2e_fill_pattern(void *buf, size_t len, uint32_t seed);
 
 /* --------------------------------------------------------- fd/RSS probe */
 
