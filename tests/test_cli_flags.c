@@ -166,9 +166,7 @@ Test(cli, max_body_limits_echo, .timeout = TMO)
               "17 bytes over --max-body 16: \"%s\"", r.status_line);
     resp_free(&r);
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, head_timeout_gives_408, .timeout = TMO)
@@ -184,9 +182,7 @@ Test(cli, head_timeout_gives_408, .timeout = TMO)
     resp_free(&r);
     conn_expect_close(&c, deadline(5000), "after 408");
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, idle_timeout_closes_keepalive, .timeout = TMO)
@@ -204,9 +200,7 @@ Test(cli, idle_timeout_closes_keepalive, .timeout = TMO)
     cr_assert_geq(now_ms() - t0, 500, "closed after %lld ms, before the 1 s idle timeout",
                   (long long)(now_ms() - t0));
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 /* SPEC §4: connections beyond the cap are refused promptly (503 or close). */
@@ -240,7 +234,5 @@ Test(cli, max_conns_refuses_extra, .timeout = TMO)
     expect_resp(&r, "HTTP/1.1 200 OK", "text/plain", "Hello, World!", 13, "first connection");
     resp_free(&r);
     conn_close(&a);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }

@@ -67,9 +67,7 @@ Test(cli, http_get_health, .timeout = TMO)
     expect_resp(&r, "HTTP/1.1 200 OK", "text/plain", "OK", 2, "second GET /health");
     resp_free(&r);
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_get_plaintext, .timeout = TMO)
@@ -77,9 +75,7 @@ Test(cli, http_get_plaintext, .timeout = TMO)
     srv_t s;
     srv_start(&s, NULL);
     http_check(&s, "GET", "/plaintext", "HTTP/1.1 200 OK", "text/plain", "Hello, World!");
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_get_json, .timeout = TMO)
@@ -88,9 +84,7 @@ Test(cli, http_get_json, .timeout = TMO)
     srv_start(&s, NULL);
     http_check(&s, "GET", "/json", "HTTP/1.1 200 OK", "application/json",
                "{\"message\":\"Hello, World!\"}");
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_post_echo_with_content_type, .timeout = TMO)
@@ -103,9 +97,7 @@ Test(cli, http_post_echo_with_content_type, .timeout = TMO)
     echo_check(&s, "POST", "application/x-test; charset=binary", body, sizeof(body),
                "application/x-test; charset=binary");
     echo_check(&s, "POST", "text/plain", "hello\r\n\r\nworld", 14, "text/plain");
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_put_echo_with_content_type, .timeout = TMO)
@@ -116,9 +108,7 @@ Test(cli, http_put_echo_with_content_type, .timeout = TMO)
     e2e_fill_pattern(body, sizeof(body), 7);
     echo_check(&s, "PUT", "image/png", body, sizeof(body), "image/png");
     echo_check(&s, "PUT", "application/json", "{\"a\":1}", 7, "application/json");
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_echo_default_content_type, .timeout = TMO)
@@ -127,9 +117,7 @@ Test(cli, http_echo_default_content_type, .timeout = TMO)
     srv_start(&s, NULL);
     echo_check(&s, "POST", NULL, "no type\0here", 12, "application/octet-stream");
     echo_check(&s, "PUT", NULL, "put without type", 16, "application/octet-stream");
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_echo_empty_body, .timeout = TMO)
@@ -138,9 +126,7 @@ Test(cli, http_echo_empty_body, .timeout = TMO)
     srv_start(&s, NULL);
     echo_check(&s, "POST", NULL, "", 0, "application/octet-stream");
     echo_check(&s, "PUT", "text/plain", "", 0, "text/plain");
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 /* SPEC §5: "with the request's Content-Type" - whatever its length. */
@@ -153,9 +139,7 @@ Test(cli, http_echo_long_content_type, .timeout = TMO)
     memset(ct + n, 'a', 600);
     ct[n + 600] = '\0';
     echo_check(&s, "POST", ct, "body", 4, ct);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_echo_chunked_body, .timeout = TMO)
@@ -175,9 +159,7 @@ Test(cli, http_echo_chunked_body, .timeout = TMO)
                 "chunked POST /echo");
     resp_free(&r);
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_post_echo_1mib_byte_exact, .timeout = TMO_BIG)
@@ -189,9 +171,7 @@ Test(cli, http_post_echo_1mib_byte_exact, .timeout = TMO_BIG)
     e2e_fill_pattern(body, n, 42);
     echo_check(&s, "POST", "application/octet-stream", body, n, "application/octet-stream");
     tfree(body);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_get_echo_query_decoding, .timeout = TMO)
@@ -224,9 +204,7 @@ Test(cli, http_get_echo_query_decoding, .timeout = TMO)
         resp_free(&r);
     }
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 #define GET_CLI(target) "GET " target " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -244,9 +222,7 @@ Test(cli, http_get_echo_without_msg_is_400, .timeout = TMO)
     srv_t s;
     srv_start(&s, NULL);
     E2E_EXPECT_TABLE(s.http_port, rows, NULL);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 /* Allow must be exactly ", "-separated methods, each once, the set want. */
@@ -320,9 +296,7 @@ Test(cli, http_known_path_other_method_is_405, .timeout = TMO)
     cr_assert_str_eq(allow, "GET, HEAD");
     resp_free(&r);
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, http_unknown_path_is_404, .timeout = TMO)
@@ -352,9 +326,7 @@ Test(cli, http_unknown_path_is_404, .timeout = TMO)
     srv_t s;
     srv_start(&s, NULL);
     E2E_EXPECT_TABLE(s.http_port, rows, NULL);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 /*
@@ -411,9 +383,7 @@ Test(cli, http_head_like_get_without_body, .timeout = TMO)
     cr_assert_str_eq(cl, "27");
     resp_free(&r);
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 static bool find_curl(char *out, size_t cap)
@@ -495,9 +465,7 @@ Test(cli, curl_get_plaintext, .timeout = TMO)
     run_curl(&r, curl, NULL, url);
     expect_curl(&r, "HTTP/1.1 200 OK", "text/plain", "Hello, World!", 13, "13");
     run_free(&r);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 /* --data-binary from a file over 1 KiB: curl also sends
@@ -544,9 +512,7 @@ Test(cli, curl_post_echo_data_binary, .timeout = TMO)
     expect_curl(&r, "HTTP/1.1 200 OK", "application/x-www-form-urlencoded", "a=1&b=two", 9, "9");
     run_free(&r);
     tfree(body);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, curl_head, .timeout = TMO)
@@ -562,7 +528,5 @@ Test(cli, curl_head, .timeout = TMO)
     run_curl(&r, curl, (const char *const[]){"-I", NULL}, url);
     expect_curl(&r, "HTTP/1.1 200 OK", "application/json", "", 0, "27");
     run_free(&r);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }

@@ -37,9 +37,7 @@ Test(cli, line_ping, .timeout = TMO)
     line_check(&c, "PING\r\n", "200 OK PONG\n");
     line_check(&c, "PING\n", "200 OK PONG\n");
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, line_echo, .timeout = TMO)
@@ -53,9 +51,7 @@ Test(cli, line_echo, .timeout = TMO)
     line_check(&c, "ECHO  two  spaces \r\n", "200 OK  two  spaces \n");
     line_check(&c, "ECHO PING\r\n", "200 OK PING\n");
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, line_quit_then_close, .timeout = TMO)
@@ -69,9 +65,7 @@ Test(cli, line_quit_then_close, .timeout = TMO)
     int err = conn_expect_close(&c, deadline(5000), "after QUIT");
     cr_assert_eq(err, 0, "after QUIT: reset (%s) instead of a clean EOF", strerror(err));
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, line_empty_is_400, .timeout = TMO)
@@ -84,9 +78,7 @@ Test(cli, line_empty_is_400, .timeout = TMO)
     line_check(&c, "\n", "400 Bad Request\n");
     line_check(&c, "PING\r\n", "200 OK PONG\n"); /* still open */
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, line_unknown_is_404, .timeout = TMO)
@@ -100,9 +92,7 @@ Test(cli, line_unknown_is_404, .timeout = TMO)
     line_check(&c, "GET / HTTP/1.1\r\n", "404 Not Found\n");
     line_check(&c, "PING\r\n", "200 OK PONG\n"); /* still open */
     conn_close(&c);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 /* 64 KiB of line is fine; one byte more is 413 and the close. */
@@ -132,9 +122,7 @@ Test(cli, line_limit_boundary, .timeout = TMO)
     conn_close(&c);
     tfree(got);
     tfree(line);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 /* A line far over the limit: 413 arrives before the close, even though the
@@ -167,9 +155,7 @@ Test(cli, line_too_long_is_413_then_close, .timeout = TMO)
     conn_expect_close(&c, deadline(5000), "after 413 (no newline)");
     conn_close(&c);
     tfree(line);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }
 
 Test(cli, line_pipelined_in_order, .timeout = TMO_BIG)
@@ -227,7 +213,5 @@ Test(cli, line_pipelined_in_order, .timeout = TMO_BIG)
     conn_close(&c);
     tfree(req);
     tfree(want);
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }

@@ -345,7 +345,5 @@ Test(cli, ipv6_host, .timeout = TMO)
     /* -H short form too */
     srv_start_at(&s, AF_INET6, "[::1]", (const char *const[]){"-H", "::1", NULL});
     http_check(&s, "GET", "/health", "HTTP/1.1 200 OK", "text/plain", "OK");
-    srv_stop(&s);
-    srv_free(&s);
-    assert_all_released();
+    srv_finish(&s);
 }

@@ -134,8 +134,7 @@ Test(e2e_deferred, completed_from_host_thread, .timeout = 30)
     cr_assert_eq(atomic_load(&t->host.view_bad), 0, "request views changed before finish");
     cr_assert_eq(atomic_load(&t->cancels), 0, "cancel callback without a cancel");
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, large_body_from_host_thread, .timeout = 30)
@@ -163,8 +162,7 @@ Test(e2e_deferred, large_body_from_host_thread, .timeout = 30)
     e2e_resp_free(&r);
     e2e_conn_close(&c);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, pipelined_behind_deferred_in_order, .timeout = 30)
@@ -217,8 +215,7 @@ Test(e2e_deferred, pipelined_behind_deferred_in_order, .timeout = 30)
     cr_assert_eq(atomic_load(&t->host.ok), 4);
     cr_assert_eq(atomic_load(&t->host.view_bad), 0, "request views changed while pipelined");
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, thousand_delayed_while_fast_stay_fast, .timeout = 180)
@@ -304,8 +301,7 @@ Test(e2e_deferred, thousand_delayed_while_fast_stay_fast, .timeout = 180)
     cr_assert_eq(atomic_load(&t->host.ok), n);
     cr_assert_eq(atomic_load(&t->cancels), 0);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, stop_waits_for_deferred_response, .timeout = 30)
@@ -340,8 +336,7 @@ Test(e2e_deferred, stop_waits_for_deferred_response, .timeout = 30)
     wait_count(&t->host.ran, 1, RD, "host job");
     cr_assert_eq(atomic_load(&t->host.ok), 1);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, stop_cancels_deferred_after_drain_timeout, .timeout = 30)
@@ -376,8 +371,7 @@ Test(e2e_deferred, stop_cancels_deferred_after_drain_timeout, .timeout = 30)
     cr_assert_geq(extra, 0, "connection still open after run returned");
     e2e_conn_close(&c);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, line_deferred_pipelined_in_order, .timeout = 30)
@@ -412,8 +406,7 @@ Test(e2e_deferred, line_deferred_pipelined_in_order, .timeout = 30)
     cr_assert_eq(atomic_load(&t->host.ok), 3);
     cr_assert_eq(atomic_load(&t->host.view_bad), 0, "line views changed while deferred");
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, line_deferred_client_gone, .timeout = 30)
@@ -442,8 +435,7 @@ Test(e2e_deferred, line_deferred_client_gone, .timeout = 30)
     cr_assert_str_eq(line, "200 OK PONG");
     e2e_conn_close(&c);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, line_response_timeout_503, .timeout = 30)
@@ -469,6 +461,5 @@ Test(e2e_deferred, line_response_timeout_503, .timeout = 30)
     wait_count(&t->host.ran, 1, RD, "host");
     cr_assert_eq(atomic_load(&t->slots[1].rc), APPSRV_ECANCELED);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }

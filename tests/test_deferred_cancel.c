@@ -142,8 +142,7 @@ Test(e2e_deferred, cancel_on_client_disconnect, .timeout = 30)
     e2e_resp_free(&r);
     e2e_conn_close(&c);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /*
@@ -215,8 +214,7 @@ Test(e2e_deferred, client_gone_before_completion_no_use_after_free, .timeout = 6
     e2e_resp_free(&r);
     e2e_conn_close(&c);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /*
@@ -346,8 +344,7 @@ Test(e2e_deferred, stop_waits_for_host_after_client_gone, .timeout = 30)
     cr_assert_eq(s.run_rc, 0);
     cr_assert_eq(atomic_load(&t->host.canceled), 1);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, response_timeout_503_then_send_ecanceled, .timeout = 30)
@@ -375,8 +372,7 @@ Test(e2e_deferred, response_timeout_503_then_send_ecanceled, .timeout = 30)
                  atomic_load(&t->slots[1].rc));
     cr_assert_eq(atomic_load(&t->slots[1].cancels), 1);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /*
@@ -512,6 +508,5 @@ Test(e2e_deferred, response_timeout_not_applied_to_started_stream, .timeout = 30
     cr_assert_eq(atomic_load(&p.end_rc), 0);
     cr_assert_eq(atomic_load(&t->cancels), 0);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }

@@ -157,8 +157,7 @@ Test(e2e_http, get_text, .timeout = 30)
     cr_assert(when >= now - 5 && when <= now + 1, "Date '%s' is %lld s off",
               e2e_resp_header(&r, "Date"), (long long)(when - now));
     e2e_resp_free(&r);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, request_accessors, .timeout = 30)
@@ -178,8 +177,7 @@ Test(e2e_http, request_accessors, .timeout = 30)
     roundtrip(s.port, "GET /info/q? HTTP/1.1\r\nHost: x\r\n\r\n", &r, 0);
     check_body(&r, "GET|/info/q?|/info/q||1|1");
     e2e_resp_free(&r);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, head_served_by_get_handler, .timeout = 30)
@@ -208,9 +206,7 @@ Test(e2e_http, head_served_by_get_handler, .timeout = 30)
     cr_assert_eq(atomic_load(&calls), 2);
     e2e_resp_free(&h);
     e2e_resp_free(&g);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, not_found_404, .timeout = 30)
@@ -233,9 +229,7 @@ Test(e2e_http, not_found_404, .timeout = 30)
     read_resp(&c, &r, 0);
     check_hello(&r);
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, method_not_allowed_405_allow, .timeout = 30)
@@ -269,9 +263,7 @@ Test(e2e_http, method_not_allowed_405_allow, .timeout = 30)
     read_resp(&c, &r, 0);
     check_hello(&r);
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, route_params_and_star, .timeout = 30)
@@ -310,9 +302,7 @@ Test(e2e_http, route_params_and_star, .timeout = 30)
     read_resp(&c, &r, 0);
     check_status(&r, 404, "Not Found");
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, query_params_decoded, .timeout = 30)
@@ -333,8 +323,7 @@ Test(e2e_http, query_params_decoded, .timeout = 30)
              -ENOSPC);
     check_body(&r, want);
     e2e_resp_free(&r);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, headers_case_insensitive_count_at, .timeout = 30)
@@ -361,8 +350,7 @@ Test(e2e_http, headers_case_insensitive_count_at, .timeout = 30)
                    "X-Dup=[1]\n"
                    "absent=NULL\n");
     e2e_resp_free(&r);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, peer_address, .timeout = 30)
@@ -384,9 +372,7 @@ Test(e2e_http, peer_address, .timeout = 30)
     check_status(&r, 200, "OK");
     check_body(&r, want);
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, printf_body, .timeout = 30)
@@ -429,9 +415,7 @@ Test(e2e_http, leading_crlf_and_absolute_form, .timeout = 30)
     check_status(&r, 200, "OK");
     check_body(&r, "GET|http://example.com/info/abs?q=1|/info/abs|q=1|1|1");
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, head_of_unknown_path_has_no_body, .timeout = 30)
@@ -457,9 +441,7 @@ Test(e2e_http, head_of_unknown_path_has_no_body, .timeout = 30)
     read_resp(&c, &r, 0);
     check_hello(&r);
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, http1x_minor_served_as_11, .timeout = 30)
@@ -473,8 +455,7 @@ Test(e2e_http, http1x_minor_served_as_11, .timeout = 30)
     check_status(&r, 200, "OK");
     check_body(&r, "GET|/info/v|/info/v|NULL|1|1");
     e2e_resp_free(&r);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_api, server_new_threads_zero_einval, .timeout = 10)

@@ -45,9 +45,7 @@ Test(e2e_http, post_content_length_body, .timeout = 30)
     check_std(&r);
     check_body(&r, "hello world");
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, post_5mib_roundtrip_exact, .timeout = 60)
@@ -78,9 +76,7 @@ Test(e2e_http, post_5mib_roundtrip_exact, .timeout = 60)
         e2e_resp_free(&r);
     }
     free(body);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, chunked_upload_extensions_trailers, .timeout = 30)
@@ -107,9 +103,7 @@ Test(e2e_http, chunked_upload_extensions_trailers, .timeout = 30)
     read_resp(&c, &r, 0);
     check_body(&r, "seq=5");
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, chunked_body_many_small_sends, .timeout = 60)
@@ -158,9 +152,7 @@ Test(e2e_http, chunked_body_many_small_sends, .timeout = 60)
     (void)hlen;
     free(body);
     free(wire);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, expect_100_continue_accepted, .timeout = 30)
@@ -194,9 +186,7 @@ Test(e2e_http, expect_100_continue_accepted, .timeout = 30)
     check_status(&r, 200, "OK");
     check_body(&r, "ok");
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, expect_100_continue_refused_unknown_path, .timeout = 30)
@@ -217,9 +207,7 @@ Test(e2e_http, expect_100_continue_refused_unknown_path, .timeout = 30)
     /* The body was never read: the server closes rather than parse it as
      * the next request. */
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, expect_100_not_sent_when_body_already_here, .timeout = 30)
@@ -243,9 +231,7 @@ Test(e2e_http, expect_100_not_sent_when_body_already_here, .timeout = 30)
     check_body(&r, "seq=1");
     e2e_resp_free(&r);
     cr_assert(e2e_still_open(&c, 100));
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, expect_100_ignored_for_http10, .timeout = 30)
@@ -265,9 +251,7 @@ Test(e2e_http, expect_100_ignored_for_http10, .timeout = 30)
     check_body(&r, "hello");
     e2e_resp_free(&r);
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, client_reset_mid_body_server_survives, .timeout = 30)
@@ -325,9 +309,7 @@ Test(e2e_http, half_close_after_request_gets_response, .timeout = 30)
     check_body(&r, "abc");
     e2e_resp_free(&r);
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, half_close_with_big_response, .timeout = 30)

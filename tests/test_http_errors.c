@@ -153,8 +153,7 @@ Test(e2e_http, err_table_default_limits, .timeout = 90)
     E2E_EXPECT_TABLE(s.port, big, &hello_probe);
     free(r414);
     free(r431);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, err_431_too_many_header_fields, .timeout = 30)
@@ -172,8 +171,7 @@ Test(e2e_http, err_431_too_many_header_fields, .timeout = 30)
          true, "5 are not", NULL, NULL},
     };
     E2E_EXPECT_TABLE(s.port, rows, NULL);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, expect_100_continue_refused_too_large, .timeout = 30)
@@ -189,8 +187,7 @@ Test(e2e_http, expect_100_continue_refused_too_large, .timeout = 30)
                       "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                       "Content-Length: 5000\r\n\r\n",
                       413, true);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, limits_exact_boundaries, .timeout = 30)
@@ -247,8 +244,7 @@ Test(e2e_http, limits_exact_boundaries, .timeout = 30)
                  "32\r\n%.50s\r\n33\r\n%.51s\r\n0\r\n\r\n",
                  body, body);
     expect_error(s.port, req, (size_t)k, 413, "Payload Too Large");
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, body_too_large_content_length_413, .timeout = 30)
@@ -277,8 +273,7 @@ Test(e2e_http, body_too_large_content_length_413, .timeout = 30)
     e2e_resp_free(&r);
     e2e_conn_close(&c);
     free(req);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_http, body_too_large_chunked_413, .timeout = 30)
@@ -299,8 +294,7 @@ Test(e2e_http, body_too_large_chunked_413, .timeout = 30)
     }
     n += sprintf(req + n, "0\r\n\r\n");
     expect_error(s.port, req, (size_t)n, 413, "Payload Too Large");
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /* Returns true when a request on a new connection got 200. */
@@ -369,6 +363,5 @@ Test(e2e_http, max_conns_refused_then_served, .timeout = 30)
     }
     cr_assert(served, "no new connection served after one closed");
     e2e_conn_close(&c2);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }

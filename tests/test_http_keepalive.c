@@ -105,9 +105,7 @@ Test(e2e_http, keep_alive_three_requests, .timeout = 30)
         e2e_resp_free(&r);
     }
     cr_assert(e2e_still_open(&c, 100));
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, http10_closes_by_default, .timeout = 30)
@@ -126,9 +124,7 @@ Test(e2e_http, http10_closes_by_default, .timeout = 30)
         cr_assert_str_eq(conn, "close");
     e2e_resp_free(&r);
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, http10_keep_alive_requested, .timeout = 30)
@@ -148,9 +144,7 @@ Test(e2e_http, http10_keep_alive_requested, .timeout = 30)
         e2e_resp_free(&r);
     }
     cr_assert(e2e_still_open(&c, 100));
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, http11_connection_close, .timeout = 30)
@@ -170,9 +164,7 @@ Test(e2e_http, http11_connection_close, .timeout = 30)
     cr_assert_str_eq(e2e_resp_header(&r, "Connection"), "close");
     e2e_resp_free(&r);
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, connection_header_token_lists, .timeout = 30)
@@ -200,9 +192,7 @@ Test(e2e_http, connection_header_token_lists, .timeout = 30)
     cr_assert_str_eq(e2e_resp_header(&r, "Connection"), "close");
     e2e_resp_free(&r);
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, pipeline_100_in_order, .timeout = 30)
@@ -232,9 +222,7 @@ Test(e2e_http, pipeline_100_in_order, .timeout = 30)
         e2e_resp_free(&r);
     }
     cr_assert(e2e_still_open(&c, 100));
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, pipeline_mixed_get_post, .timeout = 30)
@@ -287,9 +275,7 @@ Test(e2e_http, pipeline_mixed_get_post, .timeout = 30)
     check_body(&r, "seq=3");
     e2e_resp_free(&r);
     cr_assert(e2e_still_open(&c, 100));
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 /*
@@ -479,9 +465,7 @@ Test(e2e_http, pipeline_after_large_bodies, .timeout = 60)
     e2e_resp_free(&r);
     free(body);
     free(wire);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, pipeline_error_answers_earlier_then_closes, .timeout = 30)
@@ -507,9 +491,7 @@ Test(e2e_http, pipeline_error_answers_earlier_then_closes, .timeout = 30)
     cr_assert_str_eq(e2e_resp_header(&r, "Connection"), "close");
     e2e_resp_free(&r);
     expect_closed(&c, 3000); /* seq/3 is never answered */
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, multi_threaded_server_concurrent_clients, .timeout = 60)
@@ -535,6 +517,5 @@ Test(e2e_http, multi_threaded_server_concurrent_clients, .timeout = 60)
     for (int i = 0; i < NCLIENTS; i++)
         cr_assert_eq(m[i].ok, PER, "client %d: %d ok; %s", i, m[i].ok, m[i].msg);
     cr_assert_eq(total, NCLIENTS * PER);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }

@@ -234,9 +234,7 @@ Test(e2e_http, handler_error_500_connection_usable, .timeout = 30)
     read_resp(&c, &r, 0);
     check_hello(&r);
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, handler_without_status_500, .timeout = 30)
@@ -256,9 +254,7 @@ Test(e2e_http, handler_without_status_500, .timeout = 30)
     read_resp(&c, &r, 0);
     check_hello(&r);
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, add_header_rejects_injection_and_managed, .timeout = 30)

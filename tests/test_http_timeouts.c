@@ -113,9 +113,7 @@ Test(e2e_http, keep_alive_partial_second_head_408, .timeout = 30)
     cr_assert_str_eq(e2e_resp_header(&r, "Connection"), "close");
     e2e_resp_free(&r);
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, body_read_stall_closes, .timeout = 30)
@@ -140,9 +138,7 @@ Test(e2e_http, body_read_stall_closes, .timeout = 30)
         cr_assert(len >= sizeof(st408) - 1 && memcmp(got, st408, sizeof(st408) - 1) == 0,
                   "unexpected answer to a stalled body: '%.*s'", (int)(len < 64 ? len : 64), got);
     free(got);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 /* Regression (review of issue 3): the keep-alive idle deadline kept the
@@ -174,9 +170,7 @@ Test(e2e_http, issue_3_idle_timeout_restarts_after_each_response, .timeout = 30)
     }
     /* Idle for real now: closed after the timeout, silently. */
     cr_assert_geq(e2e_wait_closed(&c, 5000), 0, "an idle connection was not closed");
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, silent_client_gets_head_timeout, .timeout = 30)
@@ -197,9 +191,7 @@ Test(e2e_http, silent_client_gets_head_timeout, .timeout = 30)
     if (len > 0)
         cr_assert(len >= sizeof(st408) - 1 && memcmp(got, st408, sizeof(st408) - 1) == 0);
     free(got);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, err_408_head_timeout, .timeout = 30)
@@ -221,9 +213,7 @@ Test(e2e_http, err_408_head_timeout, .timeout = 30)
     cr_assert_str_eq(e2e_resp_header(&r, "Connection"), "close");
     e2e_resp_free(&r);
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, head_timeout_counts_from_first_byte_not_per_byte, .timeout = 30)
@@ -256,9 +246,7 @@ Test(e2e_http, head_timeout_counts_from_first_byte_not_per_byte, .timeout = 30)
     check_status(&r, 408, "Request Timeout");
     e2e_resp_free(&r);
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, idle_keep_alive_timeout_silent_close, .timeout = 30)
@@ -279,9 +267,7 @@ Test(e2e_http, idle_keep_alive_timeout_silent_close, .timeout = 30)
     e2e_resp_free(&r);
     /* Idle: closed without a 408 (nothing was asked). */
     expect_closed(&c, 5000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_http, slow_reader_does_not_block_others, .timeout = 90)

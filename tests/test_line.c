@@ -98,9 +98,7 @@ Test(e2e_line, ping_and_body, .timeout = 30)
     send_str(&c, "INFO a b\n");
     expect_line(&c, "201 Made proto=2 method=INFO path=INFO body=[a b]");
     cr_assert(e2e_still_open(&c, 100));
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_line, unknown_word_404_empty_400, .timeout = 30)
@@ -120,9 +118,7 @@ Test(e2e_line, unknown_word_404_empty_400, .timeout = 30)
     expect_line(&c, "400 Bad Request");
     send_str(&c, "PING\n"); /* still usable */
     expect_line(&c, "200 OK PONG");
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_line, crlf_endings, .timeout = 30)
@@ -136,9 +132,7 @@ Test(e2e_line, crlf_endings, .timeout = 30)
     expect_line(&c, "200 OK PONG");
     send_str(&c, "ECHO a\r\n");
     expect_line(&c, "200 OK a");
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_line, pipelined_in_order, .timeout = 30)
@@ -163,9 +157,7 @@ Test(e2e_line, pipelined_in_order, .timeout = 30)
     expect_line(&c, "404 Not Found");
     expect_line(&c, "400 Bad Request");
     expect_line(&c, "200 OK end");
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_line, byte_by_byte, .timeout = 30)
@@ -179,9 +171,7 @@ Test(e2e_line, byte_by_byte, .timeout = 30)
     cr_assert_eq(e2e_send_pieces(&c, msg, strlen(msg), 1), 0);
     expect_line(&c, "200 OK one two");
     expect_line(&c, "200 OK PONG");
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_line, max_conns_refused, .timeout = 30)
@@ -207,8 +197,7 @@ Test(e2e_line, max_conns_refused, .timeout = 30)
     send_str(&c1, "PING\n");
     expect_line(&c1, "200 OK PONG");
     e2e_conn_close(&c1);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_line, line_too_long_413_then_close, .timeout = 30)
@@ -246,9 +235,7 @@ Test(e2e_line, line_too_long_413_then_close, .timeout = 30)
     char want[128];
     snprintf(want, sizeof(want), "200 OK %.59s", line + 5);
     expect_line(&c, want);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_line, body_with_newline_500, .timeout = 30)
@@ -262,9 +249,7 @@ Test(e2e_line, body_with_newline_500, .timeout = 30)
     expect_line(&c, "500 Internal Server Error");
     expect_line(&c, "500 Internal Server Error");
     expect_line(&c, "200 OK PONG");
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_line, res_close_closes_after_reply, .timeout = 30)
@@ -278,9 +263,7 @@ Test(e2e_line, res_close_closes_after_reply, .timeout = 30)
     expect_line(&c, "200 OK PONG");
     expect_line(&c, "200 OK BYE");
     expect_closed(&c, 3000);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }
 
 Test(e2e_line, stop_closes_idle_line_connections, .timeout = 30)
@@ -321,7 +304,5 @@ Test(e2e_line, http_and_line_on_one_server, .timeout = 30)
     roundtrip(s.port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r, 0);
     check_hello(&r);
     e2e_resp_free(&r);
-    e2e_conn_close(&c);
-    stop_srv(&s);
-    expect_fds(fds0);
+    close_and_stop(&c, &s, fds0);
 }

@@ -207,8 +207,7 @@ Test(e2e_deferred, sse_events_framed, .timeout = 30)
     cr_assert_eq(atomic_load(&sj.bad), 0);
     cr_assert_eq(atomic_load(&sj.end_rc), 0);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, sse_heartbeat_when_idle, .timeout = 30)
@@ -252,8 +251,7 @@ Test(e2e_deferred, sse_heartbeat_when_idle, .timeout = 30)
     e2e_conn_close(&c);
     wait_count(&t->host.ran, 1, RD, "event source");
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /*
@@ -304,8 +302,7 @@ Test(e2e_deferred, sse_heartbeat_with_stalled_reader_keeps_worker_alive, .timeou
     cr_assert_eq(atomic_load(&t->host.ok), 1);
     tctx_free(t);
     prod_destroy(&p);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /*
@@ -358,6 +355,5 @@ Test(e2e_deferred, sse_end_while_heartbeat_due, .timeout = 60)
     }
     e2e_conn_close(&b);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }

@@ -239,8 +239,7 @@ Test(e2e_deferred, stream_chunked_then_keep_alive, .timeout = 30)
     cr_assert_eq(atomic_load(&p.write_bad), 0, "appsrv_res_write failed");
     cr_assert_eq(atomic_load(&p.end_rc), 0);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, stream_begun_on_host_thread_pipelined_after, .timeout = 30)
@@ -274,8 +273,7 @@ Test(e2e_deferred, stream_begun_on_host_thread_pipelined_after, .timeout = 30)
                  atomic_load(&p.begin_rc));
     cr_assert_eq(atomic_load(&p.end_rc), 0);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /* HTTP/1.0 has no chunked coding: the body ends with the connection. */
@@ -317,8 +315,7 @@ Test(e2e_deferred, stream_http10_close_delimited, .timeout = 30)
     }
     cr_assert_eq(atomic_load(&t->host.ok), 2);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, stream_head_sends_headers_only, .timeout = 30)
@@ -354,8 +351,7 @@ Test(e2e_deferred, stream_head_sends_headers_only, .timeout = 30)
     cr_assert_eq(atomic_load(&p.write_bad), 0, "appsrv_res_write on a HEAD stream failed");
     cr_assert_eq(atomic_load(&p.end_rc), 0);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, state_errors, .timeout = 30)
@@ -416,8 +412,7 @@ Test(e2e_deferred, state_errors, .timeout = 30)
     expect_rcs(t, (const int[]){APPSRV_ESTATE, APPSRV_ESTATE, 0}, 3, "line stream");
     e2e_conn_close(&c);
     tctx_free(t);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /*
@@ -505,8 +500,7 @@ Test(e2e_deferred, backpressure_eagain_past_256k_then_drain, .timeout = 60)
     e2e_conn_close(&c);
     tctx_free(t);
     prod_destroy(&p);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /*
@@ -568,8 +562,7 @@ Test(e2e_deferred, stream_100mib_slow_reader_bounded_rss, .timeout = 180)
     e2e_conn_close(&c);
     tctx_free(t);
     prod_destroy(&p);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 Test(e2e_deferred, stream_client_gone_write_and_end_ecanceled, .timeout = 30)
@@ -601,8 +594,7 @@ Test(e2e_deferred, stream_client_gone_write_and_end_ecanceled, .timeout = 30)
     cr_assert_eq(atomic_load(&t->slots[0].cancels), 1);
     tctx_free(t);
     prod_destroy(&p);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /* A stream reader that stalls for good is cut after write_timeout_ms: the
@@ -630,8 +622,7 @@ Test(e2e_deferred, stalled_stream_reader_cut_after_write_timeout, .timeout = 40)
     e2e_conn_close(&c);
     tctx_free(t);
     prod_destroy(&p);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }
 
 /* A stop cuts an endless stream at the drain timeout. */
@@ -672,6 +663,5 @@ Test(e2e_deferred, stop_cancels_stream_after_drain_timeout, .timeout = 30)
     e2e_conn_close(&c);
     tctx_free(t);
     prod_destroy(&p);
-    stop_srv(&s);
-    expect_fds(fds0);
+    stop_and_check(&s, fds0);
 }

@@ -84,6 +84,8 @@ void srv_wait_ok(srv_t *s, const char *why);
 void srv_stop_sig(srv_t *s, int sig);
 void srv_stop(srv_t *s);
 void srv_free(srv_t *s);
+/* The usual end of a test: srv_stop(), srv_free(), assert_all_released(). */
+void srv_finish(srv_t *s);
 
 /* ------------------------------------------------------------ the client */
 

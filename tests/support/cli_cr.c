@@ -271,6 +271,13 @@ void srv_free(srv_t *s)
     e2e_proc_free(&s->proc);
 }
 
+void srv_finish(srv_t *s)
+{
+    srv_stop(s);
+    srv_free(s);
+    assert_all_released();
+}
+
 /* ------------------------------------------------------------ the client */
 
 void conn_open_host(conn_t *c, int family, int port, int rcvbuf)

@@ -29,6 +29,10 @@ void stop_srv(e2e_server_t *s);
 void stop_srv_within(e2e_server_t *s, int ms);
 /* The fd count is back at before (taken first thing in the test). */
 void expect_fds(int before);
+/* The usual end of a test: stop_srv(), then expect_fds(fds0); with c
+ * first closed for close_and_stop(). */
+void stop_and_check(e2e_server_t *s, int fds0);
+void close_and_stop(e2e_conn_t *c, e2e_server_t *s, int fds0);
 /* Polls (bounded) until *v >= want; fails the test otherwise. */
 void wait_count(atomic_int *v, int want, int timeout_ms, const char *what);
 

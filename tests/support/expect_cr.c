@@ -42,6 +42,18 @@ void expect_fds(int before)
     cr_assert_eq(now, before, "fd leak: %d open at start, %d at end", before, now);
 }
 
+void stop_and_check(e2e_server_t *s, int fds0)
+{
+    stop_srv(s);
+    expect_fds(fds0);
+}
+
+void close_and_stop(e2e_conn_t *c, e2e_server_t *s, int fds0)
+{
+    e2e_conn_close(c);
+    stop_and_check(s, fds0);
+}
+
 void wait_count(atomic_int *v, int want, int timeout_ms, const char *what)
 {
     int got = e2e_wait_atomic(v, want, timeout_ms);
