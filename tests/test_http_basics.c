@@ -211,11 +211,9 @@ Test(e2e_http, head_served_by_get_handler, .timeout = 30)
 
 Test(e2e_http, not_found_404, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     e2e_resp_t r;
     read_resp(&c, &r, 0);
@@ -398,11 +396,9 @@ Test(e2e_http, printf_body, .timeout = 30)
 
 Test(e2e_http, leading_crlf_and_absolute_form, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     /* RFC 9112 §2.2: empty lines before a request line are ignored;
      * §3.2.2: absolute-form targets are accepted. */
     send_str(&c, "\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n\r\n"
@@ -420,11 +416,9 @@ Test(e2e_http, leading_crlf_and_absolute_form, .timeout = 30)
 
 Test(e2e_http, head_of_unknown_path_has_no_body, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n"
                  "HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n"
                  "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -480,8 +474,7 @@ Test(e2e_api, server_new_threads_zero_einval, .timeout = 10)
 Test(e2e_api, run_without_listener_einval, .timeout = 10)
 {
     int fds0 = e2e_fd_count();
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     appsrv_server_t *srv = NULL;
     cr_assert_eq(appsrv_server_new(&srv, &cfg), 0);
     cr_assert_eq(appsrv_route(srv, "GET", "/a", h_dummy, NULL), 0);
@@ -494,8 +487,7 @@ Test(e2e_api, route_bad_pattern_einval, .timeout = 10)
 {
     int fds0 = e2e_fd_count();
     appsrv_server_t *srv = NULL;
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cr_assert_eq(appsrv_server_new(&srv, &cfg), 0);
     static const char *const bad[] = {"", "nolead", "/a/*/b", "/:/x", "/a b", "/a?b", "/a#b"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++)
@@ -518,8 +510,7 @@ Test(e2e_api, duplicate_route_eexist, .timeout = 10)
 {
     int fds0 = e2e_fd_count();
     appsrv_server_t *srv = NULL;
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cr_assert_eq(appsrv_server_new(&srv, &cfg), 0);
     cr_assert_eq(appsrv_route(srv, "GET", "/a", h_dummy, NULL), 0);
     cr_assert_eq(appsrv_route(srv, "GET", "/a", h_dummy, NULL), -EEXIST);

@@ -28,11 +28,9 @@
 
 Test(e2e_http, post_content_length_body, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     /* Head and body in separate sends, body split too. */
     send_str(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n");
     cr_assert(e2e_still_open(&c, 50));
@@ -81,11 +79,9 @@ Test(e2e_http, post_5mib_roundtrip_exact, .timeout = 60)
 
 Test(e2e_http, chunked_upload_extensions_trailers, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                  "Content-Type: text/plain\r\n\r\n"
                  "5;foo=bar\r\nhello\r\n"
@@ -157,11 +153,9 @@ Test(e2e_http, chunked_body_many_small_sends, .timeout = 60)
 
 Test(e2e_http, expect_100_continue_accepted, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                  "Content-Length: 11\r\n\r\n");
     e2e_resp_t r;
@@ -191,11 +185,9 @@ Test(e2e_http, expect_100_continue_accepted, .timeout = 30)
 
 Test(e2e_http, expect_100_continue_refused_unknown_path, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "POST /nope HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                  "Content-Length: 5\r\n\r\n");
     e2e_resp_t r;
@@ -212,11 +204,9 @@ Test(e2e_http, expect_100_continue_refused_unknown_path, .timeout = 30)
 
 Test(e2e_http, expect_100_not_sent_when_body_already_here, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     /* The body came with the head: a 100 would be a stray response. */
     send_str(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                  "Content-Length: 5\r\n\r\nhello"
@@ -236,11 +226,9 @@ Test(e2e_http, expect_100_not_sent_when_body_already_here, .timeout = 30)
 
 Test(e2e_http, expect_100_ignored_for_http10, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     /* RFC 9110 §10.1.1: a server MUST ignore 100-continue from HTTP/1.0. */
     send_str(&c, "POST /echo HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     cr_assert(e2e_still_open(&c, 200), "interim response sent to an HTTP/1.0 client");
@@ -292,11 +280,9 @@ Test(e2e_http, client_reset_mid_body_server_survives, .timeout = 30)
 
 Test(e2e_http, half_close_after_request_gets_response, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
                  "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
     cr_assert_eq(shutdown(c.fd, SHUT_WR), 0);

@@ -158,8 +158,7 @@ Test(e2e_http, err_table_default_limits, .timeout = 90)
 
 Test(e2e_http, err_431_too_many_header_fields, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.max_headers = 4;
     int fds0 = e2e_fd_count();
     e2e_server_t s;
@@ -176,8 +175,7 @@ Test(e2e_http, err_431_too_many_header_fields, .timeout = 30)
 
 Test(e2e_http, expect_100_continue_refused_too_large, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.max_body = 1024;
     int fds0 = e2e_fd_count();
     e2e_server_t s;
@@ -192,8 +190,7 @@ Test(e2e_http, expect_100_continue_refused_too_large, .timeout = 30)
 
 Test(e2e_http, limits_exact_boundaries, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.max_head = 256;
     cfg.max_target = 64;
     cfg.max_body = 100;
@@ -249,8 +246,7 @@ Test(e2e_http, limits_exact_boundaries, .timeout = 30)
 
 Test(e2e_http, body_too_large_content_length_413, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.max_body = 1024;
     int fds0 = e2e_fd_count();
     e2e_server_t s;
@@ -278,8 +274,7 @@ Test(e2e_http, body_too_large_content_length_413, .timeout = 30)
 
 Test(e2e_http, body_too_large_chunked_413, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.max_body = 1000;
     int fds0 = e2e_fd_count();
     e2e_server_t s;
@@ -316,8 +311,7 @@ static bool try_hello(int port)
 
 Test(e2e_http, max_conns_refused_then_served, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.max_conns = 2;
     int fds0 = e2e_fd_count();
     e2e_server_t s;

@@ -86,11 +86,9 @@ static void *mt_client_main(void *arg)
 
 Test(e2e_http, keep_alive_three_requests, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     for (int i = 0; i < 3; i++) {
         char req[128], body[32];
         snprintf(req, sizeof(req), "GET /seq/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
@@ -110,11 +108,9 @@ Test(e2e_http, keep_alive_three_requests, .timeout = 30)
 
 Test(e2e_http, http10_closes_by_default, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "GET /hello HTTP/1.0\r\n\r\n");
     e2e_resp_t r;
     read_resp(&c, &r, 0);
@@ -129,11 +125,9 @@ Test(e2e_http, http10_closes_by_default, .timeout = 30)
 
 Test(e2e_http, http10_keep_alive_requested, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     for (int i = 0; i < 2; i++) {
         send_str(&c, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         e2e_resp_t r;
@@ -149,11 +143,9 @@ Test(e2e_http, http10_keep_alive_requested, .timeout = 30)
 
 Test(e2e_http, http11_connection_close, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     /* The second request must not be answered. */
     send_str(&c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                  "GET /seq/2 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -197,11 +189,9 @@ Test(e2e_http, connection_header_token_lists, .timeout = 30)
 
 Test(e2e_http, pipeline_100_in_order, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     enum { N = 100 };
     char *all = malloc(N * 64);
     cr_assert_not_null(all);
@@ -227,11 +217,9 @@ Test(e2e_http, pipeline_100_in_order, .timeout = 30)
 
 Test(e2e_http, pipeline_mixed_get_post, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "GET /seq/1 HTTP/1.1\r\nHost: x\r\n\r\n"
                  "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/x-a\r\n"
                  "Content-Length: 5\r\n\r\nhello"
@@ -470,11 +458,9 @@ Test(e2e_http, pipeline_after_large_bodies, .timeout = 60)
 
 Test(e2e_http, pipeline_error_answers_earlier_then_closes, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "GET /seq/1 HTTP/1.1\r\nHost: x\r\n\r\n"
                  "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
                  "GET /seq/2 HTTP/1.1\r\nHost: x\r\nX-A : bad\r\n\r\n"
@@ -496,8 +482,7 @@ Test(e2e_http, pipeline_error_answers_earlier_then_closes, .timeout = 30)
 
 Test(e2e_http, multi_threaded_server_concurrent_clients, .timeout = 60)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.threads = 2;
     int fds0 = e2e_fd_count();
     e2e_server_t s;

@@ -217,11 +217,9 @@ Test(e2e_http, body_ref_freed_once_head, .timeout = 30)
 
 Test(e2e_http, handler_error_500_connection_usable, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "GET /fail HTTP/1.1\r\nHost: x\r\n\r\n");
     e2e_resp_t r;
     read_resp(&c, &r, 0);
@@ -239,11 +237,9 @@ Test(e2e_http, handler_error_500_connection_usable, .timeout = 30)
 
 Test(e2e_http, handler_without_status_500, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "GET /nostatus HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     e2e_resp_t r;
     read_resp(&c, &r, 0);

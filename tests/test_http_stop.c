@@ -36,11 +36,9 @@ static void on_sigusr1(int sig)
 
 static void stop_by_signal(bool to_server_thread)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     e2e_resp_t r;
     read_resp(&c, &r, 0);
@@ -68,8 +66,7 @@ static void stop_by_signal(bool to_server_thread)
 
 Test(e2e_http, graceful_stop_finishes_inflight_response, .timeout = 90)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.drain_timeout_ms = 30000; /* the drain must end on its own, early */
     int fds0 = e2e_fd_count();
     ref_ctx_t big;
@@ -140,11 +137,9 @@ Test(e2e_http, graceful_stop_finishes_inflight_response, .timeout = 90)
 
 Test(e2e_http, graceful_stop_finishes_request_with_partial_body, .timeout = 30)
 {
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, NULL);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, NULL, &c);
     send_str(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
     cr_assert(e2e_still_open(&c, 100)); /* lets the server read the head */
     e2e_server_request_stop(&s);
@@ -169,8 +164,7 @@ Test(e2e_http, graceful_stop_finishes_request_with_partial_body, .timeout = 30)
 Test(e2e_http, stop_before_run_returns_promptly, .timeout = 30)
 {
     int fds0 = e2e_fd_count();
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     appsrv_server_t *srv = NULL;
     cr_assert_eq(appsrv_server_new(&srv, &cfg), 0);
     cr_assert_gt(appsrv_listen_http(srv, "127.0.0.1", 0), 0);

@@ -93,15 +93,12 @@ static void *slow_reader_main(void *arg)
 
 Test(e2e_http, keep_alive_partial_second_head_408, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.head_timeout_ms = 300;
     cfg.idle_timeout_ms = 20000; /* the head timeout must apply, not this */
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, &cfg);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, &cfg, &c);
     send_str(&c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     e2e_resp_t r;
     read_resp(&c, &r, 0);
@@ -118,14 +115,11 @@ Test(e2e_http, keep_alive_partial_second_head_408, .timeout = 30)
 
 Test(e2e_http, body_read_stall_closes, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.idle_timeout_ms = 500;
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, &cfg);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, &cfg, &c);
     send_str(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
     /* The body never completes: the server gives up (a 408 or just the
      * close), never hangs on to the connection. */
@@ -147,14 +141,11 @@ Test(e2e_http, body_read_stall_closes, .timeout = 30)
  * request. The idle clock restarts with every answer. */
 Test(e2e_http, issue_3_idle_timeout_restarts_after_each_response, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.idle_timeout_ms = 600;
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, &cfg);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, &cfg, &c);
     /* 8 requests 200 ms apart: 1.4 s in all, over twice the idle timeout. */
     for (int i = 0; i < 8; i++) {
         char req[128], body[32];
@@ -175,8 +166,7 @@ Test(e2e_http, issue_3_idle_timeout_restarts_after_each_response, .timeout = 30)
 
 Test(e2e_http, silent_client_gets_head_timeout, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.head_timeout_ms = 300;
     int fds0 = e2e_fd_count();
     e2e_server_t s;
@@ -196,14 +186,11 @@ Test(e2e_http, silent_client_gets_head_timeout, .timeout = 30)
 
 Test(e2e_http, err_408_head_timeout, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.head_timeout_ms = 300;
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, &cfg);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, &cfg, &c);
     send_str(&c, "GET /hello HTTP/1.1\r\nHo");
     e2e_resp_t r;
     read_resp(&c, &r, 0); /* arrives after ~300 ms; RD bounds it */
@@ -219,14 +206,11 @@ Test(e2e_http, err_408_head_timeout, .timeout = 30)
 Test(e2e_http, head_timeout_counts_from_first_byte_not_per_byte, .timeout = 30)
 {
     /* A slow-loris head that keeps trickling bytes still gets its 408. */
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.head_timeout_ms = 300;
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, &cfg);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, &cfg, &c);
     const char *head =
         "GET /hello HTTP/1.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     int64_t t0 = e2e_now_ms();
@@ -251,15 +235,12 @@ Test(e2e_http, head_timeout_counts_from_first_byte_not_per_byte, .timeout = 30)
 
 Test(e2e_http, idle_keep_alive_timeout_silent_close, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.idle_timeout_ms = 500;
     cfg.head_timeout_ms = 300;
-    int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_base(&s, &cfg);
     e2e_conn_t c;
-    open_conn(&c, s.port);
+    int fds0 = start_base_conn(&s, &cfg, &c);
     send_str(&c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     e2e_resp_t r;
     read_resp(&c, &r, 0);
@@ -325,8 +306,7 @@ Test(e2e_http, slow_reader_does_not_block_others, .timeout = 90)
 
 Test(e2e_http, write_stall_timeout_closes, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.write_timeout_ms = 300;
     int fds0 = e2e_fd_count();
     ref_ctx_t big;

@@ -176,8 +176,7 @@ Test(e2e_line, byte_by_byte, .timeout = 30)
 
 Test(e2e_line, max_conns_refused, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.max_conns = 1;
     int fds0 = e2e_fd_count();
     e2e_server_t s;
@@ -202,8 +201,7 @@ Test(e2e_line, max_conns_refused, .timeout = 30)
 
 Test(e2e_line, line_too_long_413_then_close, .timeout = 30)
 {
-    appsrv_config_t cfg;
-    config(&cfg);
+    appsrv_config_t cfg = base_cfg();
     cfg.max_line = 64;
     int fds0 = e2e_fd_count();
     e2e_server_t s;

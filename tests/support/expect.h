@@ -24,6 +24,9 @@
 void start_base(e2e_server_t *s, const appsrv_config_t *cfg);
 void start_srv(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes, size_t n,
                unsigned listeners);
+/* The usual start of a test: the fd count first (returned), then
+ * start_base() and c connected to it. */
+int start_base_conn(e2e_server_t *s, const appsrv_config_t *cfg, e2e_conn_t *c);
 /* Stop, join (STOP_MS, or ms) and free; run must have returned 0. */
 void stop_srv(e2e_server_t *s);
 void stop_srv_within(e2e_server_t *s, int ms);

@@ -24,6 +24,14 @@ void start_base(e2e_server_t *s, const appsrv_config_t *cfg)
     start_srv(s, cfg, base_routes, base_routes_n, E2E_HTTP);
 }
 
+int start_base_conn(e2e_server_t *s, const appsrv_config_t *cfg, e2e_conn_t *c)
+{
+    int fds0 = e2e_fd_count();
+    start_base(s, cfg);
+    open_conn(c, s->port);
+    return fds0;
+}
+
 void stop_srv_within(e2e_server_t *s, int ms)
 {
     int rc = e2e_server_stop(s, ms);
