@@ -33,7 +33,13 @@ LIBS := -pthread
 LIB_SRCS := $(sort $(wildcard lib/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS := $(BUILD)/cli/appsrv.o
-TEST_SRCS := $(sort $(wildcard tests/*.c))
+# tests/support/: the toolkit every suite shares (README in e2e.h). Files
+# named *_cr.c use Criterion; the others also build into the adversarial
+# program.
+SUPPORT_SRCS    := $(sort $(wildcard tests/support/*.c))
+SUPPORT_CR_SRCS := $(filter %_cr.c,$(SUPPORT_SRCS))
+SUPPORT_PLAIN   := $(filter-out $(SUPPORT_CR_SRCS),$(SUPPORT_SRCS))
+TEST_SRCS := $(sort $(wildcard tests/*.c)) $(SUPPORT_SRCS)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 DEPS := $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
 
@@ -98,7 +104,7 @@ criterion-check:
 
 $(BUILD)/tests/%.o: tests/%.c | criterion-check
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Ilib -Wno-missing-prototypes -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Ilib -Itests/support -Wno-missing-prototypes -c $< -o $@
 
 $(TESTS): $(TEST_OBJS) $(STATIC) | $(CLI)
 	$(CC) -o $@ $(TEST_OBJS) $(STATIC) $(ALL_LDFLAGS) -lcriterion $(LIBS)
@@ -137,9 +143,11 @@ ADV_CONCURRENT ?= 1000
 SOAK_SECONDS   ?= 600
 .PHONY: adversarial soak
 
-$(ADV_BIN): tests/adversarial/adversarial.c
+# With the toolkit's plain (non-Criterion) files; libappsrv.a only serves
+# the ones that run an in-process server, which the program never calls.
+$(ADV_BIN): tests/adversarial/adversarial.c $(SUPPORT_PLAIN) $(wildcard tests/support/*.h) $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(SUPPORT_PLAIN) $(STATIC) $(ALL_LDFLAGS) $(LIBS)
 
 adversarial: $(CLI) $(ADV_BIN)
 	APPSRV_BIN=$(abspath $(CLI)) ADV_SLOWLORIS=$(ADV_SLOWLORIS) \

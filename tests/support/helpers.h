@@ -1,18 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * helpers.h - small generic helpers shared by the Criterion tests: fd
- * accounting for leak checks, a monotonic clock, a loopback TCP pair.
- * The functions never assert (they may run off the main thread); callers
- * check the results.
+ * helpers.h - the small generic helpers of the unit suites (test_sock.c,
+ * test_error.c), kept under their old names on top of the toolkit: fd
+ * accounting for leak checks (proc.h's probe), the monotonic clock, a
+ * loopback TCP pair (e2e.c). The functions never assert (they may run off
+ * the main thread); only assert_fd_count() does, for Criterion tests.
  */
 #ifndef APPSRV_TEST_HELPERS_H
 #define APPSRV_TEST_HELPERS_H
 
 #include <stdint.h>
 
-/* The number of open file descriptors of this process (/proc/self/fd),
- * or -1 when it cannot be read. */
-int open_fd_count(void);
+#include "proc.h"
+
+/* The number of open file descriptors of this process, or -1. */
+static inline int open_fd_count(void)
+{
+    return e2e_fd_count();
+}
 
 /*
  * In a Criterion test body (criterion.h included): fails the test unless
@@ -25,7 +30,10 @@ int open_fd_count(void);
                  (fds_before), open_fd_count())
 
 /* Milliseconds on CLOCK_MONOTONIC (arbitrary origin). */
-int64_t mono_ms(void);
+static inline int64_t mono_ms(void)
+{
+    return e2e_now_ms();
+}
 
 /*
  * A connected TCP pair over 127.0.0.1: *client from appsrv_connect(),

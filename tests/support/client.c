@@ -1,57 +1,67 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * e2e.c - end-to-end test helpers (contract in e2e.h): a server on a
- * background thread, a buffered raw client that parses responses strictly
- * (CRLF line ends, exact framing) and bounded waits built on poll().
- * Uses only the public API; never asserts, so client threads may call it.
+ * client.c - the raw loopback client (contract in client.h): sockets with
+ * deadlines, a buffered connection, the strict response reader (chunked
+ * bodies through chunked.c) and the other bounded readers. Never asserts,
+ * so client threads and tests/adversarial/ may call it.
  */
-#include "e2e.h"
+#include "client.h"
 
-#include <dirent.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-/* ---------------------------------------------------------------- misc */
+#include "chunked.h"
+#include "proc.h"
 
-int64_t e2e_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* ------------------------------------------------------------- sockets */
 
-void e2e_pause_ms(int ms)
+int e2e_tcp_connect_start(int family, int port, int rcvbuf)
 {
-    int64_t end = e2e_now_ms() + ms;
-    for (;;) {
-        int64_t left = end - e2e_now_ms();
-        if (left <= 0)
-            return;
-        poll(NULL, 0, (int)left);
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int rc;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+                                 .sin6_port = htons((uint16_t)port),
+                                 .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+        rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    } else {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
     }
+    if (rc != 0 && errno != EINPROGRESS) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
 }
 
-int e2e_wait_readable(int fd, int64_t deadline)
+int e2e_wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
         int64_t left = deadline - e2e_now_ms();
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        struct pollfd pfd = {.fd = fd, .events = events};
         int pr = poll(&pfd, 1, left > 0 ? (int)left : 0);
         if (pr > 0)
-            return 0;
+            return pfd.revents;
         if (pr == 0)
             return -ETIMEDOUT;
         if (errno != EINTR)
@@ -59,265 +69,64 @@ int e2e_wait_readable(int fd, int64_t deadline)
     }
 }
 
-int e2e_fd_count(void)
+int e2e_wait_readable(int fd, int64_t deadline)
 {
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory's own fd */
+    int rc = e2e_wait_fd(fd, POLLIN, deadline);
+    return rc < 0 ? rc : 0;
 }
 
-const char *e2e_bin_path(void)
+int e2e_tcp_connect(int family, int port, int rcvbuf, int timeout_ms)
 {
-    const char *b = getenv("APPSRV_BIN");
-    return b != NULL && *b != '\0' ? b : "build/appsrv";
-}
-
-pid_t e2e_spawn(char *const argv[], int out_fd, int err_fd, bool search)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        /* Only async-signal-safe calls between fork and exec. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int null = open("/dev/null", O_RDWR);
-        if (null < 0)
-            _exit(127);
-        if (dup2(null, 0) < 0 || dup2(out_fd >= 0 ? out_fd : null, 1) < 0 ||
-            dup2(err_fd >= 0 ? err_fd : null, 2) < 0)
-            _exit(127);
-        if (null > 2)
-            close(null);
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof(dfl));
-        dfl.sa_handler = SIG_DFL;
-        sigaction(SIGPIPE, &dfl, NULL);
-        sigaction(SIGINT, &dfl, NULL);
-        sigaction(SIGTERM, &dfl, NULL);
-        sigemptyset(&dfl.sa_mask);
-        sigprocmask(SIG_SETMASK, &dfl.sa_mask, NULL);
-        if (search)
-            execvp(argv[0], argv);
-        else
-            execve(argv[0], argv, environ);
-        _exit(127);
+    int fd = e2e_tcp_connect_start(family, port, rcvbuf);
+    if (fd < 0)
+        return fd;
+    int rc = e2e_wait_fd(fd, POLLOUT, e2e_now_ms() + timeout_ms);
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (rc < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+        close(fd);
+        return rc < 0 ? rc : -(err != 0 ? err : EIO);
     }
-    return pid;
+    return fd;
 }
 
-int e2e_wait_child(pid_t pid, int timeout_ms)
+int e2e_send_fd(int fd, const void *data, size_t len, int64_t deadline)
 {
-    int64_t end = e2e_now_ms() + timeout_ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (e2e_now_ms() >= end)
-            return -1;
-        poll(NULL, 0, 10);
-    }
-}
-
-int e2e_wait_atomic(atomic_int *v, int want, int timeout_ms)
-{
-    int64_t end = e2e_now_ms() + timeout_ms;
-    int cur;
-    while ((cur = atomic_load(v)) < want && e2e_now_ms() < end)
-        poll(NULL, 0, 2);
-    return cur;
-}
-
-bool e2e_valgrind(void)
-{
-    const char *v = getenv("APPSRV_VALGRIND");
-    return v != NULL && v[0] != '\0';
-}
-
-void e2e_fill_pattern(void *buf, size_t len, uint32_t seed)
-{
-    unsigned char *p = buf;
-    uint32_t x = seed ? seed : 0x9e3779b9u;
-    for (size_t i = 0; i < len; i++) {
-        if ((i & 3) == 0) {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
         }
-        p[i] = (unsigned char)(x >> ((i & 3) * 8));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        int rc = e2e_wait_fd(fd, POLLOUT, deadline);
+        if (rc < 0)
+            return rc;
     }
-}
-
-bool e2e_is_imf_fixdate(const char *s)
-{
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
-    static const char shape[] = "aaa, dd aaa dddd dd:dd:dd GMT";
-    if (s == NULL || strlen(s) != sizeof(shape) - 1)
-        return false;
-    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
-        if (shape[i] == 'd') {
-            if (s[i] < '0' || s[i] > '9')
-                return false;
-        } else if (shape[i] != 'a' && shape[i] != s[i]) {
-            return false;
-        }
-    }
-    bool ok = false;
-    for (size_t i = 0; i < 7; i++)
-        ok |= memcmp(s, days[i], 3) == 0;
-    if (!ok)
-        return false;
-    ok = false;
-    for (size_t i = 0; i < 12; i++)
-        ok |= memcmp(s + 8, mons[i], 3) == 0;
-    int day = (s[5] - '0') * 10 + (s[6] - '0');
-    int hh = (s[17] - '0') * 10 + (s[18] - '0');
-    int mm = (s[20] - '0') * 10 + (s[21] - '0');
-    int ss = (s[23] - '0') * 10 + (s[24] - '0');
-    return ok && day >= 1 && day <= 31 && hh < 24 && mm < 60 && ss <= 60;
-}
-
-int e2e_parse_imf_fixdate(const char *s, int64_t *out)
-{
-    static const char mons[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    if (!e2e_is_imf_fixdate(s))
-        return -EINVAL;
-    int mon = 0;
-    while (mon < 12 && memcmp(mons + 3 * mon, s + 8, 3) != 0)
-        mon++;
-    struct tm tm = {
-        .tm_mday = (s[5] - '0') * 10 + (s[6] - '0'),
-        .tm_mon = mon,
-        .tm_year =
-            ((s[12] - '0') * 1000 + (s[13] - '0') * 100 + (s[14] - '0') * 10 + (s[15] - '0')) -
-            1900,
-        .tm_hour = (s[17] - '0') * 10 + (s[18] - '0'),
-        .tm_min = (s[20] - '0') * 10 + (s[21] - '0'),
-        .tm_sec = (s[23] - '0') * 10 + (s[24] - '0'),
-    };
-    *out = (int64_t)timegm(&tm);
     return 0;
 }
 
-/* ---------------------------------------------------------------- server */
+/* ---------------------------------------------------------- connection */
 
-static void *server_thread(void *arg)
-{
-    e2e_server_t *s = arg;
-    s->run_rc = appsrv_server_run(s->srv);
-    atomic_store(&s->run_returned, true);
-    return NULL;
-}
-
-int e2e_server_start(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes,
-                     size_t n, unsigned listeners)
-{
-    appsrv_config_t def;
-    int rc;
-
-    memset(s, 0, sizeof(*s));
-    atomic_init(&s->run_returned, false);
-    if (cfg == NULL) {
-        appsrv_config_init(&def);
-        def.threads = 1;
-        cfg = &def;
-    }
-    rc = appsrv_server_new(&s->srv, cfg);
-    if (rc < 0)
-        return rc;
-    for (size_t i = 0; i < n; i++) {
-        if (routes[i].line)
-            rc = appsrv_route_line(s->srv, routes[i].pattern, routes[i].handler, routes[i].user);
-        else
-            rc = appsrv_route(s->srv, routes[i].method, routes[i].pattern, routes[i].handler,
-                              routes[i].user);
-        if (rc < 0)
-            goto free_srv;
-    }
-    if (listeners & E2E_HTTP) {
-        rc = appsrv_listen_http(s->srv, "127.0.0.1", 0);
-        if (rc < 0)
-            goto free_srv;
-        s->port = rc;
-    }
-    if (listeners & E2E_LINE) {
-        rc = appsrv_listen_line(s->srv, "127.0.0.1", 0);
-        if (rc < 0)
-            goto free_srv;
-        s->line_port = rc;
-    }
-    rc = -pthread_create(&s->thread, NULL, server_thread, s);
-    if (rc < 0)
-        goto free_srv;
-    s->thread_started = true;
-    return 0;
-
-free_srv:
-    appsrv_server_free(s->srv);
-    s->srv = NULL;
-    return rc;
-}
-
-void e2e_server_request_stop(e2e_server_t *s)
-{
-    appsrv_server_stop(s->srv);
-}
-
-int e2e_server_join(e2e_server_t *s, int timeout_ms)
-{
-    if (!s->thread_started || s->joined)
-        return 0;
-    int64_t end = e2e_now_ms() + timeout_ms;
-    while (!atomic_load(&s->run_returned)) {
-        if (e2e_now_ms() >= end)
-            return -ETIMEDOUT;
-        poll(NULL, 0, 2);
-    }
-    pthread_join(s->thread, NULL);
-    s->joined = true;
-    return 0;
-}
-
-int e2e_server_stop(e2e_server_t *s, int timeout_ms)
-{
-    if (s->srv == NULL)
-        return -EINVAL;
-    appsrv_server_stop(s->srv);
-    if (e2e_server_join(s, timeout_ms) < 0)
-        return -ETIMEDOUT;
-    appsrv_server_free(s->srv);
-    s->srv = NULL;
-    return s->run_rc;
-}
-
-/* ---------------------------------------------------------------- client */
-
-int e2e_conn_open(e2e_conn_t *c, int port)
+int e2e_conn_open_ex(e2e_conn_t *c, int family, int port, int rcvbuf, int timeout_ms)
 {
     memset(c, 0, sizeof(*c));
     c->fd = -1;
-    int fd = appsrv_connect("127.0.0.1", port, 2000);
+    int fd = e2e_tcp_connect(family, port, rcvbuf, timeout_ms);
     if (fd < 0)
         return fd;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->fd = fd;
     return 0;
+}
+
+int e2e_conn_open(e2e_conn_t *c, int port)
+{
+    return e2e_conn_open_ex(c, AF_INET, port, 0, 2000);
 }
 
 void e2e_conn_close(e2e_conn_t *c)
@@ -339,12 +148,18 @@ void e2e_conn_reset(e2e_conn_t *c)
     e2e_conn_close(c);
 }
 
+void e2e_rst_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
 int e2e_send(e2e_conn_t *c, const void *data, size_t len)
 {
     if (len == 0)
         return 0;
-    ssize_t n = appsrv_send_all(c->fd, data, len, 5000);
-    return n < 0 ? (int)n : 0;
+    return e2e_send_fd(c->fd, data, len, e2e_now_ms() + 5000);
 }
 
 int e2e_sends(e2e_conn_t *c, const char *s)
@@ -389,9 +204,7 @@ static int buf_room(e2e_conn_t *c, size_t want)
     return 0;
 }
 
-/* Reads once, waiting until deadline (absolute, e2e_now_ms). Returns bytes
- * read (> 0), -ETIMEDOUT, -ECONNRESET when closed (EOF or reset). */
-static int fill(e2e_conn_t *c, int64_t deadline)
+int e2e_conn_fill(e2e_conn_t *c, int64_t deadline)
 {
     if (c->eof)
         return -ECONNRESET;
@@ -410,7 +223,7 @@ static int fill(e2e_conn_t *c, int64_t deadline)
     }
     if (n < 0) {
         if (errno == EAGAIN)
-            return fill(c, deadline);
+            return e2e_conn_fill(c, deadline);
         c->eof = true;
         c->err = -errno;
         return -ECONNRESET;
@@ -478,7 +291,7 @@ static long need_line(e2e_conn_t *c, size_t at, int64_t deadline)
             return -EPROTO;
         if (e >= 0)
             return e - (long)at;
-        int rc = fill(c, deadline);
+        int rc = e2e_conn_fill(c, deadline);
         if (rc < 0)
             return rc;
     }
@@ -487,7 +300,7 @@ static long need_line(e2e_conn_t *c, size_t at, int64_t deadline)
 static int need_bytes(e2e_conn_t *c, size_t n, int64_t deadline)
 {
     while (c->len - c->off < n) {
-        int rc = fill(c, deadline);
+        int rc = e2e_conn_fill(c, deadline);
         if (rc < 0)
             return rc;
     }
@@ -534,48 +347,40 @@ static int body_append(e2e_resp_t *r, size_t *cap, const char *p, size_t n)
     return 0;
 }
 
+typedef struct body_sink {
+    e2e_resp_t *r;
+    size_t cap;
+} body_sink_t;
+
+static int body_cb(void *ud, const unsigned char *p, size_t n)
+{
+    body_sink_t *b = ud;
+    return body_append(b->r, &b->cap, (const char *)p, n);
+}
+
+/* The body through the one chunked decoder (chunked.h). */
 static int read_chunked(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline)
 {
-    size_t cap = 0;
+    body_sink_t b = {r, 0};
+    e2e_chunked_t d;
+    e2e_chunked_init(&d, body_cb, &b);
     for (;;) {
-        long ll = need_line(c, 0, deadline);
-        if (ll < 0)
-            return (int)ll;
-        const char *line = c->buf + c->off;
-        size_t szlen = 0;
-        while (szlen < (size_t)ll && line[szlen] != ';')
-            szlen++;
-        uint64_t sz;
-        if (parse_u64(line, szlen, 16, &sz) < 0)
-            return -EPROTO;
-        c->off += (size_t)ll + 2;
-        if (sz == 0)
+        c->off += e2e_chunked_feed(&d, c->buf + c->off, c->len - c->off);
+        if (d.err != 0)
+            return d.err == -ENOMEM ? -ENOMEM : -EPROTO;
+        if (d.done)
             break;
-        int rc = need_bytes(c, (size_t)sz + 2, deadline);
+        int rc = e2e_conn_fill(c, deadline);
         if (rc < 0)
             return rc;
-        if (body_append(r, &cap, c->buf + c->off, (size_t)sz) < 0)
-            return -ENOMEM;
-        if (c->buf[c->off + sz] != '\r' || c->buf[c->off + sz + 1] != '\n')
-            return -EPROTO;
-        c->off += (size_t)sz + 2;
-    }
-    for (;;) { /* trailers up to the empty line */
-        long ll = need_line(c, 0, deadline);
-        if (ll < 0)
-            return (int)ll;
-        c->off += (size_t)ll + 2;
-        if (ll == 0)
-            break;
     }
     if (r->body == NULL)
-        return body_append(r, &cap, "", 0);
+        return body_append(r, &b.cap, "", 0);
     return 0;
 }
 
-int e2e_read_response(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms, unsigned flags)
+static int read_head(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline)
 {
-    int64_t deadline = e2e_now_ms() + timeout_ms;
     memset(r, 0, sizeof(*r));
 
     /* Status line: HTTP/d.d SP ddd SP reason CRLF */
@@ -629,6 +434,19 @@ int e2e_read_response(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms, unsigned fla
     }
     r->head_len = at;
     c->off += at;
+    return 0;
+}
+
+int e2e_read_head(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms)
+{
+    return read_head(c, r, e2e_now_ms() + timeout_ms);
+}
+
+static int read_one(e2e_conn_t *c, e2e_resp_t *r, int64_t deadline, unsigned flags)
+{
+    int rc = read_head(c, r, deadline);
+    if (rc < 0)
+        return rc;
 
     size_t cap = 0;
     bool no_body = (r->status >= 100 && r->status < 200) || r->status == 204 || r->status == 304 ||
@@ -648,7 +466,7 @@ int e2e_read_response(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms, unsigned fla
         if (parse_u64(cl, strlen(cl), 10, &n) < 0 ||
             e2e_resp_header_count(r, "Content-Length") != 1)
             return -EPROTO;
-        int rc = need_bytes(c, (size_t)n, deadline);
+        rc = need_bytes(c, (size_t)n, deadline);
         if (rc < 0)
             return rc;
         rc = body_append(r, &cap, c->buf + c->off, (size_t)n);
@@ -658,15 +476,151 @@ int e2e_read_response(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms, unsigned fla
     /* No framing: the body runs to the close. */
     r->until_eof = true;
     for (;;) {
-        int rc = fill(c, deadline);
+        rc = e2e_conn_fill(c, deadline);
         if (rc == -ECONNRESET)
             break;
         if (rc < 0)
             return rc;
     }
-    int rc = body_append(r, &cap, c->buf + c->off, c->len - c->off);
+    rc = body_append(r, &cap, c->buf + c->off, c->len - c->off);
     c->off = c->len;
     return rc;
+}
+
+int e2e_read_response(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms, unsigned flags)
+{
+    int64_t deadline = e2e_now_ms() + timeout_ms;
+    for (;;) {
+        int rc = read_one(c, r, deadline, flags);
+        if (rc < 0 || !(flags & E2E_RESP_SKIP_1XX) || r->status >= 200)
+            return rc;
+        e2e_resp_free(r);
+    }
+}
+
+int e2e_parse_response(const void *data, size_t len, e2e_resp_t *r, unsigned flags)
+{
+    e2e_conn_t c = {.fd = -1, .eof = true, .len = len, .cap = len + 1};
+    c.buf = malloc(len + 1);
+    if (c.buf == NULL) {
+        memset(r, 0, sizeof(*r));
+        return -ENOMEM;
+    }
+    memcpy(c.buf, data, len);
+    int rc = e2e_read_response(&c, r, 0, flags);
+    free(c.buf);
+    return rc;
+}
+
+bool e2e_resp_closes(const e2e_resp_t *r)
+{
+    const char *v = e2e_resp_header(r, "Connection");
+    return v != NULL && strcasecmp(v, "close") == 0;
+}
+
+void e2e_status_line(const e2e_resp_t *r, char *out, size_t cap)
+{
+    snprintf(out, cap, "HTTP/%d.%d %03d %s", r->major, r->minor, r->status, r->reason);
+}
+
+const char *e2e_reason(int status)
+{
+    static const struct {
+        int status;
+        const char *reason;
+    } t[] = {
+        {100, "Continue"},
+        {200, "OK"},
+        {201, "Created"},
+        {202, "Accepted"},
+        {204, "No Content"},
+        {304, "Not Modified"},
+        {400, "Bad Request"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {408, "Request Timeout"},
+        {413, "Payload Too Large"},
+        {414, "URI Too Long"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {503, "Service Unavailable"},
+        {505, "HTTP Version Not Supported"},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if (t[i].status == status)
+            return t[i].reason;
+    return NULL;
+}
+
+const char *e2e_errname(int rc)
+{
+    switch (rc) {
+    case -ETIMEDOUT:
+        return "timeout";
+    case -ECONNRESET:
+        return "closed before a whole response";
+    case -EPROTO:
+        return "malformed response";
+    case -ECONNREFUSED:
+        return "connection refused";
+    default:
+        return strerror(-rc);
+    }
+}
+
+bool e2e_is_imf_fixdate(const char *s)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+    static const char shape[] = "aaa, dd aaa dddd dd:dd:dd GMT";
+    if (s == NULL || strlen(s) != sizeof(shape) - 1)
+        return false;
+    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+        if (shape[i] == 'd') {
+            if (s[i] < '0' || s[i] > '9')
+                return false;
+        } else if (shape[i] != 'a' && shape[i] != s[i]) {
+            return false;
+        }
+    }
+    bool ok = false;
+    for (size_t i = 0; i < 7; i++)
+        ok |= memcmp(s, days[i], 3) == 0;
+    if (!ok)
+        return false;
+    ok = false;
+    for (size_t i = 0; i < 12; i++)
+        ok |= memcmp(s + 8, mons[i], 3) == 0;
+    int day = (s[5] - '0') * 10 + (s[6] - '0');
+    int hh = (s[17] - '0') * 10 + (s[18] - '0');
+    int mm = (s[20] - '0') * 10 + (s[21] - '0');
+    int ss = (s[23] - '0') * 10 + (s[24] - '0');
+    return ok && day >= 1 && day <= 31 && hh < 24 && mm < 60 && ss <= 60;
+}
+
+int e2e_parse_imf_fixdate(const char *s, int64_t *out)
+{
+    static const char mons[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    if (!e2e_is_imf_fixdate(s))
+        return -EINVAL;
+    int mon = 0;
+    while (mon < 12 && memcmp(mons + 3 * mon, s + 8, 3) != 0)
+        mon++;
+    struct tm tm = {
+        .tm_mday = (s[5] - '0') * 10 + (s[6] - '0'),
+        .tm_mon = mon,
+        .tm_year =
+            ((s[12] - '0') * 1000 + (s[13] - '0') * 100 + (s[14] - '0') * 10 + (s[15] - '0')) -
+            1900,
+        .tm_hour = (s[17] - '0') * 10 + (s[18] - '0'),
+        .tm_min = (s[20] - '0') * 10 + (s[21] - '0'),
+        .tm_sec = (s[23] - '0') * 10 + (s[24] - '0'),
+    };
+    *out = (int64_t)timegm(&tm);
+    return 0;
 }
 
 int e2e_read_line(e2e_conn_t *c, char *out, size_t cap, int timeout_ms)
@@ -685,7 +639,7 @@ int e2e_read_line(e2e_conn_t *c, char *out, size_t cap, int timeout_ms)
             c->off += ll + 1;
             return (int)ll;
         }
-        int rc = fill(c, deadline);
+        int rc = e2e_conn_fill(c, deadline);
         if (rc < 0)
             return rc;
     }
@@ -707,7 +661,7 @@ int e2e_read_exact(e2e_conn_t *c, void *out, size_t n, int timeout_ms)
             n -= k;
             continue;
         }
-        int rc = fill(c, deadline);
+        int rc = e2e_conn_fill(c, deadline);
         if (rc < 0)
             return rc;
     }
@@ -746,7 +700,7 @@ int e2e_read_until_close(e2e_conn_t *c, char **out, size_t *len, int timeout_ms)
     int64_t deadline = e2e_now_ms() + timeout_ms;
     int rc;
     for (;;) {
-        rc = fill(c, deadline);
+        rc = e2e_conn_fill(c, deadline);
         if (rc == -ECONNRESET) {
             rc = 0;
             break;
@@ -773,7 +727,7 @@ long e2e_wait_closed(e2e_conn_t *c, int timeout_ms)
     for (;;) {
         extra += (long)(c->len - c->off);
         c->off = c->len;
-        int rc = fill(c, deadline);
+        int rc = e2e_conn_fill(c, deadline);
         if (rc == -ECONNRESET)
             return extra;
         if (rc < 0)
@@ -785,14 +739,14 @@ bool e2e_still_open(e2e_conn_t *c, int wait_ms)
 {
     if (c->eof || c->len > c->off)
         return false;
-    int rc = fill(c, e2e_now_ms() + wait_ms);
+    int rc = e2e_conn_fill(c, e2e_now_ms() + wait_ms);
     return rc == -ETIMEDOUT;
 }
 
 size_t e2e_pump(e2e_conn_t *c, int wait_ms)
 {
     int64_t deadline = e2e_now_ms() + wait_ms;
-    while (fill(c, deadline) > 0)
+    while (e2e_conn_fill(c, deadline) > 0)
         ;
     return c->len - c->off;
 }

@@ -21,36 +21,18 @@
 
 #include "appsrv.h"
 #include "e2e.h"
+#include "expect.h"
 
-#define RD 5000
-
-static void open_conn(e2e_conn_t *c, int port)
-{
-    int rc = e2e_conn_open(c, port);
-    cr_assert_eq(rc, 0, "connect: %s", appsrv_strerror(rc));
-}
-
-static void send_str(e2e_conn_t *c, const char *s)
-{
-    int rc = e2e_sends(c, s);
-    cr_assert_eq(rc, 0, "send: %s", appsrv_strerror(rc));
-}
-
-static void read_resp(e2e_conn_t *c, e2e_resp_t *r, int timeout_ms)
-{
-    int rc = e2e_read_response(c, r, timeout_ms, 0);
-    cr_assert_eq(rc, 0, "read response: %s (%d)", appsrv_strerror(rc), rc);
-}
+#define RD5 5000
 
 static void start(e2e_server_t *s, appsrv_config_t *cfg, const e2e_route_t *routes, size_t n)
 {
-    int rc = e2e_server_start(s, cfg, routes, n, E2E_HTTP);
-    cr_assert_eq(rc, 0, "server start: %s", appsrv_strerror(rc));
+    start_srv(s, cfg, routes, n, E2E_HTTP);
 }
 
 static void stop(e2e_server_t *s)
 {
-    cr_assert_eq(e2e_server_stop(s, 15000), 0, "server did not stop");
+    stop_srv(s);
 }
 
 static appsrv_config_t cfg1(void)
@@ -74,7 +56,7 @@ static int h_park(appsrv_req_t *req, appsrv_res_t *res, void *user)
 }
 
 /* Finished before returning, with no status: the library answers 500. */
-static int h_nostatus(appsrv_req_t *req, appsrv_res_t *res, void *user)
+static int h_send_no_status(appsrv_req_t *req, appsrv_res_t *res, void *user)
 {
     (void)req;
     intptr_t ret = (intptr_t)user;
@@ -102,7 +84,7 @@ static void finish_without_status_then_parked(intptr_t handler_return)
     cfg.response_timeout_ms = 3000;
     const e2e_route_t routes[] = {
         {"GET", "/park", h_park, NULL, false},
-        {"GET", "/nostatus", h_nostatus, (void *)handler_return, false},
+        {"GET", "/nostatus", h_send_no_status, (void *)handler_return, false},
         {"GET", "/finish", h_finish_parked, NULL, false},
     };
     e2e_server_t s;
@@ -115,21 +97,21 @@ static void finish_without_status_then_parked(intptr_t handler_return)
     for (int round = 0; round < 3; round++) {
         send_str(&a, "GET /park HTTP/1.1\r\nHost: x\r\n\r\n");
         int64_t t0 = e2e_now_ms();
-        while (atomic_load(&parked) == NULL && e2e_now_ms() - t0 < RD)
+        while (atomic_load(&parked) == NULL && e2e_now_ms() - t0 < RD5)
             e2e_pause_ms(1);
         cr_assert_not_null(atomic_load(&parked), "round %d: /park never reached its handler",
                            round);
         send_str(&b, "GET /nostatus HTTP/1.1\r\nHost: x\r\n\r\n"
                      "GET /finish HTTP/1.1\r\nHost: x\r\n\r\n");
-        read_resp(&b, &r, RD);
+        read_resp_t(&b, &r, 0, RD5);
         cr_assert_eq(r.status, 500, "round %d: finished without status: %d", round, r.status);
         e2e_resp_free(&r);
-        read_resp(&b, &r, RD);
+        read_resp_t(&b, &r, 0, RD5);
         cr_assert_eq(r.status, 200, "round %d: /finish: %d", round, r.status);
         e2e_resp_free(&r);
         /* The parked response goes out at once, not at the 3 s timeout. */
         t0 = e2e_now_ms();
-        read_resp(&a, &r, RD);
+        read_resp_t(&a, &r, 0, RD5);
         int64_t took = e2e_now_ms() - t0;
         cr_assert_eq(r.status, 200, "round %d: parked answered %d after %lld ms", round,
                      r.status, (long long)took);
@@ -201,7 +183,7 @@ static void big_stream(size_t n)
     e2e_resp_free(&r);
     /* The connection goes on. */
     send_str(&c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
-    read_resp(&c, &r, 10000);
+    read_resp_t(&c, &r, 0, 10000);
     cr_assert_eq(r.body_len, n);
     e2e_resp_free(&r);
     e2e_conn_close(&c);
@@ -308,7 +290,7 @@ static void *host_sender(void *arg)
 {
     cancel_probe_t *p = arg;
     int64_t t0 = e2e_now_ms();
-    while (!atomic_load(&p->started) && e2e_now_ms() - t0 < RD)
+    while (!atomic_load(&p->started) && e2e_now_ms() - t0 < RD5)
         e2e_pause_ms(1);
     appsrv_res_t *res = atomic_load(&p->res);
     appsrv_res_set_status(res, 200);
@@ -330,7 +312,7 @@ Test(issue13, issue_13_ecanceled_only_after_cancel_callback, .timeout = 30)
     open_conn(&c, s.port);
     send_str(&c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
     int64_t t0 = e2e_now_ms();
-    while (atomic_load(&g_probe.res) == NULL && e2e_now_ms() - t0 < RD)
+    while (atomic_load(&g_probe.res) == NULL && e2e_now_ms() - t0 < RD5)
         e2e_pause_ms(1);
     cr_assert_not_null(atomic_load(&g_probe.res));
     pthread_t th;
@@ -383,7 +365,7 @@ Test(issue13, issue_13_stop_notification_ends_sse_cleanly, .timeout = 30)
     int64_t t0 = e2e_now_ms();
     e2e_server_request_stop(&s);
     e2e_resp_t r;
-    read_resp(&c, &r, 3000); /* the whole chunked stream, terminator included */
+    read_resp_t(&c, &r, 0, 3000); /* the whole chunked stream, terminator included */
     int64_t took = e2e_now_ms() - t0;
     cr_assert(r.chunked);
     cr_assert(strstr(r.body, "event: bye\ndata: server stopping\n\n") != NULL,
@@ -418,7 +400,7 @@ Test(issue13, issue_13_stop_notification_when_stop_came_first, .timeout = 30)
     open_conn(&c, s.port);
     send_str(&c, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
     e2e_resp_t r;
-    read_resp(&c, &r, 3000);
+    read_resp_t(&c, &r, 0, 3000);
     cr_assert(strstr(r.body, "event: bye") != NULL, "no last event: '%s'", r.body);
     cr_assert_eq(atomic_load(&g_stops), 1);
     e2e_resp_free(&r);
@@ -440,7 +422,7 @@ static int h_stream_nobody(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return APPSRV_LATER;
 }
 
-static int h_plain(appsrv_req_t *req, appsrv_res_t *res, void *user)
+static int h_next_plain(appsrv_req_t *req, appsrv_res_t *res, void *user)
 {
     (void)req;
     (void)user;
@@ -454,7 +436,7 @@ static void stream_nobody(int status)
     appsrv_config_t cfg = cfg1();
     const e2e_route_t routes[] = {
         {"GET", "/s", h_stream_nobody, (void *)(intptr_t)status, false},
-        {"GET", "/next", h_plain, NULL, false},
+        {"GET", "/next", h_next_plain, NULL, false},
     };
     e2e_server_t s;
     start(&s, &cfg, routes, 2);
@@ -462,13 +444,13 @@ static void stream_nobody(int status)
     e2e_resp_t r;
     open_conn(&c, s.port);
     send_str(&c, "GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
-    read_resp(&c, &r, RD);
+    read_resp_t(&c, &r, 0, RD5);
     cr_assert_eq(r.status, status);
     cr_assert_null(e2e_resp_header(&r, "Transfer-Encoding"));
     cr_assert_eq(r.body_len, 0);
     e2e_resp_free(&r);
     /* The next response follows directly: no stray bytes between. */
-    read_resp(&c, &r, RD);
+    read_resp_t(&c, &r, 0, RD5);
     cr_assert_eq(r.status, 200, "after the %d stream: %d '%s'", status, r.status, r.reason);
     cr_assert_str_eq(r.body, "next");
     e2e_resp_free(&r);
@@ -534,7 +516,7 @@ static log_rec_t wait_log(int i)
         pthread_mutex_unlock(&g_log.lock);
         if (i < n)
             return l;
-        cr_assert(e2e_now_ms() - t0 < RD, "log line %d never came (%d lines)", i, n);
+        cr_assert(e2e_now_ms() - t0 < RD5, "log line %d never came (%d lines)", i, n);
         e2e_pause_ms(2);
     }
 }
@@ -566,7 +548,7 @@ Test(issue13, issue_13_access_log_errors_streams_aborts, .timeout = 30)
     g_log.n = 0;
     atomic_store(&parked, NULL);
     const e2e_route_t routes[] = {
-        {"POST", "/up", h_plain, NULL, false},
+        {"POST", "/up", h_next_plain, NULL, false},
         {"GET", "/stream", h_stream3, NULL, false},
         {"GET", "/never", h_never, NULL, false},
     };
@@ -578,7 +560,7 @@ Test(issue13, issue_13_access_log_errors_streams_aborts, .timeout = 30)
     /* An error before routing keeps the method and target it parsed. */
     open_conn(&c, s.port);
     send_str(&c, "POST /up?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
-    read_resp(&c, &r, RD);
+    read_resp_t(&c, &r, 0, RD5);
     cr_assert_eq(r.status, 413);
     e2e_resp_free(&r);
     e2e_conn_close(&c);
@@ -591,7 +573,7 @@ Test(issue13, issue_13_access_log_errors_streams_aborts, .timeout = 30)
     /* A stream logs every byte it framed: head, chunks, terminator. */
     open_conn(&c, s.port);
     send_str(&c, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
-    read_resp(&c, &r, RD);
+    read_resp_t(&c, &r, 0, RD5);
     cr_assert_str_eq(r.body, "aaaabbbbbbbb");
     size_t wire = r.head_len + (3 + 4 + 2) + (3 + 8 + 2) + 5;
     e2e_resp_free(&r);
@@ -605,7 +587,7 @@ Test(issue13, issue_13_access_log_errors_streams_aborts, .timeout = 30)
     open_conn(&c, s.port);
     send_str(&c, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
     int64_t t0 = e2e_now_ms();
-    while (atomic_load(&parked) == NULL && e2e_now_ms() - t0 < RD)
+    while (atomic_load(&parked) == NULL && e2e_now_ms() - t0 < RD5)
         e2e_pause_ms(1);
     e2e_pause_ms(20);
     e2e_conn_close(&c);
