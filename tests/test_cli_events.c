@@ -222,3 +222,47 @@ Test(e2e_deferred, cli_delay_read_by_curl, .timeout = 120)
     free(copy);
     expect_fds(fds0);
 }
+
+/* Issue 13 item 4: a long /events stream ends cleanly and at once when
+ * the CLI is stopped (stop notification), instead of holding the drain
+ * for its whole timeout and being cut without its last chunk. */
+Test(e2e_deferred, issue_13_cli_events_end_at_once_on_sigterm, .timeout = 120)
+{
+    int fds0 = e2e_fd_count();
+    cli_t c;
+    cli_start(&c);
+    e2e_conn_t conn;
+    open_conn(&conn, c.port);
+    send_str(&conn, "GET /events?n=1000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    e2e_resp_t head;
+    int rc = e2e_read_head(&conn, &head, 5000 * e2e_slow_factor());
+    cr_assert_eq(rc, 0, "no stream head: %s", e2e_errname(rc));
+    cr_assert_eq(head.status, 200);
+    e2e_resp_free(&head);
+    /* Two events have come: the stream is running. */
+    int64_t dl = e2e_now_ms() + 5000 * e2e_slow_factor();
+    while (e2e_now_ms() < dl && (e2e_conn_avail(&conn) == 0 ||
+                                 strstr(e2e_conn_data(&conn), "data: tick 2") == NULL))
+        if (e2e_conn_fill(&conn, dl) <= 0)
+            break;
+    cr_assert(e2e_conn_avail(&conn) > 0 && strstr(e2e_conn_data(&conn), "data: tick 2") != NULL,
+              "no second event; got '%.200s'", e2e_conn_avail(&conn) ? e2e_conn_data(&conn) : "");
+    int64_t t0 = e2e_now_ms();
+    cr_assert_eq(kill(c.proc.pid, SIGTERM), 0);
+    /* The stream ends with its last chunk, then the connection closes. */
+    char *rest = NULL;
+    size_t len = 0;
+    rc = e2e_read_until_close(&conn, &rest, &len, 8000 * e2e_slow_factor());
+    int64_t took = e2e_now_ms() - t0;
+    cr_assert_eq(rc, 0, "stream still open %lld ms after SIGTERM; got '%.200s'", (long long)took,
+                 rest != NULL ? rest : "");
+    cr_assert(len >= 5 && memcmp(rest + len - 5, "0\r\n\r\n", 5) == 0,
+              "stream cut without its last chunk: ends '%.40s'",
+              rest != NULL && len > 40 ? rest + len - 40 : (rest ? rest : ""));
+    cr_assert(took < 3000 * e2e_slow_factor(), "stream ended %lld ms after SIGTERM "
+              "(the drain timeout is 10 s)", (long long)took);
+    free(rest);
+    e2e_conn_close(&conn);
+    cli_stop(&c);
+    expect_fds(fds0);
+}
