@@ -490,7 +490,24 @@ Test(e2e_deferred, backpressure_eagain_past_256k_then_drain, .timeout = 60)
     read_stream_head(&c);
     sread_t sr;
     read_produced(&c, 0, 0, &sr);
-    cr_assert_eq(sr.rc, 0, "read: %s", appsrv_strerror(sr.rc));
+    if (sr.rc != 0) {
+        /* Issue 13 item 5: a stall must explain itself. Both socket queues
+         * (0 and 0 with bytes missing means the server stopped sending),
+         * and where the producer stands. */
+        int inq = -1, outq = -1;
+        ioctl(c.fd, FIONREAD, &inq);
+        if (sfd >= 0)
+            ioctl(sfd, SIOCOUTQ, &outq);
+        pthread_mutex_lock(&p.mu);
+        bool waiting = p.waiting;
+        pthread_mutex_unlock(&p.mu);
+        cr_assert_fail("read: %s after %llu of %zu bytes; producer: accepted %zu, eagains %d, "
+                       "drain callbacks %u, waiting for a drain %d, done %d; client queue %d, "
+                       "server queue %d",
+                       appsrv_strerror(sr.rc), (unsigned long long)sr.got, p.total,
+                       atomic_load(&p.accepted), atomic_load(&p.eagains), prod_drains(&p),
+                       waiting, atomic_load(&p.done), inq, outq);
+    }
     cr_assert(sr.chunked_ok, "stream corrupt");
     cr_assert_eq(sr.got, p.total, "got %llu of %zu bytes", (unsigned long long)sr.got, p.total);
     cr_assert_gt(prod_drains(&p), drains_stalled, "no drain callback after the client read");
