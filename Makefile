@@ -140,6 +140,7 @@ bench: all
 ADV_BIN        := $(BUILD)/tests/adversarial
 ADV_SLOWLORIS  ?= 300
 ADV_CONCURRENT ?= 1000
+ADV_IDLE_CAP   ?= 2000
 SOAK_SECONDS   ?= 600
 .PHONY: adversarial soak
 
@@ -151,7 +152,7 @@ $(ADV_BIN): tests/adversarial/adversarial.c $(SUPPORT_PLAIN) $(wildcard tests/su
 
 adversarial: $(CLI) $(ADV_BIN)
 	APPSRV_BIN=$(abspath $(CLI)) ADV_SLOWLORIS=$(ADV_SLOWLORIS) \
-	    ADV_CONCURRENT=$(ADV_CONCURRENT) $(ADV_BIN)
+	    ADV_CONCURRENT=$(ADV_CONCURRENT) ADV_IDLE_CAP=$(ADV_IDLE_CAP) $(ADV_BIN)
 
 # '+': the scripts run make themselves and share this make's job slots.
 soak:

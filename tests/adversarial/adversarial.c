@@ -20,6 +20,8 @@
  * a line; exit status 1 when anything failed.
  *
  * Environment: APPSRV_BIN; ADV_SLOWLORIS (2000), ADV_CONCURRENT (5000);
+ * ADV_IDLE_CAP (10000: idle keep-alive connections held at a cap of that
+ * many, then one more client must be served);
  * ADV_ONLY=name,name (run a subset); ADV_RSS_SLACK_MB: allowed RSS growth
  * per server over the suite (64 MiB + 32 KiB per slowloris connection);
  * ADV_ROUNDS (1): run everything that many times (RSS per round tells a
@@ -761,6 +763,91 @@ static void scen_flood(const server_t *s, int cap, res_t *r)
         infof(r, "new connection served %.0f ms after the close", (e2e_now_us() - t1) / 1000.0);
     free(lat);
     free(f);
+}
+
+/* ------------------------------------------------ idle clients at the cap */
+
+/*
+ * A client process (this one) holds the cap's worth of idle keep-alive
+ * connections (one request each, then silent). A new client must still be
+ * served: idle connections cost their client nothing to reopen, so the
+ * server closes the longest-idle few to make room (as nginx reuses its
+ * keep-alive connections) and refuses only when every one is busy.
+ */
+static void scen_idle_at_cap(const server_t *s, int cap, res_t *r)
+{
+    cli_t *c = xcalloc((size_t)cap, sizeof(*c));
+    int opened = 0;
+    uint64_t t0 = e2e_now_us();
+    for (; opened < cap; opened++) {
+        cli_t *k = &c[opened];
+        uint64_t dl = e2e_now_us() + 5000000u;
+        int rc = cli_open(k, s->http_port, 5000);
+        if (rc == 0)
+            rc = e2e_send_fd(k->fd, GET_PLAIN, sizeof(GET_PLAIN) - 1, DL_MS(dl));
+        resp_t rr;
+        if (rc == 0)
+            rc = cli_response(k, &rr, false, dl);
+        if (rc < 0 || rr.status != 200) {
+            failf(r, "idle connection %d of %d: %s", opened + 1, cap,
+                  rc < 0 ? e2e_errname(rc) : "not 200");
+            if (rc == 0)
+                e2e_resp_free(&rr);
+            e2e_conn_close(k);
+            break;
+        }
+        e2e_resp_free(&rr);
+    }
+    infof(r, "%d idle keep-alive connections at a cap of %d in %.1f s", opened, cap,
+          (e2e_now_us() - t0) / 1e6);
+    /* The next client, at the cap. */
+    resp_t rr;
+    uint64_t t1 = e2e_now_us();
+    int rc = one_request(s->http_port, GET_PLAIN, sizeof(GET_PLAIN) - 1, &rr, false, 3000, NULL);
+    double ms = (e2e_now_us() - t1) / 1000.0;
+    if (rc < 0)
+        failf(r, "a new client at the cap: %s after %.1f ms", e2e_errname(rc), ms);
+    else if (rr.status != 200)
+        failf(r, "a new client at the cap got %d after %.1f ms", rr.status, ms);
+    else
+        infof(r, "a new client at the cap was answered 200 in %.1f ms", ms);
+    if (rc == 0)
+        e2e_resp_free(&rr);
+    /* Who made room: the longest idle (opened first), a few of them. */
+    int closed = 0, first_open = -1, out_of_order = 0;
+    e2e_pause_ms(100);
+    for (int i = 0; i < opened; i++) {
+        char b;
+        ssize_t n = recv(c[i].fd, &b, 1, MSG_DONTWAIT);
+        bool gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+        if (gone) {
+            closed++;
+            if (first_open >= 0)
+                out_of_order++;
+        } else if (first_open < 0) {
+            first_open = i;
+        }
+    }
+    infof(r, "%d idle connection(s) closed to make room", closed);
+    if (closed < 1 || closed > 8)
+        failf(r, "%d idle connections closed for one new client (expected 1 to 8)", closed);
+    if (out_of_order > 0)
+        failf(r, "%d closed connection(s) were not among the longest idle", out_of_order);
+    /* The ones kept still work. */
+    if (first_open >= 0) {
+        uint64_t dl = e2e_now_us() + 5000000u;
+        cli_t *k = &c[opened - 1];
+        rc = e2e_send_fd(k->fd, GET_PLAIN, sizeof(GET_PLAIN) - 1, DL_MS(dl));
+        if (rc == 0)
+            rc = cli_response(k, &rr, false, dl);
+        if (rc < 0)
+            failf(r, "the most recent idle connection failed: %s", e2e_errname(rc));
+        else
+            e2e_resp_free(&rr);
+    }
+    for (int i = 0; i < opened; i++)
+        e2e_conn_close(&c[i]);
+    free(c);
 }
 
 /* ------------------------------------------------ (c) concurrent clients */
@@ -2566,11 +2653,18 @@ int main(int argc, char **argv)
     static const char *const f_main[] = {"--head-timeout", "3", "--max-body", "40000000", NULL};
     static const char *const f_small[] = {"--idle-timeout", "2", "--max-body", "1000", NULL};
     static const char *const f_capped[] = {"-c", "200", NULL};
+    /* idlecap: the CLI's default cap (10,000) by default; ADV_IDLE_CAP
+     * makes it smaller (CI). */
+    static char idle_cap_s[16];
+    long idle_cap = env_long("ADV_IDLE_CAP", 10000);
+    snprintf(idle_cap_s, sizeof(idle_cap_s), "%ld", idle_cap);
+    const char *const f_idlecap[] = {"-c", idle_cap_s, NULL};
     static const char *const f_deferred[] = {"--max-body", "40000000", NULL};
-    server_t main_srv, small_srv, capped_srv;
+    server_t main_srv, small_srv, capped_srv, idlecap_srv;
     if (server_start(&main_srv, "main", f_main) < 0 ||
         server_start(&small_srv, "small", f_small) < 0 ||
-        server_start(&capped_srv, "capped", f_capped) < 0) {
+        server_start(&capped_srv, "capped", f_capped) < 0 ||
+        server_start(&idlecap_srv, "idlecap", f_idlecap) < 0) {
         printf("adversarial: startup FAILED: cannot start %s\n", g_bin);
         printf("0 passed, 1 failed\n");
         return 1;
@@ -2587,6 +2681,7 @@ int main(int argc, char **argv)
         RUN("slowloris", scen_slowloris(&main_srv, 3, &r_));
         e2e_proc_pump(&main_srv.proc);
         RUN("flood-over-cap", scen_flood(&capped_srv, 200, &r_));
+        RUN("idle-at-cap", scen_idle_at_cap(&idlecap_srv, (int)idle_cap, &r_));
         RUN("concurrent-keepalive", scen_concurrent(&main_srv, &r_));
         e2e_proc_pump(&main_srv.proc);
         RUN("resets", scen_resets(&main_srv, &r_));
@@ -2617,10 +2712,12 @@ int main(int argc, char **argv)
     RUN("final-main", final_checks(&main_srv, slack, &r_));
     RUN("final-small", final_checks(&small_srv, slack, &r_));
     RUN("final-capped", final_checks(&capped_srv, slack, &r_));
+    RUN("final-idlecap", final_checks(&idlecap_srv, slack, &r_));
     /* Servers whose final check was skipped (ADV_ONLY) still stop. */
     server_stop(&main_srv, 15000, NULL);
     server_stop(&small_srv, 15000, NULL);
     server_stop(&capped_srv, 15000, NULL);
+    server_stop(&idlecap_srv, 15000, NULL);
 
     printf("adversarial: %.1f s in all\n", (e2e_now_us() - t0) / 1e6);
     printf("%d passed, %d failed\n", g_passed, g_failed);
