@@ -31,6 +31,7 @@ typedef struct tconn {
     appsrv__tls_gen_t *gen; /* held while the handshake runs (SNI lookups) */
     int fd;
     bool drained;        /* the last recv() found the socket empty */
+    bool eof;            /* recv() returned 0: the peer's FIN */
     bool rd_wants_write; /* SSL_read must send first (key update answer) */
     bool dead;           /* fatal error: no close_notify, no more I/O */
     bool shut;           /* our close_notify was sent (or tried) */
@@ -71,6 +72,8 @@ static int bio_read(BIO *b, char *buf, int len)
         return (int)n;
     }
     t->drained = true;
+    if (n == 0)
+        t->eof = true;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         BIO_set_retry_read(b);
         return -1;
@@ -78,10 +81,19 @@ static int bio_read(BIO *b, char *buf, int len)
     return (int)n;
 }
 
+/* FLUSH: nothing is buffered here. EOF: the record layer asks it to tell
+ * a FIN from an error; with SSL_OP_IGNORE_UNEXPECTED_EOF a FIN without
+ * close_notify then reads as SSL_ERROR_ZERO_RETURN, an ordinary end. */
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    (void)b, (void)num, (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+    (void)num, (void)ptr;
+    if (cmd == BIO_CTRL_FLUSH)
+        return 1;
+    if (cmd == BIO_CTRL_EOF) {
+        const tconn_t *t = BIO_get_data(b);
+        return t != NULL && t->eof;
+    }
+    return 0;
 }
 
 static int bio_create(BIO *b)
