@@ -353,7 +353,12 @@ static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
         if (fd < 0)
             return;
         if (!admit(sw)) {
-            refuse(sw, fd, l->proto);
+            /* A transport with a handshake (TLS) cannot carry the
+             * protocol's plaintext refusal: just close. */
+            if (l->tp->handshake == NULL)
+                refuse(sw, fd, l->proto);
+            else
+                close(fd);
             continue;
         }
         appsrv__conn_accepted(&sw->w, fd, &peer, l->proto, l->proto_data, l->tp, l->tp_data);
