@@ -49,6 +49,7 @@ static char *g_out;
 
 static void setup(void)
 {
+    setenv("TLS_TEST_WAIT", e2e_valgrind() ? "3" : "0.3", 1);
     cr_assert_eq(tls_pki_make(&g_pki), 0, "making the test PKI with openssl failed");
 }
 
@@ -269,8 +270,11 @@ Test(tls_clients, node_https_and_fetch, .init = setup, .fini = teardown, .timeou
 
 /* --------------------------------------------------------------- s_client */
 
-#define SCLIENT   "timeout 20 openssl s_client -connect 127.0.0.1:%d -CAfile %s "
-#define GETREQ    "printf 'GET /plaintext HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n'; sleep 0.3"
+#define SCLIENT "timeout 20 openssl s_client -connect 127.0.0.1:%d -CAfile %s "
+/* The request, then a pause for the answer before stdin's EOF ends the
+ * client: $TLS_TEST_WAIT, 0.3 s (3 s under valgrind: set in setup()). */
+#define GETREQ                                                                                     \
+    "printf 'GET /plaintext HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n'; sleep $TLS_TEST_WAIT"
 
 Test(tls_clients, s_client_tls13, .init = setup, .fini = teardown, .timeout = TMO)
 {
@@ -331,7 +335,8 @@ Test(tls_clients, s_client_renegotiation_refused, .init = setup, .fini = teardow
 {
     need("openssl");
     cli_default();
-    CMD("(" GETREQ "; printf 'R\\n'; sleep 0.5) | " SCLIENT "-tls1_2 2>&1", g_port, g_pki.ca);
+    CMD("(" GETREQ "; printf 'R\\n'; sleep $TLS_TEST_WAIT) | " SCLIENT "-tls1_2 2>&1", g_port,
+        g_pki.ca);
     run();
     OUT_HAS("Hello, World!");
     OUT_HAS("RENEGOTIATING");

@@ -30,8 +30,9 @@ Test(tls_scenarios, skipped)
 #include "e2e.h"
 #include "tls_util.h"
 
-#define TMO 60
-#define RD  (e2e_valgrind() ? 20000 : 5000)
+#define TMO     60
+#define STOP_MS (e2e_valgrind() ? 30000 : 10000)
+#define RD      (e2e_valgrind() ? 20000 : 5000)
 
 static tls_pki_t g_pki;
 static appsrv_tls_t *g_tls;
@@ -242,10 +243,18 @@ static void teardown(void)
         tls_relay_stop(&g_relay);
     g_relay_on = false;
     if (g_srv.srv != NULL)
-        cr_expect_eq(e2e_server_stop(&g_srv, 10000), 0, "server did not stop");
+        e2e_server_stop(&g_srv, STOP_MS); /* a test that failed early */
     appsrv_tls_free(g_tls);
     g_tls = NULL;
     tls_pki_remove(&g_pki);
+}
+
+/* Every test ends here: the server must stop (drain) in time. Asserting
+ * in .fini is not safe with Criterion, hence a call in each body. */
+static void stop_server(void)
+{
+    int rc = e2e_server_stop(&g_srv, STOP_MS);
+    cr_assert_eq(rc, 0, "server stop: run returned %d (%s)", rc, appsrv_strerror(rc));
 }
 
 static int port_of(bool tls)
@@ -439,11 +448,15 @@ static void sc_info(bool tls)
     Test(tls_scenarios, name##_plain, .init = setup, .fini = teardown, .timeout = TMO)             \
     {                                                                                              \
         fn(false);                                                                                 \
+        stop_server();                                                                             \
     }                                                                                              \
     Test(tls_scenarios, name##_tls, .init = setup, .fini = teardown, .timeout = TMO)               \
     {                                                                                              \
         fn(true);                                                                                  \
         cr_expect_eq(atomic_load(&g_relay.handshakes_failed), 0, "relay handshakes failed");       \
+        tls_relay_stop(&g_relay);                                                                  \
+        g_relay_on = false;                                                                        \
+        stop_server();                                                                             \
     }
 
 BOTH(keepalive, sc_keepalive)

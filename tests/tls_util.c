@@ -210,6 +210,10 @@ int tls_server_start(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_rout
 
 static SSL_CTX *client_ctx(const char *cafile)
 {
+    /* OpenSSL's socket BIO writes with write(): an alert sent to a peer
+     * that has gone would raise SIGPIPE and kill the test instead of
+     * failing it. */
+    signal(SIGPIPE, SIG_IGN);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL)
         return NULL;
@@ -258,9 +262,19 @@ int tls_client_open(tls_client_t *c, int port, const char *cafile, const char *s
     set_timeouts(c->fd, timeout_ms);
     c->ctx = client_ctx(cafile);
     c->ssl = c->ctx != NULL ? client_ssl(c->ctx, c->fd, sni, alpn) : NULL;
-    if (c->ssl == NULL || SSL_connect(c->ssl) != 1) {
+    errno = 0;
+    int r = c->ssl != NULL ? SSL_connect(c->ssl) : -1;
+    if (r != 1) {
+        int e = c->ssl != NULL ? SSL_get_error(c->ssl, r) : SSL_ERROR_SSL, err = errno;
+        unsigned long code = ERR_peek_last_error();
         ERR_clear_error();
         tls_client_close(c);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE || err == EAGAIN)
+            return -ETIMEDOUT; /* SO_RCVTIMEO/SO_SNDTIMEO */
+        if (e == SSL_ERROR_SYSCALL)
+            return err != 0 ? -err : -ECONNRESET;
+        if (getenv("TLS_TEST_DEBUG") != NULL)
+            fprintf(stderr, "tls_client_open: %s\n", ERR_reason_error_string(code));
         return -EPROTO;
     }
     return 0;
@@ -278,6 +292,22 @@ void tls_client_close(tls_client_t *c)
     c->fd = -1;
 }
 
+/* SSL_read_ex with the reason of a failure: -ETIMEDOUT (SO_RCVTIMEO),
+ * -ECONNRESET (EOF or reset), -EPROTO (a TLS alert or bad record). */
+static int read_some(tls_client_t *c, char *p, size_t cap, size_t *n)
+{
+    errno = 0;
+    if (SSL_read_ex(c->ssl, p, cap, n) == 1)
+        return 0;
+    int e = SSL_get_error(c->ssl, 0), err = errno;
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || err == EAGAIN)
+        return -ETIMEDOUT;
+    if (e == SSL_ERROR_SSL)
+        return -EPROTO;
+    return -ECONNRESET;
+}
+
 int tls_client_request(tls_client_t *c, const char *req, int *status, char *body, size_t cap,
                        int timeout_ms)
 {
@@ -289,14 +319,14 @@ int tls_client_request(tls_client_t *c, const char *req, int *status, char *body
     }
     char buf[65536];
     size_t got = 0;
+    int err;
     char *end = NULL;
     while (end == NULL) {
         size_t n = 0;
-        if (got == sizeof(buf) - 1 ||
-            SSL_read_ex(c->ssl, buf + got, sizeof(buf) - 1 - got, &n) != 1) {
-            ERR_clear_error();
-            return -ECONNRESET;
-        }
+        if (got == sizeof(buf) - 1)
+            return -EMSGSIZE;
+        if ((err = read_some(c, buf + got, sizeof(buf) - 1 - got, &n)) < 0)
+            return err;
         got += n;
         buf[got] = '\0';
         end = strstr(buf, "\r\n\r\n");
@@ -308,11 +338,10 @@ int tls_client_request(tls_client_t *c, const char *req, int *status, char *body
     size_t blen = cl != NULL && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
     while (got - head < blen) {
         size_t n = 0;
-        if (got == sizeof(buf) - 1 ||
-            SSL_read_ex(c->ssl, buf + got, sizeof(buf) - 1 - got, &n) != 1) {
-            ERR_clear_error();
-            return -ECONNRESET;
-        }
+        if (got == sizeof(buf) - 1)
+            return -EMSGSIZE;
+        if ((err = read_some(c, buf + got, sizeof(buf) - 1 - got, &n)) < 0)
+            return err;
         got += n;
     }
     if (body != NULL && cap > 0) {

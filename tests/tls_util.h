@@ -57,7 +57,8 @@ typedef struct tls_client {
 
 /* Connects and handshakes within timeout_ms. sni NULL: none (and the
  * certificate must name localhost; else it must name sni); alpn NULL:
- * "http/1.1". Returns 0, or a negative errno (-EPROTO: handshake). */
+ * "http/1.1". Returns 0, or a negative errno: -ETIMEDOUT, -ECONNRESET,
+ * -EPROTO (a TLS failure; its reason on stderr with TLS_TEST_DEBUG set). */
 int tls_client_open(tls_client_t *c, int port, const char *cafile, const char *sni,
                     const char *alpn, int timeout_ms);
 void tls_client_close(tls_client_t *c);
