@@ -358,6 +358,7 @@ Test(tls_hostile, key_updates, .init = setup, .fini = teardown, .timeout = TMO)
         tail[l + n] = '\0';
     }
     tls_client_close(&c);
+    stop_server();
 }
 
 /* ------------------------------------------------------------ reload/SNI */
@@ -394,7 +395,6 @@ static void put_files(const char *chain, const char *key, const char *live_c, co
     snprintf(cmd, sizeof(cmd), "cp %s %s.tmp && cp %s %s.tmp && mv %s.tmp %s && mv %s.tmp %s",
              chain, live_c, key, live_k, live_c, live_c, live_k, live_k);
     cr_assert_eq(tls_sh(cmd, 10000, NULL), 0);
-    stop_server();
 }
 
 Test(tls_hostile, reload_under_load, .init = setup, .fini = teardown, .timeout = 120)

@@ -262,19 +262,25 @@ int tls_client_open(tls_client_t *c, int port, const char *cafile, const char *s
     set_timeouts(c->fd, timeout_ms);
     c->ctx = client_ctx(cafile);
     c->ssl = c->ctx != NULL ? client_ssl(c->ctx, c->fd, sni, alpn) : NULL;
-    errno = 0;
-    int r = c->ssl != NULL ? SSL_connect(c->ssl) : -1;
+    int r = -1;
+    if (c->ssl != NULL) {
+        do { /* a signal (SIGCHLD of a test's shell) interrupts recv() */
+            errno = 0;
+            r = SSL_connect(c->ssl);
+        } while (r != 1 && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ && errno == EINTR);
+    }
     if (r != 1) {
         int e = c->ssl != NULL ? SSL_get_error(c->ssl, r) : SSL_ERROR_SSL, err = errno;
         unsigned long code = ERR_peek_last_error();
         ERR_clear_error();
         tls_client_close(c);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE || err == EAGAIN)
+        if (getenv("TLS_TEST_DEBUG") != NULL)
+            fprintf(stderr, "tls_client_open: ssl error %d, errno %d, %s\n", e, err,
+                    ERR_reason_error_string(code));
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             return -ETIMEDOUT; /* SO_RCVTIMEO/SO_SNDTIMEO */
         if (e == SSL_ERROR_SYSCALL)
-            return err != 0 ? -err : -ECONNRESET;
-        if (getenv("TLS_TEST_DEBUG") != NULL)
-            fprintf(stderr, "tls_client_open: %s\n", ERR_reason_error_string(code));
+            return err == EAGAIN ? -ETIMEDOUT : err != 0 ? -err : -ECONNRESET;
         return -EPROTO;
     }
     return 0;
@@ -296,15 +302,22 @@ void tls_client_close(tls_client_t *c)
  * -ECONNRESET (EOF or reset), -EPROTO (a TLS alert or bad record). */
 static int read_some(tls_client_t *c, char *p, size_t cap, size_t *n)
 {
-    errno = 0;
-    if (SSL_read_ex(c->ssl, p, cap, n) == 1)
-        return 0;
-    int e = SSL_get_error(c->ssl, 0), err = errno;
+    int e, err;
+    do { /* retried when a signal interrupted recv() */
+        errno = 0;
+        if (SSL_read_ex(c->ssl, p, cap, n) == 1)
+            return 0;
+        e = SSL_get_error(c->ssl, 0);
+        err = errno;
+    } while (e == SSL_ERROR_WANT_READ && err == EINTR);
+    if (getenv("TLS_TEST_DEBUG") != NULL)
+        fprintf(stderr, "tls read: ssl error %d, errno %d, %s\n", e, err,
+                ERR_reason_error_string(ERR_peek_last_error()));
     ERR_clear_error();
-    if (e == SSL_ERROR_WANT_READ || err == EAGAIN)
-        return -ETIMEDOUT;
     if (e == SSL_ERROR_SSL)
         return -EPROTO;
+    if (e == SSL_ERROR_WANT_READ || err == EAGAIN)
+        return -ETIMEDOUT;
     return -ECONNRESET;
 }
 
@@ -313,7 +326,12 @@ int tls_client_request(tls_client_t *c, const char *req, int *status, char *body
 {
     set_timeouts(c->fd, timeout_ms);
     size_t len = strlen(req), w = 0;
-    if (SSL_write_ex(c->ssl, req, len, &w) != 1 || w != len) {
+    int wr;
+    do {
+        errno = 0;
+        wr = SSL_write_ex(c->ssl, req, len, &w);
+    } while (wr != 1 && SSL_get_error(c->ssl, 0) == SSL_ERROR_WANT_WRITE && errno == EINTR);
+    if (wr != 1 || w != len) {
         ERR_clear_error();
         return -EPIPE;
     }
