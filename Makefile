@@ -26,11 +26,35 @@ ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 # User CFLAGS/LDFLAGS append, never replace.
-ALL_CFLAGS  = $(BASE_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+ALL_CFLAGS  = $(BASE_CFLAGS) $(TLS_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
-LIBS := -pthread
+LIBS = $(TLS_LIBS) -pthread
 
-LIB_SRCS := $(sort $(wildcard lib/*.c))
+# TLS (OpenSSL 3 through pkg-config) is optional: TLS=auto (default) builds
+# it in when pkg-config finds openssl >= 3, TLS=yes insists, TLS=no builds
+# the dependency-free core (the appsrv_tls_* calls then return -ENOTSUP).
+TLS ?= auto
+ifeq ($(TLS),auto)
+override TLS := $(shell pkg-config --exists 'openssl >= 3.0' 2>/dev/null && echo yes || echo no)
+endif
+ifeq ($(TLS),yes)
+ifneq ($(shell pkg-config --exists 'openssl >= 3.0' 2>/dev/null && echo ok),ok)
+$(error TLS=yes needs OpenSSL >= 3.0 found by pkg-config: install libssl-dev and pkg-config (Debian/Ubuntu), or build with TLS=no)
+endif
+TLS_CFLAGS := $(shell pkg-config --cflags openssl) -DAPPSRV_HAVE_TLS=1
+TLS_LIBS   := $(shell pkg-config --libs openssl)
+TLS_OUT    := lib/tls_none.c
+PC_REQUIRES := Requires.private: openssl
+else ifeq ($(TLS),no)
+TLS_CFLAGS :=
+TLS_LIBS   :=
+TLS_OUT    := lib/tls.c lib/tls_transport.c
+PC_REQUIRES :=
+else
+$(error TLS must be auto, yes or no (got '$(TLS)'))
+endif
+
+LIB_SRCS := $(filter-out $(TLS_OUT),$(sort $(wildcard lib/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS := $(BUILD)/cli/appsrv.o
 # tests/support/: the toolkit every suite shares (README in e2e.h). Files
@@ -55,7 +79,14 @@ PC     := $(BUILD)/appsrv.pc
 
 all: $(STATIC) $(SHARED) $(CLI) $(PC)
 
-$(BUILD)/%.o: %.c
+# Every object depends on the TLS choice: switching TLS= rebuilds in place.
+TLS_STAMP := $(BUILD)/tls-$(TLS).stamp
+$(TLS_STAMP):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/tls-*.stamp
+	@touch $@
+
+$(BUILD)/%.o: %.c $(TLS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -82,10 +113,12 @@ $(BUILD)/pc-dirs: FORCE
 	@[ "$$(cat $@ 2>/dev/null)" = '$(PC_DIRS)' ] || printf '%s\n' '$(PC_DIRS)' > $@
 FORCE:
 
-$(PC): pkgconfig/appsrv.pc.in Makefile $(BUILD)/pc-dirs
+$(PC): pkgconfig/appsrv.pc.in Makefile $(BUILD)/pc-dirs $(TLS_STAMP)
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    $(if $(PC_REQUIRES),-e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES)|',-e '/@REQUIRES_PRIVATE@/d') \
+	    $< > $@
 
 # ------------------------------------------------------------------ tests
 # Criterion comes from the distribution. When it is missing, install it as
@@ -102,7 +135,7 @@ criterion-check:
 	    fi; \
 	fi
 
-$(BUILD)/tests/%.o: tests/%.c | criterion-check
+$(BUILD)/tests/%.o: tests/%.c $(TLS_STAMP) | criterion-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ilib -Itests/support -Wno-missing-prototypes -c $< -o $@
 
@@ -124,7 +157,7 @@ asan:
 # APPSRV_VALGRIND=1 tells the tests to scale sizes down and stretch deadlines.
 valgrind: all $(TESTS)
 	APPSRV_BIN=$(abspath $(CLI)) APPSRV_VALGRIND=1 valgrind --quiet --trace-children=yes \
-	    --trace-children-skip='*/curl,*/python3*,*/nc,*/sh,*/bash' \
+	    --trace-children-skip='*/curl,*/python3*,*/nc,*/sh,*/bash,*/openssl,*/node,*/gnutls-cli' \
 	    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    --suppressions=$(abspath tests/valgrind.supp) \
 	    --child-silent-after-fork=yes $(TESTS) --jobs $(TEST_JOBS) $(TEST_ARGS)

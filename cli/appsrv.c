@@ -8,6 +8,8 @@
  * GET /delay and GET /events show deferred responses: a timer thread of
  * the CLI's own (a heap keyed by deadline) finishes them from outside the
  * server's loops, the way a host's database or RPC thread would.
+ * With --tls-cert/--tls-key the HTTP listener serves HTTPS; a thread of
+ * its own waits for SIGHUP (sigwait) and reloads the certificates.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +32,7 @@ static void usage(FILE *out)
             "usage: appsrv [-H|--host ADDR] [-p|--port PORT] [-l|--line-port PORT]\n"
             "              [-t|--threads N] [-c|--max-conns N] [--max-body BYTES]\n"
             "              [--idle-timeout SEC] [--head-timeout SEC] [--access-log]\n"
+            "              [--tls-cert FILE --tls-key FILE [--tls-sni NAME:CERT:KEY]...]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -41,6 +44,10 @@ static void usage(FILE *out)
             "      --idle-timeout SEC keep-alive idle timeout (default 60)\n"
             "      --head-timeout SEC request head timeout (default 10)\n"
             "      --access-log       one line per request on stderr\n"
+            "      --tls-cert FILE    serve HTTPS with this PEM certificate chain\n"
+            "      --tls-key FILE     the PEM private key of --tls-cert\n"
+            "      --tls-sni NAME:CERT:KEY  another certificate for SNI name NAME\n"
+            "                         (repeatable; SIGHUP reloads every certificate)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -422,7 +429,60 @@ static void print_listening(const char *scheme, const char *host, int port)
         }                                                                      \
     } while (0)
 
-enum { OPT_MAX_BODY = 256, OPT_IDLE, OPT_HEAD, OPT_ACCESS_LOG };
+/* ------------------------------------------------------------------- TLS */
+
+#define MAX_SNI 64
+
+typedef struct sni_arg {
+    char *name, *cert, *key; /* split in place from the option's copy */
+} sni_arg_t;
+
+static struct {
+    appsrv_tls_t *tls;
+    volatile sig_atomic_t quit;
+    bool quiet;
+} g_reload;
+
+/* SIGHUP is blocked everywhere and taken here, on a plain thread, where
+ * the reload may read files and print. */
+static void *reload_main(void *arg)
+{
+    sigset_t *set = arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(set, &sig) != 0 || g_reload.quit)
+            break;
+        int rc = appsrv_tls_reload(g_reload.tls);
+        if (rc < 0)
+            fprintf(stderr, "appsrv: TLS reload failed: %s; keeping the old certificates\n",
+                    appsrv_strerror(rc));
+        else if (!g_reload.quiet)
+            fprintf(stderr, "appsrv: TLS certificates reloaded\n");
+        fflush(stderr);
+    }
+    return NULL;
+}
+
+static int split_sni(char *arg, sni_arg_t *out)
+{
+    char *c1 = strchr(arg, ':');
+    char *c2 = c1 != NULL ? strchr(c1 + 1, ':') : NULL;
+    if (c1 == NULL || c2 == NULL || c1 == arg || c2 == c1 + 1 || c2[1] == '\0')
+        return -1;
+    *c1 = *c2 = '\0';
+    *out = (sni_arg_t){arg, c1 + 1, c2 + 1};
+    return 0;
+}
+
+enum {
+    OPT_MAX_BODY = 256,
+    OPT_IDLE,
+    OPT_HEAD,
+    OPT_ACCESS_LOG,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_SNI
+};
 
 int main(int argc, char **argv)
 {
@@ -436,6 +496,9 @@ int main(int argc, char **argv)
         {"idle-timeout", required_argument, NULL, OPT_IDLE},
         {"head-timeout", required_argument, NULL, OPT_HEAD},
         {"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-sni", required_argument, NULL, OPT_TLS_SNI},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -446,6 +509,9 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1";
     int port = 8080, line_port = -1;
     bool quiet = false;
+    const char *tls_cert = NULL, *tls_key = NULL;
+    sni_arg_t sni[MAX_SNI];
+    int nsni = 0;
 
     opterr = 0;
     int ch;
@@ -480,6 +546,19 @@ int main(int argc, char **argv)
         case OPT_ACCESS_LOG:
             cfg.access_log = access_log;
             break;
+        case OPT_TLS_CERT:
+            tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            tls_key = optarg;
+            break;
+        case OPT_TLS_SNI:
+            if (nsni == MAX_SNI)
+                bad_usage("%s: at most 64", "--tls-sni");
+            if (split_sni(optarg, &sni[nsni]) < 0)
+                bad_usage("%s: expected NAME:CERT:KEY", "--tls-sni");
+            nsni++;
+            break;
         case 'q':
             quiet = true;
             break;
@@ -499,6 +578,32 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         bad_usage("unexpected argument %s", argv[optind]);
+    if ((tls_cert == NULL) != (tls_key == NULL))
+        bad_usage("%s: --tls-cert and --tls-key go together",
+                  tls_cert ? "--tls-cert" : "--tls-key");
+    if (nsni > 0 && tls_cert == NULL)
+        bad_usage("%s needs --tls-cert and --tls-key", "--tls-sni");
+    appsrv_tls_t *tls = NULL;
+    if (tls_cert != NULL) {
+        int rc = appsrv_tls_new(&tls, NULL, tls_cert, tls_key, NULL);
+        if (rc == -ENOTSUP) {
+            fprintf(stderr, "appsrv: this build has no TLS (rebuild with OpenSSL 3)\n");
+            return 1;
+        }
+        if (rc < 0) {
+            fprintf(stderr, "appsrv: %s, %s: %s\n", tls_cert, tls_key, appsrv_strerror(rc));
+            return 1;
+        }
+        for (int i = 0; i < nsni; i++) {
+            rc = appsrv_tls_add_sni(tls, sni[i].name, sni[i].cert, sni[i].key, NULL);
+            if (rc < 0) {
+                fprintf(stderr, "appsrv: --tls-sni %s: %s, %s: %s\n", sni[i].name, sni[i].cert,
+                        sni[i].key, appsrv_strerror(rc));
+                appsrv_tls_free(tls);
+                return 1;
+            }
+        }
+    }
 
     appsrv_server_t *srv;
     CHECK(appsrv_server_new(&srv, &cfg));
@@ -514,11 +619,13 @@ int main(int argc, char **argv)
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));
 
-    int hport = appsrv_listen_http(srv, host, port);
+    int hport = tls != NULL ? appsrv_listen_https(srv, host, port, tls)
+                            : appsrv_listen_http(srv, host, port);
     if (hport < 0) {
         fprintf(stderr, "appsrv: cannot listen on %s port %d: %s\n", host, port,
                 appsrv_strerror(hport));
         appsrv_server_free(srv);
+        appsrv_tls_free(tls);
         return 1;
     }
     int lport = -1;
@@ -528,6 +635,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "appsrv: cannot listen on %s port %d: %s\n", host, line_port,
                     appsrv_strerror(lport));
             appsrv_server_free(srv);
+            appsrv_tls_free(tls);
             return 1;
         }
     }
@@ -541,7 +649,20 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    print_listening("http", host, hport);
+    /* SIGHUP reloads the certificates: blocked here before any thread
+     * starts (they inherit the mask), taken by sigwait on reload_main. */
+    static sigset_t hup;
+    pthread_t reload_thread;
+    bool reloading = false;
+    if (tls != NULL) {
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &hup, NULL);
+        g_reload.tls = tls;
+        g_reload.quiet = quiet;
+        reloading = pthread_create(&reload_thread, NULL, reload_main, &hup) == 0;
+    }
+    print_listening(tls != NULL ? "https" : "http", host, hport);
     if (lport >= 0)
         print_listening("line", host, lport);
 
@@ -565,10 +686,16 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&g_timers.lock);
     pthread_join(timer_thread, NULL);
     free(g_timers.heap);
+    if (reloading) {
+        g_reload.quit = 1;
+        pthread_kill(reload_thread, SIGHUP);
+        pthread_join(reload_thread, NULL);
+    }
     if (!quiet && rc == 0)
         fprintf(stderr, "appsrv: stopped\n");
     if (rc < 0)
         fprintf(stderr, "appsrv: run: %s\n", appsrv_strerror(rc));
     appsrv_server_free(srv);
+    appsrv_tls_free(tls);
     return rc < 0 ? 1 : 0;
 }

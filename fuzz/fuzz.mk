@@ -17,7 +17,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_ARGS    ?=
 FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-                -Wall -Wextra -Werror -Iinclude -Ilib
+                -Wall -Wextra -Werror -Iinclude -Ilib $(TLS_CFLAGS)
 
 FUZZ_DRIVERS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
 FUZZ_PARSER  := $(filter http_parse chunked,$(FUZZ_DRIVERS))

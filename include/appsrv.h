@@ -74,7 +74,10 @@ APPSRV_API const char *appsrv_version(void);
     X(EPARSE, -3101, "malformed input")                                       \
     X(ESTATE, -3102, "call not valid in this state")                          \
     X(ECANCELED, -3103, "request canceled: the client is gone")                \
-    X(ENOBODY, -3104, "this response carries no body (204 or 304)")
+    X(ENOBODY, -3104, "this response carries no body (204 or 304)")          \
+    X(ETLSCERT, -3200, "cannot load the TLS certificate chain")              \
+    X(ETLSKEY, -3201, "cannot load the TLS private key, or it does not match") \
+    X(ETLSCONF, -3202, "TLS settings rejected (versions, ciphers or groups)")
 
 enum appsrv_errno {
 #define APPSRV_X_ENUM_(name, value, msg) APPSRV_##name = (value),
@@ -306,6 +309,99 @@ APPSRV_API int appsrv_route_line(appsrv_server_t *srv, const char *command,
 APPSRV_API int appsrv_listen_http(appsrv_server_t *srv, const char *host, int port);
 APPSRV_API int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port);
 
+/* -------------------------------------------------------------------- TLS */
+/*
+ * HTTPS: a TLS context made from PEM files, attached to one or more
+ * listeners with appsrv_listen_https(). OpenSSL 3 is an optional build
+ * dependency: in a build without it (make TLS=no) every function here
+ * exists but fails with -ENOTSUP (appsrv_tls_available() says which).
+ *
+ * Defaults (appsrv_tls_config_init()) pass iOS App Transport Security
+ * and OkHttp's MODERN_TLS: TLS 1.2 minimum and TLS 1.3; for TLS 1.2 only
+ * ECDHE key exchange with AES-GCM or ChaCha20-Poly1305, the server's
+ * order (ChaCha20 first for clients that prefer it: phones without AES
+ * instructions); no renegotiation (RFC 5746 is moot), no compression;
+ * ALPN "http/1.1" (RFC 7301; a client offering only other protocols gets
+ * no ALPN answer rather than a failed handshake); session tickets whose
+ * key rotates every ticket_key_seconds (RFC 5077, RFC 8446 §4.6.1).
+ * Change them through appsrv_tls_config_t before appsrv_tls_new().
+ */
+typedef struct appsrv_tls appsrv_tls_t;
+
+#define APPSRV_TLS1_2 0x0303
+#define APPSRV_TLS1_3 0x0304
+
+typedef struct appsrv_tls_config {
+    int min_version;          /* APPSRV_TLS1_2 (default) or APPSRV_TLS1_3 */
+    const char *ciphers;      /* TLS 1.2 suites, OpenSSL cipher-list syntax;
+                                 NULL: the ECDHE AES-GCM/ChaCha20 list */
+    const char *ciphersuites; /* TLS 1.3 suites, OpenSSL syntax; NULL:
+                                 TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384,
+                                 TLS_CHACHA20_POLY1305_SHA256 */
+    const char *groups;       /* key exchange groups; NULL: X25519:P-256:P-384 */
+    int ticket_key_seconds;   /* session ticket key lifetime (3600); a ticket
+                                 is accepted for two lifetimes; 0: no tickets,
+                                 a server-side session cache instead */
+} appsrv_tls_config_t;
+
+/* True when the library was built with TLS (OpenSSL). Any thread. */
+APPSRV_API bool appsrv_tls_available(void);
+
+/* Fills cfg with the defaults above. Any thread. */
+APPSRV_API void appsrv_tls_config_init(appsrv_tls_config_t *cfg);
+
+/*
+ * Creates a TLS context whose default certificate is the PEM chain in
+ * cert_file (leaf first, then intermediates) with the PEM private key in
+ * key_file (encrypted keys take passphrase; NULL: none). cfg is copied
+ * (NULL: defaults); the file names and passphrase are kept for
+ * appsrv_tls_reload(). On success *out owns the context: free it with
+ * appsrv_tls_free() after every server using it was freed. Returns 0,
+ * -EINVAL (NULL argument, bad min_version), -ENOENT/-EACCES (a file),
+ * APPSRV_ETLSCERT, APPSRV_ETLSKEY (unreadable, wrong passphrase, or not
+ * the certificate's key), APPSRV_ETLSCONF (a cipher or group string
+ * OpenSSL rejects), -ENOMEM, or -ENOTSUP without TLS. Any thread.
+ */
+APPSRV_API int appsrv_tls_new(appsrv_tls_t **out, const appsrv_tls_config_t *cfg,
+                              const char *cert_file, const char *key_file,
+                              const char *passphrase);
+
+/*
+ * Adds a certificate chosen when the client's SNI server name (RFC 6066
+ * §3) is name: an exact host name, or "*.example.com" for one label
+ * under example.com; compared case-insensitively. Clients sending no
+ * name or an unknown one get the default certificate. Later additions
+ * of the same name replace earlier ones. Same file rules and returns as
+ * appsrv_tls_new() (-EINVAL also for an empty or over-long name). Any
+ * thread, also while servers run: new handshakes see it.
+ */
+APPSRV_API int appsrv_tls_add_sni(appsrv_tls_t *tls, const char *name, const char *cert_file,
+                                  const char *key_file, const char *passphrase);
+
+/*
+ * Re-reads every certificate and key file of tls (the default and each
+ * SNI entry). All or nothing: when every file loads, new handshakes use
+ * the new certificates at once (an atomic swap) while established
+ * connections keep theirs; when any fails, nothing changes and the error
+ * of the first failure is returned (as appsrv_tls_new()). Session
+ * tickets issued before stay valid. Any thread, while servers run.
+ */
+APPSRV_API int appsrv_tls_reload(appsrv_tls_t *tls);
+
+/* Frees tls. Only once no server that listens with it exists (after
+ * appsrv_server_free()). NULL is a no-op. Any thread. */
+APPSRV_API void appsrv_tls_free(appsrv_tls_t *tls);
+
+/*
+ * Listens for HTTPS on host:port: HTTP/1.1 over TLS with tls (not
+ * copied: it must outlive the server). The handshake counts against
+ * head_timeout_ms and max_conns like a request head. Returns as
+ * appsrv_listen_http(), and -EINVAL (tls NULL) or -ENOTSUP without TLS.
+ * Before run; any thread.
+ */
+APPSRV_API int appsrv_listen_https(appsrv_server_t *srv, const char *host, int port,
+                                   appsrv_tls_t *tls);
+
 /*
  * Runs the workers; the calling thread becomes worker 0 (the threads it
  * starts block all signals, so signals reach the caller). Blocks until
@@ -388,6 +484,21 @@ APPSRV_API appsrv_str_t appsrv_req_body(const appsrv_req_t *req);
 
 /* The client's address. */
 APPSRV_API const appsrv_addr_t *appsrv_req_peer(const appsrv_req_t *req);
+
+/*
+ * TLS facts of the request's connection. appsrv_req_is_tls() is true for
+ * a request that came over HTTPS. The others return static or
+ * connection-owned strings, ptr NULL for a cleartext connection:
+ * the protocol version ("TLSv1.3", "TLSv1.2"), the cipher suite's OpenSSL
+ * name ("TLS_AES_128_GCM_SHA256"), and the SNI server name the client
+ * sent (RFC 6066 §3; ptr NULL when it sent none). Loop thread, inside
+ * the handler only (the connection owns them: for a deferred response,
+ * copy them before returning APPSRV_LATER).
+ */
+APPSRV_API bool appsrv_req_is_tls(const appsrv_req_t *req);
+APPSRV_API appsrv_str_t appsrv_req_tls_version(const appsrv_req_t *req);
+APPSRV_API appsrv_str_t appsrv_req_tls_cipher(const appsrv_req_t *req);
+APPSRV_API appsrv_str_t appsrv_req_tls_sni(const appsrv_req_t *req);
 
 /* ----------------------------------------------------- response builders */
 /* All: inside the handler, or for an APPSRV_LATER response on the one

@@ -321,6 +321,10 @@ static void conn_io_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
         return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->readable = true;
+    /* A transport's read may wait for the socket to turn writable (a TLS
+     * record layer answering a key update): that raises EPOLLOUT only. */
+    if ((events & EPOLLOUT) && c->sock.tp->pending != NULL && c->sock.tp->pending(&c->sock))
+        c->readable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->rdhup = true;
     if (c->rdhup && c->state == APPSRV__ST_WAIT && !c->close_after) {
@@ -524,7 +528,7 @@ static void retire(appsrv__conn_t *c)
 
 void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer,
                            const appsrv__proto_t *proto, void *proto_data,
-                           const appsrv__transport_t *tp, void *tdata)
+                           const appsrv__transport_t *tp, void *ldata)
 {
     appsrv__conn_t *c = w->free_conns;
     if (c != NULL) {
@@ -538,7 +542,13 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
     memset(c, 0, sizeof(*c));
     c->io.fd = fd;
     c->io.cb = conn_io_cb;
-    c->sock = (appsrv__tsock_t){.fd = fd, .tp = tp, .data = tdata};
+    c->sock = (appsrv__tsock_t){.fd = fd, .tp = tp, .data = NULL};
+    if (tp->attach != NULL && tp->attach(&c->sock, ldata) < 0) {
+        c->next = w->free_conns;
+        w->free_conns = c;
+        w->nfree_conns++;
+        goto fail;
+    }
     c->timer.cb = conn_timer_cb;
     c->w = w;
     c->proto = proto;
@@ -572,7 +582,7 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
 
 fail:
     {
-        appsrv__tsock_t s = {.fd = fd, .tp = tp, .data = tdata};
+        appsrv__tsock_t s = {.fd = fd, .tp = tp, .data = NULL};
         tp->close(&s);
     }
     atomic_fetch_sub(w->nconns_total, 1);

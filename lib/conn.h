@@ -75,12 +75,13 @@ struct appsrv__conn {
 };
 
 /* Takes over fd (non-blocking, accepted): the connection speaks proto
- * (with proto_data) over transport tp (with tdata, owned by tp from now
- * on). The caller has counted it in w->nconns_total; on failure the fd
- * is closed and the count given back. */
+ * (with proto_data) over transport tp, whose attach step gets the
+ * listener's ldata (the TLS context; NULL for plain). The caller has
+ * counted it in w->nconns_total; on failure the fd is closed and the
+ * count given back. */
 void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer,
                            const appsrv__proto_t *proto, void *proto_data,
-                           const appsrv__transport_t *tp, void *tdata);
+                           const appsrv__transport_t *tp, void *ldata);
 /* Closes the socket now (queued output is dropped) and drops the loop's
  * reference. Idempotent. */
 void appsrv__conn_close(appsrv__conn_t *c);

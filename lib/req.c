@@ -3,8 +3,8 @@
  * req.c - the request accessors (appsrv_req_*) over the views the
  * protocol filled in (req.h), and the access-log entry. Called by the
  * host inside handlers and by http.c/line.c; calls router.c for query
- * lookup. No allocation: every answer is a view or a copy into the
- * caller's buffer.
+ * lookup and the connection's transport for TLS facts. No allocation:
+ * every answer is a view or a copy into the caller's buffer.
  */
 #include "req.h"
 
@@ -135,4 +135,33 @@ appsrv_str_t appsrv_req_body(const appsrv_req_t *req)
 const appsrv_addr_t *appsrv_req_peer(const appsrv_req_t *req)
 {
     return &req->conn->peer;
+}
+
+/* ------------------------------------------------------------------- TLS */
+
+bool appsrv_req_is_tls(const appsrv_req_t *req)
+{
+    return req->conn->sock.tp->info != NULL;
+}
+
+static appsrv_str_t tls_fact(const appsrv_req_t *req, int what)
+{
+    const appsrv__tsock_t *s = &req->conn->sock;
+    const char *v = s->tp->info != NULL ? s->tp->info(s, what) : NULL;
+    return (appsrv_str_t){v, v != NULL ? strlen(v) : 0};
+}
+
+appsrv_str_t appsrv_req_tls_version(const appsrv_req_t *req)
+{
+    return tls_fact(req, APPSRV__TINFO_VERSION);
+}
+
+appsrv_str_t appsrv_req_tls_cipher(const appsrv_req_t *req)
+{
+    return tls_fact(req, APPSRV__TINFO_CIPHER);
+}
+
+appsrv_str_t appsrv_req_tls_sni(const appsrv_req_t *req)
+{
+    return tls_fact(req, APPSRV__TINFO_SNI);
 }

@@ -4,8 +4,8 @@
  * threads, the connection cap and graceful stop. Each worker owns one
  * loop, block pool and completion queue (worker.h) and watches every
  * listener; a listener names the protocol table (http.c, line.c) and
- * transport its connections get, so nothing here names a protocol's
- * bytes. Calls conn.c at accept, drain and exit.
+ * transport (plain, or TLS with its context: tls.h) its connections get,
+ * so nothing here names a protocol's bytes or a cipher. Calls conn.c at accept, drain and exit.
  *
  * A listener is one socket in every worker's epoll with EPOLLEXCLUSIVE,
  * rather than one SO_REUSEPORT socket per worker. Measured with 2 workers
@@ -36,6 +36,7 @@
 #include "loop.h"
 #include "pool.h"
 #include "router.h"
+#include "tls.h"
 #include "transport.h"
 
 #define ACCEPT_BATCH 64
@@ -48,6 +49,8 @@ typedef struct sworker sworker_t;
 typedef struct listener {
     const appsrv__proto_t *proto;
     void *proto_data;
+    const appsrv__transport_t *tp;
+    void *tp_data; /* the transport's listener data (the TLS context) */
     int port;
     int fd;           /* shared by every worker's epoll (EPOLLEXCLUSIVE) */
     atomic_int users; /* workers still watching fd; the last closes it */
@@ -228,7 +231,8 @@ int appsrv_route_line(appsrv_server_t *srv, const char *command, appsrv_handler_
 }
 
 static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void *proto_data,
-                        const char *host, int port)
+                        const appsrv__transport_t *tp, void *tp_data, const char *host,
+                        int port)
 {
     if (srv == NULL)
         return -EINVAL;
@@ -251,6 +255,8 @@ static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void
     listener_t *l = &srv->listeners[srv->nlisteners++];
     l->proto = proto;
     l->proto_data = proto_data;
+    l->tp = tp;
+    l->tp_data = tp_data;
     l->port = bound;
     l->fd = fd;
     atomic_init(&l->users, 0);
@@ -260,13 +266,23 @@ static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void
 
 int appsrv_listen_http(appsrv_server_t *srv, const char *host, int port)
 {
-    return add_listener(srv, &appsrv__http_proto, srv != NULL ? srv->router : NULL, host, port);
+    return add_listener(srv, &appsrv__http_proto, srv != NULL ? srv->router : NULL,
+                        &appsrv__transport_plain, NULL, host, port);
+}
+
+int appsrv_listen_https(appsrv_server_t *srv, const char *host, int port, appsrv_tls_t *tls)
+{
+    int rc = appsrv__tls_usable(tls);
+    if (rc < 0)
+        return rc;
+    return add_listener(srv, &appsrv__http_proto, srv != NULL ? srv->router : NULL,
+                        &appsrv__transport_tls, tls, host, port);
 }
 
 int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port)
 {
-    return add_listener(srv, &appsrv__line_proto, srv != NULL ? &srv->line_routes : NULL, host,
-                        port);
+    return add_listener(srv, &appsrv__line_proto, srv != NULL ? &srv->line_routes : NULL,
+                        &appsrv__transport_plain, NULL, host, port);
 }
 
 /* ---------------------------------------------------------------- accept */
@@ -337,11 +353,15 @@ static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
         if (fd < 0)
             return;
         if (!admit(sw)) {
-            refuse(sw, fd, l->proto);
+            /* A transport with a handshake (TLS) cannot carry the
+             * protocol's plaintext refusal: just close. */
+            if (l->tp->handshake == NULL)
+                refuse(sw, fd, l->proto);
+            else
+                close(fd);
             continue;
         }
-        appsrv__conn_accepted(&sw->w, fd, &peer, l->proto, l->proto_data,
-                              &appsrv__transport_plain, NULL);
+        appsrv__conn_accepted(&sw->w, fd, &peer, l->proto, l->proto_data, l->tp, l->tp_data);
     }
 }
 

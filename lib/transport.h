@@ -23,21 +23,34 @@
 
 typedef struct appsrv__tsock appsrv__tsock_t;
 
+/* What appsrv__transport_t.info reports (request accessors). */
+enum { APPSRV__TINFO_VERSION = 0, APPSRV__TINFO_CIPHER, APPSRV__TINFO_SNI };
+
 typedef struct appsrv__transport {
     const char *name;
+    /* At accept, before any other operation: makes the per-connection
+     * state (s->data) from the listener's ldata. Returns 0 or -errno (the
+     * caller then closes with s->data NULL). NULL: nothing to make. */
+    int (*attach)(appsrv__tsock_t *s, void *ldata);
     /* Advances a handshake. Returns 1 when done (bytes may flow), 0 when
      * it waits for the socket (readable or writable: the connection
      * watches both), or -errno. NULL: no handshake. */
     int (*handshake)(appsrv__tsock_t *s);
     ssize_t (*read)(appsrv__tsock_t *s, void *buf, size_t len);
     ssize_t (*writev)(appsrv__tsock_t *s, const struct iovec *iov, int iovcnt);
-    /* True when read would return bytes without the socket being readable
-     * (plaintext already decrypted and buffered). NULL: never. */
+    /* True when a read may make progress without a new EPOLLIN edge:
+     * plaintext or records already buffered, the socket not known to be
+     * drained, or a read that waited for the socket to become writable.
+     * conn.c asks after a short read and on EPOLLOUT. NULL: never. */
     bool (*pending)(const appsrv__tsock_t *s);
     /* Ends our sending side (FIN, or close_notify then FIN). Best effort. */
     void (*shutdown)(appsrv__tsock_t *s);
     /* Releases the transport's state and closes the fd. */
     void (*close)(appsrv__tsock_t *s);
+    /* A NUL-terminated fact about the secured session (APPSRV__TINFO_*),
+     * or NULL when it has none (yet, or any more). NULL op: a cleartext
+     * transport. */
+    const char *(*info)(const appsrv__tsock_t *s, int what);
 } appsrv__transport_t;
 
 /* A connection's socket as its transport sees it. */

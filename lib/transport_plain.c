@@ -44,10 +44,12 @@ static void plain_close(appsrv__tsock_t *s)
 
 const appsrv__transport_t appsrv__transport_plain = {
     .name = "plain",
+    .attach = NULL,
     .handshake = NULL,
     .read = plain_read,
     .writev = plain_writev,
     .pending = NULL,
     .shutdown = plain_shutdown,
     .close = plain_close,
+    .info = NULL,
 };
