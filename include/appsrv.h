@@ -558,9 +558,11 @@ APPSRV_API void appsrv_res_close(appsrv_res_t *res);
  * dropped.
  *
  * Callbacks run on the connection's loop thread, one at a time per
- * connection, in order: on_upgrade, on_open, on_message..., on_close
- * (exactly once after on_open, whatever ended the connection). They must
- * not block. Broadcasting is a loop over the handles the host keeps (see
+ * connection, in order: on_upgrade, on_open, on_message..., on_close.
+ * Once on_upgrade has accepted, on_open and then on_close always follow,
+ * exactly once each, whatever ends the connection (so state allocated in
+ * on_upgrade and set with appsrv_ws_set_data() is freed in on_close).
+ * They must not block. Broadcasting is a loop over the handles the host keeps (see
  * examples/ws_chat.c).
  */
 

@@ -388,19 +388,27 @@ static void ws_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
 void appsrv__ws_switch(appsrv__conn_t *c, void *data)
 {
     appsrv_ws_t *ws = data;
-    if (c->closed || c->close_after || appsrv__conn_switch(c, &appsrv__ws_proto, ws) < 0) {
-        /* The 101 may be out but the connection cannot go on: never
-         * opened, so no callback. */
+    ws->aitem.cb = appsrv__ws_service;
+    /* The switch needs the connection unheld; the handle's reference
+     * follows at once. */
+    bool ok = !c->close_after && appsrv__conn_switch(c, &appsrv__ws_proto, ws) == 0;
+    appsrv__conn_hold(c);
+    if (!ok) {
+        /* The 101 could not be queued (out of memory): the connection
+         * ends here. The host accepted it, so it still hears on_open and
+         * on_close, as for a peer that vanished at once. */
         c->close_after = true;
-        appsrv__ws_discard(ws);
+        ws->closing = true;
+        handlers(ws)->on_open(ws, user(ws));
+        handlers(ws)->on_close(ws, APPSRV__WS_ABNORMAL, (appsrv_str_t){"", 0}, user(ws));
+        ws->loop_done = true;
+        maybe_free(ws);
         return;
     }
-    appsrv__conn_hold(c); /* the handle's reference */
     const appsrv_config_t *cfg = c->w->cfg;
     ws->rx.max = cfg->max_ws_message;
     ws->rx.need_mask = true;
     ws->timer.cb = ws_timer_cb;
-    ws->aitem.cb = appsrv__ws_service;
     if (cfg->ws_ping_ms > 0)
         appsrv__timer_start(&c->w->loop, &ws->timer, c->w->loop.now_ms + (uint64_t)cfg->ws_ping_ms);
     ws->in_process = true; /* sends from on_open go straight out */

@@ -161,6 +161,10 @@ int appsrv__ws_upgrade(appsrv_req_t *req, appsrv_res_t *res, void *user)
         appsrv__ws_discard(ws);
         return -ENOMEM;
     }
+    /* The connection goes on as WebSocket whatever Connection said
+     * besides "upgrade", or the host asked of res. */
+    res->close = false;
+    c->keep_alive = true;
     res->status = 101;
     res->upgrade = appsrv__ws_switch;
     res->upgrade_data = ws;

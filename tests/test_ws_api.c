@@ -140,6 +140,8 @@ static const hs_row_t hs_rows[] = {
     {"Connection in two fields",
      "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n" KEY V13, GET, 101,
      NULL, NULL},
+    {"Connection: Upgrade, close: upgrades all the same",
+     "Upgrade: websocket\r\nConnection: Upgrade, close\r\n" KEY V13, GET, 101, NULL, NULL},
     {"Connection: upgrades (not the token): 400",
      "Upgrade: websocket\r\nConnection: upgrades\r\n" KEY V13, GET, 400, NULL, NULL},
     {"version 8: 426", UPG KEY "Sec-WebSocket-Version: 8\r\n", GET, 426, "Sec-WebSocket-Version",
@@ -202,8 +204,8 @@ Test(ws_api, handshake_table, TMO)
         e2e_conn_close(&c);
     }
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
-    cr_assert_eq(atomic_load(&r.opened), 6);
-    cr_assert_eq(atomic_load(&r.closed), 6);
+    cr_assert_eq(atomic_load(&r.opened), 7);
+    cr_assert_eq(atomic_load(&r.closed), 7);
 }
 
 /* Frames right behind the handshake, in the same write, are WebSocket. */
