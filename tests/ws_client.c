@@ -10,11 +10,14 @@
 #include "ws_client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "ws_handshake.h"
 
@@ -63,6 +66,101 @@ fail:
     appsrv_server_free(s->srv);
     s->srv = NULL;
     return rc;
+}
+
+/* ------------------------------------------------------------------- CLI */
+
+int wsc_cli_start(wsc_cli_t *s, const char *const extra[])
+{
+    memset(s, 0, sizeof(*s));
+    char *argv[32];
+    size_t n = 0;
+    argv[n++] = (char *)e2e_bin_path();
+    argv[n++] = "-p";
+    argv[n++] = "0";
+    argv[n++] = "-t";
+    argv[n++] = "2";
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    int pe[2];
+    if (pipe2(pe, O_CLOEXEC) < 0)
+        return -errno;
+    s->pid = e2e_spawn(argv, -1, pe[1], false);
+    close(pe[1]);
+    if (s->pid < 0) {
+        close(pe[0]);
+        return (int)s->pid;
+    }
+    s->err_fd = pe[0];
+    size_t len = 0;
+    int64_t end = e2e_now_ms() + 10000;
+    for (;;) {
+        const char *p = strstr(s->err, "listening on http://127.0.0.1:");
+        if (p != NULL && strchr(p, '\n') != NULL) {
+            s->port = atoi(p + strlen("listening on http://127.0.0.1:"));
+            return 0;
+        }
+        if (e2e_wait_readable(s->err_fd, end) < 0 || len + 1 >= sizeof(s->err))
+            break;
+        ssize_t r = read(s->err_fd, s->err + len, sizeof(s->err) - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        s->err[len] = 0;
+    }
+    kill(s->pid, SIGKILL);
+    e2e_wait_child(s->pid, 5000);
+    close(s->err_fd);
+    return -EPROTO;
+}
+
+int wsc_cli_stop(wsc_cli_t *s)
+{
+    kill(s->pid, SIGTERM);
+    int st = e2e_wait_child(s->pid, 10000);
+    if (st < 0) {
+        kill(s->pid, SIGKILL);
+        e2e_wait_child(s->pid, 5000);
+    }
+    close(s->err_fd);
+    return st;
+}
+
+int wsc_run(char *const argv[], char *out, size_t cap, int timeout_ms)
+{
+    int po[2];
+    out[0] = 0;
+    if (pipe2(po, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = e2e_spawn(argv, po[1], po[1], true);
+    close(po[1]);
+    if (pid < 0) {
+        close(po[0]);
+        return -1;
+    }
+    size_t len = 0;
+    int64_t end = e2e_now_ms() + timeout_ms;
+    for (;;) {
+        if (e2e_wait_readable(po[0], end) < 0)
+            break;
+        char buf[4096];
+        ssize_t r = read(po[0], buf, sizeof(buf));
+        if (r <= 0)
+            break;
+        size_t k = (size_t)r < cap - 1 - len ? (size_t)r : cap - 1 - len;
+        memcpy(out + len, buf, k);
+        len += k;
+        out[len] = 0;
+    }
+    close(po[0]);
+    int64_t left = end - e2e_now_ms();
+    int st = e2e_wait_child(pid, left > 0 ? (int)left : 0);
+    if (st < 0) {
+        kill(pid, SIGKILL);
+        e2e_wait_child(pid, 5000);
+    }
+    return st;
 }
 
 /* ---------------------------------------------------------------- client */

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "appsrv.h"
 #include "e2e.h"
@@ -33,6 +34,27 @@ typedef struct wsc_route {
  * a new thread; s->port is its HTTP port. Stop with e2e_server_stop(). */
 int wsc_server_start(e2e_server_t *s, const appsrv_config_t *cfg, const wsc_route_t *routes,
                      size_t n);
+
+/* ------------------------------------------------------------------- CLI */
+
+/* The appsrv CLI (e2e_bin_path()) run with "-p 0 -t 2" and extra flags. */
+typedef struct wsc_cli {
+    pid_t pid;
+    int port;
+    int err_fd;     /* its stderr (read end) */
+    char err[4096]; /* what it wrote before listening */
+} wsc_cli_t;
+
+/* Starts it and reads its HTTP port from the listening line (10 s).
+ * Returns 0 or a negative error (the process is gone then). */
+int wsc_cli_start(wsc_cli_t *s, const char *const extra[]);
+/* SIGTERM, then waits (10 s). Returns its wait status, or -1. */
+int wsc_cli_stop(wsc_cli_t *s);
+
+/* Runs argv (searched in PATH) with stdout and stderr into out (NUL-
+ * terminated, truncated to cap), at most timeout_ms. Returns the wait
+ * status, or -1 on a timeout (the child is killed). */
+int wsc_run(char *const argv[], char *out, size_t cap, int timeout_ms);
 
 /* ---------------------------------------------------------------- client */
 
