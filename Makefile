@@ -153,7 +153,7 @@ asan:
 	    $(MAKE) test BUILD=build/asan SANITIZE=1
 
 # Criterion runs each test in a child process: valgrind follows them, and
-# the appsrv CLI the end-to-end tests spawn (not curl or python3).
+# the appsrv CLI the end-to-end tests spawn (not curl, python3 or node).
 # APPSRV_VALGRIND=1 tells the tests to scale sizes down and stretch deadlines.
 valgrind: all $(TESTS)
 	APPSRV_BIN=$(abspath $(CLI)) APPSRV_VALGRIND=1 valgrind --quiet --trace-children=yes \
@@ -161,6 +161,13 @@ valgrind: all $(TESTS)
 	    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    --suppressions=$(abspath tests/valgrind.supp) \
 	    --child-silent-after-fork=yes $(TESTS) --jobs $(TEST_JOBS) $(TEST_ARGS)
+
+# Real WebSocket clients for tests/test_ws_cli.c (and the Node peer of the
+# benchmark): the npm ws package, pinned by tests/interop/package-lock.json.
+# Without it those tests skip and say so.
+.PHONY: interop-deps
+interop-deps:
+	cd tests/interop && npm ci --no-audit --no-fund --ignore-scripts
 
 # Benchmarks against peers (bench/README.md); bounded in time, loopback only.
 bench: all

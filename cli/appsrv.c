@@ -10,6 +10,9 @@
  * server's loops, the way a host's database or RPC thread would.
  * With --tls-cert/--tls-key the HTTP listener serves HTTPS; a thread of
  * its own waits for SIGHUP (sigwait) and reloads the certificates.
+ * GET /ws is a WebSocket echo; GET /ws/room a broadcast room whose
+ * members are kept in a locked list (the handle references are the
+ * list's).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +36,7 @@ static void usage(FILE *out)
             "              [-t|--threads N] [-c|--max-conns N] [--max-body BYTES]\n"
             "              [--idle-timeout SEC] [--head-timeout SEC] [--access-log]\n"
             "              [--tls-cert FILE --tls-key FILE [--tls-sni NAME:CERT:KEY]...]\n"
+            "              [--max-ws-message BYTES] [--ws-ping SEC]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -48,6 +52,9 @@ static void usage(FILE *out)
             "      --tls-key FILE     the PEM private key of --tls-cert\n"
             "      --tls-sni NAME:CERT:KEY  another certificate for SNI name NAME\n"
             "                         (repeatable; SIGHUP reloads every certificate)\n"
+            "      --max-ws-message BYTES\n"
+            "                         WebSocket message limit (default 1048576)\n"
+            "      --ws-ping SEC      WebSocket ping interval, 0: none (default 30)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -178,6 +185,97 @@ static int l_quit(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return appsrv_res_set_body(res, "BYE", 3);
 }
 
+
+/* -------------------------------------------------------------- WebSocket */
+
+/* GET /ws: every message comes back as a message of the same type. */
+static void ws_echo_open(appsrv_ws_t *ws, void *user)
+{
+    (void)ws, (void)user;
+}
+
+static void ws_echo_message(appsrv_ws_t *ws, appsrv_ws_type_t type, const void *data, size_t len,
+                            void *user)
+{
+    (void)user;
+    /* Input waits while output backs up, so this does not see -EAGAIN;
+     * anything else (closing) just drops the echo. */
+    appsrv_ws_send(ws, type, data, len);
+}
+
+static void ws_echo_close(appsrv_ws_t *ws, int code, appsrv_str_t reason, void *user)
+{
+    (void)code, (void)reason, (void)user;
+    appsrv_ws_release(ws); /* the reference on_open gave us */
+}
+
+/* GET /ws/room: one room; every message goes to every member (the sender
+ * too). The list owns the members' references: added in on_open,
+ * removed and released in on_close, all under the lock, so a broadcast
+ * (under the same lock) only sees handles it may use. */
+static struct {
+    pthread_mutex_t lock;
+    appsrv_ws_t **v;
+    size_t n, cap;
+} g_room = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
+
+static void room_open(appsrv_ws_t *ws, void *user)
+{
+    (void)user;
+    pthread_mutex_lock(&g_room.lock);
+    if (g_room.n == g_room.cap) {
+        size_t cap = g_room.cap ? g_room.cap * 2 : 64;
+        appsrv_ws_t **v = realloc(g_room.v, cap * sizeof(*v));
+        if (v == NULL) {
+            pthread_mutex_unlock(&g_room.lock);
+            appsrv_ws_close(ws, 1011, "out of memory");
+            return; /* on_close still releases it */
+        }
+        g_room.v = v;
+        g_room.cap = cap;
+    }
+    g_room.v[g_room.n++] = ws;
+    appsrv_ws_set_data(ws, &g_room); /* marks a member */
+    pthread_mutex_unlock(&g_room.lock);
+}
+
+static void room_message(appsrv_ws_t *ws, appsrv_ws_type_t type, const void *data, size_t len,
+                         void *user)
+{
+    (void)ws, (void)user;
+    pthread_mutex_lock(&g_room.lock);
+    for (size_t i = 0; i < g_room.n; i++) {
+        /* A member that lets 256 KiB pile up is too slow for the room. */
+        if (appsrv_ws_send(g_room.v[i], type, data, len) == -EAGAIN)
+            appsrv_ws_close(g_room.v[i], 1008, "too slow");
+    }
+    pthread_mutex_unlock(&g_room.lock);
+}
+
+static void room_close(appsrv_ws_t *ws, int code, appsrv_str_t reason, void *user)
+{
+    (void)code, (void)reason, (void)user;
+    pthread_mutex_lock(&g_room.lock);
+    for (size_t i = 0; i < g_room.n; i++)
+        if (g_room.v[i] == ws) {
+            g_room.v[i] = g_room.v[--g_room.n];
+            break;
+        }
+    pthread_mutex_unlock(&g_room.lock);
+    appsrv_ws_release(ws);
+}
+
+static const appsrv_ws_handlers_t ws_echo = {
+    .on_open = ws_echo_open,
+    .on_message = ws_echo_message,
+    .on_close = ws_echo_close,
+};
+
+static const appsrv_ws_handlers_t ws_room = {
+    .on_open = room_open,
+    .on_message = room_message,
+    .on_close = room_close,
+};
 
 /* ----------------------------------------------------------- timer thread */
 
@@ -481,7 +579,9 @@ enum {
     OPT_ACCESS_LOG,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
-    OPT_TLS_SNI
+    OPT_TLS_SNI,
+    OPT_MAX_WS,
+    OPT_WS_PING
 };
 
 int main(int argc, char **argv)
@@ -499,6 +599,8 @@ int main(int argc, char **argv)
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-sni", required_argument, NULL, OPT_TLS_SNI},
+        {"max-ws-message", required_argument, NULL, OPT_MAX_WS},
+        {"ws-ping", required_argument, NULL, OPT_WS_PING},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -559,6 +661,13 @@ int main(int argc, char **argv)
                 bad_usage("%s: expected NAME:CERT:KEY", "--tls-sni");
             nsni++;
             break;
+        case OPT_MAX_WS:
+            cfg.max_ws_message =
+                (size_t)parse_num(optarg, 1, (uint64_t)1 << 30, "--max-ws-message");
+            break;
+        case OPT_WS_PING:
+            cfg.ws_ping_ms = (int)parse_num(optarg, 0, 86400, "--ws-ping") * 1000;
+            break;
         case 'q':
             quiet = true;
             break;
@@ -615,6 +724,8 @@ int main(int argc, char **argv)
     CHECK(appsrv_route(srv, "GET", "/echo", h_echo_query, NULL));
     CHECK(appsrv_route(srv, "GET", "/delay", h_delay, NULL));
     CHECK(appsrv_route(srv, "GET", "/events", h_events, NULL));
+    CHECK(appsrv_route_ws(srv, "/ws", &ws_echo, NULL));
+    CHECK(appsrv_route_ws(srv, "/ws/room", &ws_room, NULL));
     CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));
@@ -691,6 +802,7 @@ int main(int argc, char **argv)
         pthread_kill(reload_thread, SIGHUP);
         pthread_join(reload_thread, NULL);
     }
+    free(g_room.v); /* run returned: every member was closed and released */
     if (!quiet && rc == 0)
         fprintf(stderr, "appsrv: stopped\n");
     if (rc < 0)

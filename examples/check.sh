@@ -158,7 +158,7 @@ case "$pcdir" in
 "$root"*) ;;
 *) fail "pkg-config found appsrv in $pcdir, not under $root" ;;
 esac
-for ex in hello line_kv blocking_echo; do
+for ex in hello line_kv blocking_echo ws_chat; do
     [ -x "$bin/$ex" ] || fail "make -C examples built no $ex"
 done
 ldd "$bin/hello" | grep -q "$root$prefix/lib/libappsrv" ||
@@ -246,6 +246,92 @@ if data != b"200 OK PONG\n200 OK hi there\n200 OK BYE\n":
 PY
 ) || fail "blocking_echo: $out"
 pass "blocking_echo PING/ECHO/QUIT"
+stop
+
+# ------------------------------------------------------------- ws_chat
+
+start ws_chat http
+out=$(python3 - "$port" <<'PY'
+import base64, os, socket, struct, sys
+port = int(sys.argv[1])
+
+def connect(path, protocol=None):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = "Sec-WebSocket-Protocol: %s\r\n" % protocol if protocol else ""
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+               "Sec-WebSocket-Version: 13\r\n%s\r\n" % (path, key, extra)).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(1)
+        if not d:
+            break
+        head += d
+    return s, head.decode("latin-1")
+
+def send(s, text, op=1):
+    data = text if isinstance(text, bytes) else text.encode()
+    mask = os.urandom(4)
+    hdr = bytes([0x80 | op]) + (bytes([0x80 | len(data)]) if len(data) < 126
+                                else bytes([0x80 | 126]) + struct.pack("!H", len(data)))
+    s.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+def exact(s, n):
+    b = b""
+    while len(b) < n:
+        d = s.recv(n - len(b))
+        if not d:
+            raise EOFError("closed")
+        b += d
+    return b
+
+def recv(s):
+    b0, b1 = exact(s, 2)
+    n = b1 & 0x7f
+    if n == 126:
+        n = struct.unpack("!H", exact(s, 2))[0]
+    data = exact(s, n)
+    return b0 & 0x0f, data
+
+a, head = connect("/chat/lobby?name=ann", "chat.v1")
+if " 101 " not in head.split("\r\n")[0] or "Sec-WebSocket-Protocol: chat.v1" not in head:
+    sys.exit("ann: %r" % head)
+if recv(a) != (1, b"* ann joined"):
+    sys.exit("ann did not see herself join")
+b, head = connect("/chat/lobby?name=bob")
+if " 101 " not in head.split("\r\n")[0] or "Sec-WebSocket-Protocol" in head:
+    sys.exit("bob: %r" % head)
+for s in (a, b):
+    if recv(s) != (1, b"* bob joined"):
+        sys.exit("join not broadcast")
+c, head = connect("/chat/other?name=cat")
+recv(c)
+send(a, "hello")
+for s in (a, b):
+    got = recv(s)
+    if got != (1, b"ann: hello"):
+        sys.exit("broadcast: %r" % (got,))
+bad, head = connect("/chat/lobby?name=no%20spaces")
+if " 400 " not in head.split("\r\n")[0]:
+    sys.exit("bad name: %r" % head)
+import urllib.request
+r = urllib.request.urlopen(urllib.request.Request(
+    "http://127.0.0.1:%d/announce" % port, data=b"maintenance at noon"), timeout=5)
+if r.read() != b"3\n":
+    sys.exit("announce did not count 3 members")
+for s in (a, b, c):
+    if recv(s) != (1, b"! maintenance at noon"):
+        sys.exit("announce not received")
+send(b, b"\x03\xe8", op=8)  # close 1000
+op, data = recv(b)
+if op != 8 or data[:2] != b"\x03\xe8":
+    sys.exit("close not echoed: %r" % ((op, data),))
+if recv(a) != (1, b"* bob left"):
+    sys.exit("leave not broadcast")
+PY
+) || fail "ws_chat: $out"
+pass "ws_chat rooms: joins, broadcast, 400 on a bad name, POST /announce to all, close echoed"
 stop
 
 # ----------------------------------------------------------- notes_api

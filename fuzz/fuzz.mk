@@ -11,6 +11,7 @@
 # does not; the others take the whole library. fuzz/corpus/*/capture_* (and
 # conn/http_capture_*) are the exact bytes of real clients (curl, Python
 # urllib and requests, Node fetch and http), recorded by fuzz/capture.py.
+# A driver uses fuzz/NAME.dict when there is one (ws.dict), else http.dict.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
@@ -67,7 +68,8 @@ fuzz-smoke-one:
 	    if [ -f "$$f" ]; then cp "$$f" $$dir/; fi; \
 	done; \
 	echo "fuzz-smoke: fuzz_$$drv for $(FUZZ_SECONDS)s (log: $$log)"; \
-	if $(BUILD)/fuzz/fuzz_$$drv -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/http.dict \
+	dict=fuzz/$$seeds.dict; [ -f $$dict ] || dict=fuzz/http.dict; \
+	if $(BUILD)/fuzz/fuzz_$$drv -max_total_time=$(FUZZ_SECONDS) -dict=$$dict \
 	        -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/artifacts/$$drv- \
 	        $(FUZZ_ARGS) $$dir >$$log 2>&1; then \
 	    echo "fuzz-smoke: fuzz_$$drv passed:" \

@@ -201,6 +201,7 @@ typedef struct appsrv_str {
 typedef enum appsrv_proto {
     APPSRV_PROTO_HTTP = 1,
     APPSRV_PROTO_LINE = 2,
+    APPSRV_PROTO_WS = 3, /* a WebSocket connection (after its 101) */
 } appsrv_proto_t;
 
 /* What an access-log callback receives; valid during the call only. */
@@ -243,6 +244,13 @@ typedef struct appsrv_config {
     void *access_log_user;
     int response_timeout_ms;  /* deferred response not sent within: 503 and
                                  close (30 s); 0: no limit */
+    size_t max_ws_message;    /* WebSocket message bytes, reassembled from its
+                                 fragments; larger: close 1009 (1 MiB) */
+    int ws_ping_ms;           /* WebSocket ping interval; a peer that has not
+                                 answered a ping by the next one is closed
+                                 (30 s); 0: no pings */
+    int ws_close_timeout_ms;  /* after our close frame, the peer's close is
+                                 awaited this long, then TCP closes (5 s) */
 } appsrv_config_t;
 
 /* Fills cfg with the defaults above. Any thread. */
@@ -254,7 +262,8 @@ APPSRV_API void appsrv_config_init(appsrv_config_t *cfg);
  * *out is NULL. Valid ranges: threads 1..1024, max_conns >= 1, max_head
  * 64 B..1 GiB, max_target 1..max_head, max_headers 1..65535, max_line
  * 1 B..1 GiB, max_body <= 1 TiB, head/idle/write timeouts >= 1 ms, drain
- * and response timeouts >= 0. Returns 0, -EINVAL (out of range, out NULL),
+ * and response timeouts >= 0, max_ws_message 1 B..1 GiB, ws_ping_ms >= 0,
+ * ws_close_timeout_ms >= 1. Returns 0, -EINVAL (out of range, out NULL),
  * -ENOMEM, or -EMFILE/-ENFILE (epoll/eventfd). Any thread.
  */
 APPSRV_API int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg);
@@ -648,6 +657,144 @@ APPSRV_API int appsrv_res_sse_send(appsrv_res_t *res, const char *event, const c
  * "Connection: close"; line protocol: after the response line).
  */
 APPSRV_API void appsrv_res_close(appsrv_res_t *res);
+
+/* -------------------------------------------------------------- WebSocket */
+/*
+ * WebSocket (RFC 6455) on HTTP listeners: appsrv_route_ws() makes a GET
+ * route whose requests are opening handshakes. The library checks the
+ * handshake (§4.2.1: GET, HTTP/1.1, Upgrade: websocket, Connection:
+ * upgrade, Sec-WebSocket-Version: 13 - else 426 with the version it
+ * speaks -, a valid Sec-WebSocket-Key), asks on_upgrade, answers 101 and
+ * from then on speaks WebSocket on the connection: it reassembles
+ * fragmented messages (at most max_ws_message bytes), validates text as
+ * UTF-8, answers pings, runs the closing handshake, pings the peer every
+ * ws_ping_ms and closes one that stops answering. No extension is
+ * negotiated (permessage-deflate is declined, as RFC 7692 allows).
+ *
+ * Handle lifetime, one rule: an appsrv_ws_t is valid while you hold a
+ * reference to it. on_open gives you one; appsrv_ws_hold() takes another;
+ * appsrv_ws_release() drops one. Drop every reference you took, the one
+ * from on_open included, exactly once, on any thread, at any time (in
+ * on_close at the latest is usual). Besides, every callback may use the
+ * handle it is given for its duration. A handle whose connection is gone
+ * stays valid (its calls return APPSRV_ECLOSED) until the last reference
+ * goes: a thread sending while the peer vanishes never touches freed
+ * memory. appsrv_server_run() returns only after every reference has been
+ * dropped.
+ *
+ * Callbacks run on the connection's loop thread, one at a time per
+ * connection, in order: on_upgrade, on_open, on_message..., on_close.
+ * Once on_upgrade has accepted, on_open and then on_close always follow,
+ * exactly once each, whatever ends the connection (so state allocated in
+ * on_upgrade and set with appsrv_ws_set_data() is freed in on_close).
+ * They must not block. Broadcasting is a loop over the handles the host keeps (see
+ * examples/ws_chat.c).
+ */
+
+typedef struct appsrv_ws appsrv_ws_t;
+
+typedef enum appsrv_ws_type {
+    APPSRV_WS_TEXT = 1,   /* UTF-8 text */
+    APPSRV_WS_BINARY = 2, /* bytes */
+} appsrv_ws_type_t;
+
+typedef struct appsrv_ws_handlers {
+    /*
+     * The opening handshake is valid; req is the upgrade request (params,
+     * query, headers, peer: authenticate here). ws is not open yet: only
+     * appsrv_ws_select_protocol(), appsrv_ws_set_data() and
+     * appsrv_ws_data() may be called on it, and only now. Headers added
+     * to res go out with the answer. Return 0 to accept (101 Switching
+     * Protocols), or an HTTP status 400..599 to refuse with it (res's
+     * headers and body, or the standard reason as text); any other
+     * value answers 500. NULL: every valid handshake is accepted.
+     */
+    int (*on_upgrade)(appsrv_ws_t *ws, appsrv_req_t *req, appsrv_res_t *res, void *user);
+    /* The 101 is queued and ws is open; you hold one reference from now
+     * on (see the rule above). Not NULL. */
+    void (*on_open)(appsrv_ws_t *ws, void *user);
+    /* A whole message: text is valid UTF-8; data is valid during the call
+     * only (copy to keep); a NUL byte follows it (not counted in len).
+     * NULL: messages are dropped. */
+    void (*on_message)(appsrv_ws_t *ws, appsrv_ws_type_t type, const void *data, size_t len,
+                       void *user);
+    /* The connection is closed. code: the peer's close code (1005: its
+     * close frame had none); the code this side failed the connection
+     * with when the peer broke the protocol (1002, 1007 bad UTF-8, 1009
+     * too big); or 1006 when no close frame came (the peer vanished or
+     * stopped answering pings, a timeout or write stall, or the peer
+     * never answered our close). reason: the peer's, UTF-8, may be empty,
+     * valid during the call. Not NULL. */
+    void (*on_close)(appsrv_ws_t *ws, int code, appsrv_str_t reason, void *user);
+    /* A send that returned -EAGAIN: the backlog has fallen below 64 KiB.
+     * May be NULL. */
+    void (*on_drain)(appsrv_ws_t *ws, void *user);
+} appsrv_ws_handlers_t;
+
+/*
+ * Registers a WebSocket endpoint on an HTTP path pattern (as
+ * appsrv_route(), method GET; handlers are copied, user is passed to each
+ * callback). A request on the path that is not a valid handshake gets
+ * 400, or 426 (+ Upgrade: websocket, Sec-WebSocket-Version: 13) when it
+ * is not a WebSocket upgrade or asks for another version. Returns 0,
+ * -EINVAL (bad pattern, NULL srv, pattern, h, h->on_open or h->on_close),
+ * -EEXIST, -ENOMEM, APPSRV_ESTATE once run has started. Before run; any
+ * thread.
+ */
+APPSRV_API int appsrv_route_ws(appsrv_server_t *srv, const char *pattern,
+                               const appsrv_ws_handlers_t *h, void *user);
+
+/*
+ * In on_upgrade only: selects protocol (Sec-WebSocket-Protocol, RFC 6455
+ * §4.2.2) if the client offered it (exact match). Returns 0, -ENOENT (not
+ * offered: nothing selected; try the next one), APPSRV_ESTATE outside
+ * on_upgrade, -ENOMEM. Without a selection the 101 names no protocol.
+ */
+APPSRV_API int appsrv_ws_select_protocol(appsrv_ws_t *ws, const char *protocol);
+
+/* The selected subprotocol (NUL-terminated, owned by ws), or NULL. While
+ * you hold a reference; any thread. */
+APPSRV_API const char *appsrv_ws_protocol(const appsrv_ws_t *ws);
+
+/* The host's pointer for this connection (NULL until set). Set it in
+ * on_upgrade or on_open; read it anywhere while you hold a reference. */
+APPSRV_API void appsrv_ws_set_data(appsrv_ws_t *ws, void *data);
+APPSRV_API void *appsrv_ws_data(const appsrv_ws_t *ws);
+
+/* The peer's address. While you hold a reference; any thread. */
+APPSRV_API const appsrv_addr_t *appsrv_ws_peer(const appsrv_ws_t *ws);
+
+/*
+ * Queues a copy of data[0..len) as one message of type. Any thread (while
+ * you hold a reference, or inside a callback). Memory is bounded like a
+ * stream's: when more than 256 KiB from earlier sends wait unsent,
+ * nothing is copied and -EAGAIN is returned; on_drain then says when to
+ * send again. Messages from one thread go out in the order sent. Returns
+ * 0, -EAGAIN, -EINVAL (type not TEXT or BINARY, or text that is not
+ * valid UTF-8), -ENOMEM, or APPSRV_ECLOSED (the connection is closing or
+ * closed: appsrv_ws_close() was called, or a close frame arrived).
+ */
+APPSRV_API int appsrv_ws_send(appsrv_ws_t *ws, appsrv_ws_type_t type, const void *data,
+                              size_t len);
+
+/*
+ * Starts the closing handshake (RFC 6455 §7.1.2): after what was already
+ * queued, a close frame with code (1000..1003, 1007..1014 or 3000..4999)
+ * and reason (UTF-8, at most 123 bytes; NULL for none); later sends
+ * return APPSRV_ECLOSED. The TCP connection closes once the peer answers
+ * or ws_close_timeout_ms passes; then on_close runs. Any thread. Returns
+ * 0, -EINVAL, -ENOMEM, or APPSRV_ECLOSED (already closing or closed).
+ */
+APPSRV_API int appsrv_ws_close(appsrv_ws_t *ws, int code, const char *reason);
+
+/* Takes one more reference to ws, for a thread that keeps the handle on
+ * its own. Any thread, on a handle you hold a reference to (or inside a
+ * callback). */
+APPSRV_API void appsrv_ws_hold(appsrv_ws_t *ws);
+
+/* Drops one reference; ws must not be used after the last one is gone.
+ * Any thread, also inside a callback. */
+APPSRV_API void appsrv_ws_release(appsrv_ws_t *ws);
 
 #ifdef __cplusplus
 }

@@ -500,17 +500,18 @@ static void conn_drive(appsrv__conn_t *c)
     }
     bool idle = c->state == APPSRV__ST_HEAD && !appsrv__out_busy(c) &&
                 (c->rblk == NULL || c->rlen == c->rpos);
-    if (idle && c->w->draining) {
+    if (idle && c->w->draining && !c->proto->session) {
         /* Graceful stop: the response in flight is out; nothing else. */
         appsrv__conn_close(c);
         return;
     }
     if (idle) {
         /* Idle between requests: give the buffer back (no per-connection
-         * buffer while idle), and queue for eviction at the cap. */
+         * buffer while idle), and queue for eviction at the cap (not a
+         * session: it is not a spare connection). */
         if (c->rblk != NULL)
             rbuf_release(c);
-        if (c->nreqs > 0 && !c->idle)
+        if (c->nreqs > 0 && !c->idle && !c->proto->session)
             idle_push(c);
     }
 }
@@ -662,11 +663,12 @@ void appsrv__conn_drain(appsrv__conn_t *c)
 {
     bool idle = c->state == APPSRV__ST_HEAD && !appsrv__out_busy(c) &&
                 (c->rblk == NULL || c->rlen == c->rpos);
-    if (idle) {
+    if (idle && !c->proto->session) {
         appsrv__conn_close(c);
         return;
     }
-    /* In flight: answer it, then close (Connection: close). */
+    /* In flight (or a session, which says goodbye): answer it, then close
+     * (Connection: close). */
     c->keep_alive = false;
     if (c->proto->drain != NULL)
         c->proto->drain(c);

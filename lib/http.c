@@ -136,8 +136,9 @@ static void http_error(appsrv__conn_t *c, int status)
 static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res, bool stream)
 {
     int st = res->status;
-    /* RFC 9110 §8.6, §15.3.5, §15.4.5: no content in 204 and 304. */
-    bool no_content = st == 204 || st == 304;
+    /* RFC 9110 §8.6, §15.2, §15.3.5, §15.4.5: no content in 1xx, 204 and
+     * 304. */
+    bool no_content = st == 204 || st == 304 || st < 200;
     size_t blen = no_content || stream ? 0 : res->body_len;
     bool send_body = !req->is_head && blen > 0;
     size_t rlen;
@@ -168,7 +169,9 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
         p = PUT_LIT(p, "\r\n");
     }
     p = put(p, res->hdrs, res->hdrs_len);
-    if (!c->keep_alive)
+    if (res->upgrade != NULL)
+        p = PUT_LIT(p, "Connection: Upgrade\r\n"); /* RFC 9110 §7.8 */
+    else if (!c->keep_alive)
         p = PUT_LIT(p, "Connection: close\r\n");
     else if (req->minor == 0)
         p = PUT_LIT(p, "Connection: keep-alive\r\n");
@@ -422,16 +425,21 @@ static void finish_request(appsrv__conn_t *c)
         c->close_after = true;
 }
 
-/* Queues res for req, logs it and moves on to the next request. */
+/* Queues res for req, logs it and moves on to the next request (or, after
+ * a 101, to the protocol res switches to). */
 static void respond(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
 {
     int status = res->status;
+    void (*upgrade)(appsrv__conn_t *, void *) = res->upgrade;
+    void *upgrade_data = res->upgrade_data;
     if (res->close)
         c->keep_alive = false;
     uint64_t bytes = queue_response(c, req, res);
     appsrv__res_dispose(res);
     log_once(c, req, status, bytes, false);
     finish_request(c);
+    if (upgrade != NULL)
+        upgrade(c, upgrade_data);
 }
 
 static void dispatch(appsrv__conn_t *c)
@@ -629,6 +637,8 @@ static int http_process(appsrv__conn_t *c)
         }
         dispatch(c);
         progress = 1;
+        if (c->proto != &appsrv__http_proto)
+            return progress; /* switched (101): the rest is not HTTP */
     }
     return progress;
 }

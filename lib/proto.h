@@ -2,7 +2,7 @@
 /*
  * proto.h - the seam above a connection: a table of operations a
  * protocol (HTTP/1.1 in http.c, the line protocol in line.c, WebSocket
- * after a 101 later) gives conn.c. conn.c owns the socket, buffers,
+ * in ws.c after a 101) gives conn.c. conn.c owns the socket, buffers,
  * timeouts and the close; it calls the protocol to turn buffered input
  * into queued output and never names a protocol. server.c chooses the
  * table per listener; a connection may switch tables at a request
@@ -12,6 +12,7 @@
 #ifndef APPSRV_PROTO_H
 #define APPSRV_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,10 @@ typedef struct appsrv__conn appsrv__conn_t;
 typedef struct appsrv__proto {
     const char *name;
     appsrv_proto_t id;
+    /* Connections are sessions (WebSocket): an idle one is not a spare
+     * keep-alive connection - never evicted at the cap, and at a graceful
+     * stop drain() is called (to say goodbye) instead of a plain close. */
+    bool session;
     /* Bytes of per-request context the protocol keeps in the connection's
      * input block (conn->ctx) for this configuration. */
     size_t (*ctx_size)(const appsrv_config_t *cfg);

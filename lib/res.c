@@ -44,6 +44,8 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
     res->body_is_ref = false;
     res->body_is_heap = false;
     res->close = false;
+    res->upgrade = NULL;
+    res->upgrade_data = NULL;
     res->aitem.next = res->aitem.prev = NULL;
     atomic_init(&res->aitem.queued, false);
     res->aitem.cb = res_service;

@@ -48,6 +48,10 @@ struct appsrv_res {
     bool body_is_ref;  /* body points at host memory */
     bool body_is_heap; /* body is malloc'd by us */
     bool close;        /* close the connection after this response */
+    /* Protocol switch (101): called once this response is queued and its
+     * request finished (http.c respond()); NULL for none. */
+    void (*upgrade)(appsrv__conn_t *c, void *data);
+    void *upgrade_data;
     /* shared (async lock) */
     appsrv__aitem_t aitem; /* on the worker's completion queue */
     bool deferred;         /* the handler returned APPSRV_LATER */

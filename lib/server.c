@@ -38,6 +38,7 @@
 #include "router.h"
 #include "tls.h"
 #include "transport.h"
+#include "ws.h"
 
 #define ACCEPT_BATCH 64
 #define EMFILE_PAUSE_MS 100
@@ -79,6 +80,7 @@ struct appsrv_server {
     appsrv_config_t cfg;
     appsrv__router_t *router;
     appsrv__line_routes_t line_routes;
+    appsrv__ws_route_t *ws_routes; /* WebSocket endpoints (their handlers) */
     listener_t listeners[MAX_LISTENERS];
     int nlisteners;
     sworker_t *workers;
@@ -107,6 +109,9 @@ void appsrv_config_init(appsrv_config_t *cfg)
     cfg->drain_timeout_ms = 10 * 1000;
     cfg->backlog = 511;
     cfg->response_timeout_ms = 30 * 1000;
+    cfg->max_ws_message = 1024 * 1024;
+    cfg->ws_ping_ms = 30 * 1000;
+    cfg->ws_close_timeout_ms = 5 * 1000;
 }
 
 static int check_config(const appsrv_config_t *c)
@@ -121,11 +126,15 @@ static int check_config(const appsrv_config_t *c)
     if (c->head_timeout_ms < 1 || c->idle_timeout_ms < 1 || c->write_timeout_ms < 1 ||
         c->drain_timeout_ms < 0 || c->response_timeout_ms < 0)
         return -EINVAL;
+    if (c->max_ws_message < 1 || c->max_ws_message > (1u << 30) || c->ws_ping_ms < 0 ||
+        c->ws_close_timeout_ms < 1)
+        return -EINVAL;
     return 0;
 }
 
 /* Pool blocks hold a whole request head plus room for pipelined bytes, or
- * a whole line; their context area fits every protocol's context. */
+ * a whole line; their context area fits every protocol's context (also
+ * WebSocket's, which HTTP connections may switch to). */
 void appsrv__server_prepare(appsrv_server_t *srv)
 {
     size_t data = srv->cfg.max_head + 4096;
@@ -136,6 +145,9 @@ void appsrv__server_prepare(appsrv_server_t *srv)
     size_t lctx = appsrv__line_proto.ctx_size(&srv->cfg);
     if (lctx > ctx)
         ctx = lctx;
+    size_t wctx = appsrv__ws_proto.ctx_size(&srv->cfg);
+    if (wctx > ctx)
+        ctx = wctx;
     for (int i = 0; i < srv->nworkers; i++)
         appsrv__pool_init(&srv->workers[i].w.pool, ctx, data);
 }
@@ -228,6 +240,25 @@ int appsrv_route_line(appsrv_server_t *srv, const char *command, appsrv_handler_
     if (srv->ran)
         return APPSRV_ESTATE;
     return appsrv__line_routes_add(&srv->line_routes, command, handler, user);
+}
+
+int appsrv_route_ws(appsrv_server_t *srv, const char *pattern, const appsrv_ws_handlers_t *h,
+                    void *user)
+{
+    if (srv == NULL || h == NULL || h->on_open == NULL || h->on_close == NULL)
+        return -EINVAL;
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    appsrv__ws_route_t *r = appsrv__ws_route_new(&srv->ws_routes, h, user);
+    if (r == NULL)
+        return -ENOMEM;
+    int rc = appsrv__router_add(srv->router, "GET", pattern, appsrv__ws_upgrade, r);
+    if (rc < 0) {
+        srv->ws_routes = r->next;
+        r->next = NULL;
+        appsrv__ws_routes_free(r);
+    }
+    return rc;
 }
 
 static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void *proto_data,
@@ -538,6 +569,7 @@ void appsrv_server_free(appsrv_server_t *srv)
     }
     free(srv->workers);
     appsrv__line_routes_free(&srv->line_routes);
+    appsrv__ws_routes_free(srv->ws_routes);
     appsrv__router_free(srv->router);
     free(srv);
 }
