@@ -188,7 +188,7 @@ SOAK_SECONDS   ?= 600
 # the ones that run an in-process server, which the program never calls.
 $(ADV_BIN): tests/adversarial/adversarial.c $(SUPPORT_PLAIN) $(wildcard tests/support/*.h) $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(SUPPORT_PLAIN) $(STATIC) $(ALL_LDFLAGS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -Ilib -Itests/support -o $@ $< $(SUPPORT_PLAIN) $(STATIC) $(ALL_LDFLAGS) $(LIBS)
 
 adversarial: $(CLI) $(ADV_BIN)
 	APPSRV_BIN=$(abspath $(CLI)) ADV_SLOWLORIS=$(ADV_SLOWLORIS) \
