@@ -30,6 +30,8 @@ static void usage(FILE *out)
             "usage: appsrv [-H|--host ADDR] [-p|--port PORT] [-l|--line-port PORT]\n"
             "              [-t|--threads N] [-c|--max-conns N] [--max-body BYTES]\n"
             "              [--idle-timeout SEC] [--head-timeout SEC] [--access-log]\n"
+            "              [--access-log-format combined|json] [--metrics]\n"
+            "              [--no-request-ids]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -40,7 +42,11 @@ static void usage(FILE *out)
             "      --max-body BYTES   request body limit (default 8388608)\n"
             "      --idle-timeout SEC keep-alive idle timeout (default 60)\n"
             "      --head-timeout SEC request head timeout (default 10)\n"
-            "      --access-log       one line per request on stderr\n"
+            "      --access-log       one line per request on stderr (combined format)\n"
+            "      --access-log-format combined|json\n"
+            "                         access-log line format (implies --access-log)\n"
+            "      --metrics          serve Prometheus metrics on GET /metrics\n"
+            "      --no-request-ids   no X-Request-ID on responses (benchmarks)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -379,26 +385,6 @@ static int h_events(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return APPSRV_LATER;
 }
 
-/* ---------------------------------------------------------------- logging */
-
-static void access_log(const appsrv_log_entry_t *e, void *user)
-{
-    (void)user;
-    char peer[64];
-    if (appsrv_addr_format(e->peer, peer, sizeof(peer)) < 0)
-        strcpy(peer, "-");
-    /* One fprintf: stdio locks the stream, so lines never interleave. */
-    const char *ab = e->aborted ? " aborted" : "";
-    if (e->proto == APPSRV_PROTO_LINE)
-        fprintf(stderr, "%s line \"%.*s\" %d %" PRIu64 " %" PRIu64 "us%s\n", peer,
-                (int)e->method.len, e->method.ptr ? e->method.ptr : "", e->status, e->bytes,
-                e->usec, ab);
-    else
-        fprintf(stderr, "%s \"%.*s %.*s\" %d %" PRIu64 " %" PRIu64 "us%s\n", peer,
-                (int)e->method.len, e->method.ptr ? e->method.ptr : "-", (int)e->target.len,
-                e->target.ptr ? e->target.ptr : "", e->status, e->bytes, e->usec, ab);
-}
-
 static void on_signal(int sig)
 {
     (void)sig;
@@ -422,7 +408,15 @@ static void print_listening(const char *scheme, const char *host, int port)
         }                                                                      \
     } while (0)
 
-enum { OPT_MAX_BODY = 256, OPT_IDLE, OPT_HEAD, OPT_ACCESS_LOG };
+enum {
+    OPT_MAX_BODY = 256,
+    OPT_IDLE,
+    OPT_HEAD,
+    OPT_ACCESS_LOG,
+    OPT_LOG_FORMAT,
+    OPT_METRICS,
+    OPT_NO_REQUEST_IDS
+};
 
 int main(int argc, char **argv)
 {
@@ -436,6 +430,9 @@ int main(int argc, char **argv)
         {"idle-timeout", required_argument, NULL, OPT_IDLE},
         {"head-timeout", required_argument, NULL, OPT_HEAD},
         {"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+        {"access-log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"metrics", no_argument, NULL, OPT_METRICS},
+        {"no-request-ids", no_argument, NULL, OPT_NO_REQUEST_IDS},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -445,7 +442,10 @@ int main(int argc, char **argv)
     appsrv_config_init(&cfg);
     const char *host = "127.0.0.1";
     int port = 8080, line_port = -1;
-    bool quiet = false;
+    bool quiet = false, metrics = false;
+    appsrv_log_format_t log_format = 0; /* 0: no access log */
+    /* Every response carries an X-Request-ID (the client's when valid). */
+    cfg.request_ids = true;
 
     opterr = 0;
     int ch;
@@ -478,7 +478,22 @@ int main(int argc, char **argv)
             cfg.head_timeout_ms = (int)parse_num(optarg, 1, 86400, "--head-timeout") * 1000;
             break;
         case OPT_ACCESS_LOG:
-            cfg.access_log = access_log;
+            if (log_format == 0)
+                log_format = APPSRV_LOG_COMBINED;
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "combined") == 0)
+                log_format = APPSRV_LOG_COMBINED;
+            else if (strcmp(optarg, "json") == 0)
+                log_format = APPSRV_LOG_JSON;
+            else
+                bad_usage("--access-log-format: %s is not combined or json", optarg);
+            break;
+        case OPT_METRICS:
+            metrics = true;
+            break;
+        case OPT_NO_REQUEST_IDS:
+            cfg.request_ids = false;
             break;
         case 'q':
             quiet = true;
@@ -513,6 +528,12 @@ int main(int argc, char **argv)
     CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));
+    if (metrics)
+        CHECK(appsrv_route_metrics(srv, "/metrics"));
+    /* The library's file logger on stderr: lines are written in batches
+     * off the request path, and all of them before run returns. */
+    if (log_format != 0)
+        CHECK(appsrv_access_log_fd(srv, STDERR_FILENO, log_format));
 
     int hport = appsrv_listen_http(srv, host, port);
     if (hport < 0) {
