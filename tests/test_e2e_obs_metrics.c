@@ -8,15 +8,22 @@
  * prometheus package) and by the official Python client's parser
  * (tests/scripts/check_metrics.py), which also checks the counted values
  * against the sequence. The on_event hook: names, levels, statuses, and
- * the per-second rate limit with its suppressed count. Bounded by
+ * the per-second rate limit with its suppressed count; EMFILE at accept.
+ * Bounded by
  * .timeout; a missing promtool or prometheus_client skips with a message.
  */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <appsrv.h>
 
@@ -362,4 +369,76 @@ Test(obs_metrics, events_are_rate_limited, .timeout = TMO)
     }
     pthread_mutex_unlock(&g_lock);
     cr_assert_eq(total, 26, "delivered + suppressed = %u, want 26", total);
+}
+
+/* Highest open fd of this process, or -1. */
+static int max_fd(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int m = -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.' && atoi(e->d_name) > m)
+            m = atoi(e->d_name);
+    closedir(d);
+    return m;
+}
+
+/* Out of descriptors: accept fails with EMFILE, the listener pauses, the
+ * hook hears "accept_error" with the errno, the counter moves, and the
+ * server serves again once descriptors are back. (Criterion runs each
+ * test in its own process, so the lowered limit stays in here.) */
+Test(obs_metrics, emfile_is_reported_and_survived, .timeout = TMO)
+{
+    e2e_server_t s;
+    start(&s, 0);
+    enum { N = 8 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fds[i], 0);
+    }
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)max_fd() + 1; /* no descriptor left above */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int64_t end = e2e_now_ms() + 5000;
+    int connected = 0;
+    while (count_events("accept_error", NULL, 0) == 0 && e2e_now_ms() < end) {
+        if (connected < N) {
+            cr_assert_eq(connect(fds[connected], (struct sockaddr *)&a, sizeof(a)), 0);
+            connected++;
+        }
+        e2e_pause_ms(20);
+    }
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    cr_assert_geq(count_events("accept_error", "EMFILE", 0), 1,
+                  "waited 5 s (%d connections) for an accept_error event", connected);
+    pthread_mutex_lock(&g_lock);
+    cr_assert_eq(g_ev[0].err, -EMFILE);
+    cr_assert_eq(g_ev[0].level, APPSRV_LEVEL_ERROR);
+    pthread_mutex_unlock(&g_lock);
+    /* Descriptors are back: every connection is served after the pause. */
+    for (int i = 0; i < connected; i++) {
+        cr_assert_eq(appsrv_send_all(fds[i], "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 33, 2000),
+                     33);
+        char buf[256];
+        ssize_t n = appsrv_recv(fds[i], buf, sizeof(buf) - 1, 5000);
+        cr_assert_gt(n, 12, "waited 5 s for an answer on connection %d: %zd", i, n);
+        buf[n] = '\0';
+        cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+        close(fds[i]);
+    }
+    for (int i = connected; i < N; i++)
+        close(fds[i]);
+    char *text;
+    cr_assert_gt(appsrv_metrics_format(s.srv, &text), 0);
+    cr_assert(strstr(text, "\nappsrv_accept_errors_total 0\n") == NULL, "%s", text);
+    free(text);
+    cr_assert_eq(e2e_server_stop(&s, 10000), 0, "waited 10 s for the stop");
 }
