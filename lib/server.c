@@ -304,13 +304,15 @@ static void refuse(sworker_t *sw, int fd, const appsrv__proto_t *proto, const ap
         rid[32] = '\0';
         id = rid;
     }
+    /* Counted and reported before the client can see the answer, so a
+     * scrape that follows it includes it. */
+    appsrv__ctr_add(&w->stats.refused, 1);
+    appsrv__event(&w->stats, w->cfg, w->loop.now_ms, APPSRV__EV_CONN_REFUSED, APPSRV_LEVEL_WARN,
+                  "connection cap reached", 0, 503, peer);
     size_t n = proto->refusal(buf, sizeof(buf), w->loop.date, id);
     ssize_t rc = send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)rc;
     close(fd);
-    appsrv__ctr_add(&w->stats.refused, 1);
-    appsrv__event(&w->stats, w->cfg, w->loop.now_ms, APPSRV__EV_CONN_REFUSED, APPSRV_LEVEL_WARN,
-                  "connection cap reached", 0, 503, peer);
 }
 
 /* Counts a new connection against the cap. At the cap, idle keep-alive
