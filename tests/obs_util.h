@@ -92,6 +92,28 @@ static inline bool obs_have(const char *path)
     return access(path, X_OK) == 0;
 }
 
+/* Waits (bounded) until the server's metrics text holds line (a whole
+ * line, e.g. "appsrv_deferred_responses 1"). Returns true when it did. */
+static inline bool obs_wait_metric(appsrv_server_t *srv, const char *line, int timeout_ms)
+{
+    char want[256];
+    snprintf(want, sizeof(want), "\n%s\n", line);
+    int64_t end = e2e_now_ms() + timeout_ms;
+    for (;;) {
+        char *t;
+        bool found = false;
+        if (appsrv_metrics_format(srv, &t) > 0) {
+            found = strstr(t, want) != NULL;
+            free(t);
+        }
+        if (found)
+            return true;
+        if (e2e_now_ms() >= end)
+            return false;
+        e2e_pause_ms(2);
+    }
+}
+
 /* Hex of n bytes as check_access_log.py prints them ("=" for empty). */
 static inline void obs_hex(const void *p, size_t n, char *out)
 {

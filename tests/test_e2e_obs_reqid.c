@@ -19,6 +19,7 @@
 #include <appsrv.h>
 
 #include "e2e.h"
+#include "obs_util.h"
 
 #define TMO 30
 
@@ -181,7 +182,8 @@ Test(obs_reqid, refusal_at_the_cap_carries_one, .timeout = TMO)
     cr_assert_eq(e2e_conn_open(&first, s.port), 0);
     /* The first connection is busy (a partial head), so no eviction. */
     cr_assert_eq(e2e_sends(&first, "GET /id HTTP/1.1\r\n"), 0);
-    e2e_pause_ms(100);
+    cr_assert(obs_wait_metric(s.srv, "appsrv_connections_accepted_total{proto=\"http\"} 1", 5000),
+              "waited 5 s for the first connection to be accepted");
     e2e_conn_t c;
     cr_assert_eq(e2e_conn_open(&c, s.port), 0);
     e2e_resp_t r;
