@@ -60,7 +60,8 @@ void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int st
         e.method = req->method;
         e.target = req->target;
         e.bytes_in = req->in_bytes;
-        if (req->proto == APPSRV_PROTO_HTTP && req->minor != APPSRV__MINOR_NONE)
+        /* c's protocol, not req->proto: a partial request has none yet. */
+        if (c->proto->id == APPSRV_PROTO_HTTP && req->minor != APPSRV__MINOR_NONE)
             e.http_minor = req->minor;
         if (req->nhdrs > 0) {
             e.user_agent = appsrv_req_header(req, "user-agent");
