@@ -52,6 +52,8 @@ void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int st
         .aborted = aborted,
         .http_minor = -1,
         .body_bytes = body,
+        /* PROXY/X-Forwarded-For support sets the real client here; a TLS
+         * transport fills tls_version from the connection's transport. */
         .client = &c->peer,
         .time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - (int64_t)usec,
         .worker = w->stats.worker,

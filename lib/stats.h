@@ -124,4 +124,23 @@ void appsrv__event(appsrv__stats_t *st, const appsrv_config_t *cfg, uint64_t now
 /* Writes 32 lowercase hex digits (128 random bits) to out. */
 void appsrv__stats_random_id(appsrv__stats_t *st, char out[32]);
 
+/* Hooks for the features being built beside this one: a TLS transport
+ * calls appsrv__stats_tls_failed() when a handshake fails (counted in
+ * appsrv_tls_handshake_failures_total, reported as the
+ * "tls_handshake_failed" event with its reason), a WebSocket protocol
+ * appsrv__stats_ws_message() per message. Loop thread. */
+static inline void appsrv__stats_tls_failed(appsrv__stats_t *st, const appsrv_config_t *cfg,
+                                            uint64_t now_ms, const char *reason,
+                                            const appsrv_addr_t *peer)
+{
+    appsrv__ctr_add(&st->tls_handshake_failures, 1);
+    appsrv__event(st, cfg, now_ms, APPSRV__EV_TLS_HANDSHAKE, APPSRV_LEVEL_INFO, reason, 0, 0,
+                  peer);
+}
+
+static inline void appsrv__stats_ws_message(appsrv__stats_t *st, bool incoming)
+{
+    appsrv__ctr_add(incoming ? &st->ws_messages_in : &st->ws_messages_out, 1);
+}
+
 #endif /* APPSRV_STATS_H */
