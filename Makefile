@@ -157,7 +157,7 @@ asan:
 # APPSRV_VALGRIND=1 tells the tests to scale sizes down and stretch deadlines.
 valgrind: all $(TESTS)
 	APPSRV_BIN=$(abspath $(CLI)) APPSRV_VALGRIND=1 valgrind --quiet --trace-children=yes \
-	    --trace-children-skip='*/curl,*/python3*,*/nc,*/sh,*/bash,*/openssl,*/node,*/gnutls-cli' \
+	    --trace-children-skip='*/curl,*/python3*,*/nc,*/sh,*/bash,*/openssl,*/node,*/gnutls-cli,*/promtool,*/grep' \
 	    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    --suppressions=$(abspath tests/valgrind.supp) \
 	    --child-silent-after-fork=yes $(TESTS) --jobs $(TEST_JOBS) $(TEST_ARGS)

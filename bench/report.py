@@ -7,6 +7,7 @@ Raw lines are tab-separated:
   IDLE   server "IDLE key=value ..."        (from idle_clients)
   IR     server requests ir_short ir_long    (callgrind totals)
   NOECHO server
+  LOGLINES round lines               (appsrv --access-log: lines written)
   NOTE   text
   FACT   key value
 Medians are taken per (server, scenario) over the rounds, for each metric
@@ -19,6 +20,9 @@ import sys
 NAMES = {
     "appsrv": "**appsrv**",
     "appsrv2": "**appsrv -t 2**",
+    "appsrv_log": "appsrv --access-log (to a file)",
+    "appsrv_metrics": "appsrv --metrics",
+    "appsrv_ids": "appsrv, request IDs on",
     "limit": "limit (bare epoll)",
     "nginx": "nginx",
     "h2o": "h2o",
@@ -67,6 +71,7 @@ def ratio(a, b):
 def main():
     runs = {}  # (srv, scen) -> list of dicts
     idle, ir, notes, facts, noecho = {}, {}, [], {}, set()
+    loglines = {}
     for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
         f = line.rstrip("\n").split("\t")
         if f[0] == "RUN" and len(f) == 7:
@@ -88,6 +93,8 @@ def main():
         elif f[0] == "IR" and len(f) == 5:
             n, lo, hi = int(f[2]), int(f[3]), int(f[4])
             ir[f[1]] = (hi - lo) / n
+        elif f[0] == "LOGLINES" and len(f) == 3:
+            loglines[int(f[1])] = int(f[2])
         elif f[0] == "NOECHO":
             noecho.add(f[1])
         elif f[0] == "NOTE":
@@ -163,6 +170,11 @@ def main():
         checks.append(("(e) POST /echo: req/CPU-s ahead of every peer that can echo",
                        f"closest: {NAMES[wpeer[0]]} (appsrv = {wpeer[1]:.2f} ×)",
                        status(wpeer[1] > 1.0)))
+    for s, what in [("appsrv_log", "access log on (to a file)"), ("appsrv_metrics", "metrics on")]:
+        g_r = ratio(med(s, "a", "per_cpu"), med("appsrv", "a", "per_cpu"))
+        if g_r is not None:
+            checks.append((f"(g) keep-alive, {what}: req/CPU-s within 10 % of both off",
+                           f"{g_r:.2f} × off", status(g_r >= 0.9)))
     f_r = ratio(med("appsrv2", "a", "rps"), med("appsrv", "a", "rps"))
     if f_r is not None:
         checks.append(("(f) req/s grows from 1 to 2 worker threads", f"× {f_r:.2f}",
@@ -256,13 +268,40 @@ def main():
           "so the two compete: on a 2-core machine this shows the threads scale, not by how much.")
         w("")
 
+    # ------------------------------------------------------------ g
+    gs = [s for s in ["appsrv", "appsrv_log", "appsrv_metrics", "appsrv_ids"] if (s, "a") in runs]
+    if len(gs) > 1 and "appsrv" in gs:
+        w("## (g) observability overhead, scenario (a)")
+        w("")
+        w("| appsrv | req/s | req/CPU-s (min–max) | server CPU | req/CPU-s ÷ all off | "
+          "instructions/request | runs |")
+        w("|---|--:|--:|--:|--:|--:|--:|")
+        base = med("appsrv", "a", "per_cpu")
+        for s in gs:
+            r = rng(s, "a", "per_cpu")
+            rtxt = f" ({fmt_n(r[0])}–{fmt_n(r[1])})" if r else ""
+            util = med(s, "a", "util")
+            w(f"| {NAMES[s] if s != 'appsrv' else 'appsrv, all off'} | {fmt_n(med(s, 'a', 'rps'))} | "
+              f"{fmt_n(med(s, 'a', 'per_cpu'))}{rtxt} | "
+              f"{'–' if util is None else f'{util * 100:.0f}%'} | "
+              f"{fmt_r(ratio(med(s, 'a', 'per_cpu'), base))} | "
+              f"{f'{ir[s]:,.0f}' if s in ir else '–'} | {len(runs[(s, 'a')])} |")
+        w("")
+        w("Plain appsrv runs with `--no-request-ids` (all observability off); each other row turns "
+          "one feature on. The access log is Apache's combined format written by the library's "
+          "file logger to stderr, redirected to a file.")
+        if loglines:
+            w(f"Access-log lines written per round (one per request, counted after the stop): "
+              f"{', '.join(f'{v:,}' for _, v in sorted(loglines.items()))}.")
+        w("")
+
     # ------------------------------------------------------------ ir
     if ir:
         w("## Instructions per request (callgrind)")
         w("")
         w("| server | instructions per keep-alive GET /plaintext | ÷ limit |")
         w("|---|--:|--:|")
-        for s in ORDER:
+        for s in ORDER + ["appsrv_log", "appsrv_metrics", "appsrv_ids"]:
             if s in ir:
                 w(f"| {NAMES[s]} | {ir[s]:,.0f} | {fmt_r(ratio(ir[s], ir.get('limit')))} |")
         w("")

@@ -15,7 +15,10 @@
 #   BENCH_IDLE=10000     idle connections (scenario d)
 #   BENCH_IR_REQS=20000  requests counted under callgrind (instructions/request)
 #   BENCH_SERVERS="appsrv limit nginx h2o lighttpd mhd civetweb evhttp"
-#   BENCH_SCENARIOS="a b c d e f ir"
+#   BENCH_SCENARIOS="a b c d e f g ir"
+#                        g: observability overhead: scenario (a) against
+#                        appsrv with --access-log (to a file), --metrics,
+#                        and request IDs on, beside plain appsrv
 #   BENCH_BUDGET=540     seconds for the whole run: rounds that would not fit
 #                        are dropped (and the report says so)
 #   BENCH_INSTALL=1      0: never call apt-get; missing peers are skipped
@@ -35,7 +38,7 @@ BODY=${BENCH_BODY:-65536}
 IDLE=${BENCH_IDLE:-10000}
 IR_REQS=${BENCH_IR_REQS:-20000}
 SERVERS=${BENCH_SERVERS:-"appsrv limit nginx h2o lighttpd mhd civetweb evhttp"}
-SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f ir"}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir"}
 BUDGET=${BENCH_BUDGET:-540}
 INSTALL=${BENCH_INSTALL:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
@@ -245,9 +248,15 @@ start_server() {
     SPORT=$(free_port)
     write_configs "$SPORT"
     local cmd
+    # Plain appsrv runs without request IDs, like its peers (no peer adds
+    # a header per response); scenario (g) measures each feature on its own.
+    # The access log goes to stderr, which is the file $RUN/appsrv_log.log.
     case $name in
-    appsrv) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000) ;;
-    appsrv2) cmd=(build/appsrv -p "$SPORT" -t 2 -q -c 20000) ;;
+    appsrv) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000 --no-request-ids) ;;
+    appsrv2) cmd=(build/appsrv -p "$SPORT" -t 2 -q -c 20000 --no-request-ids) ;;
+    appsrv_log) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000 --no-request-ids --access-log) ;;
+    appsrv_metrics) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000 --no-request-ids --metrics) ;;
+    appsrv_ids) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000) ;;
     limit) cmd=("$BIN/limit" "$SPORT") ;;
     nginx) cmd=(nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log") ;;
     h2o) cmd=(h2o -c "$RUN/h2o.conf") ;;
@@ -375,8 +384,11 @@ if has ir "$SCENARIOS"; then
         note "valgrind missing: no instructions per request"
     else
         log "instructions per request under callgrind ($IR_REQS keep-alive requests, one connection)"
-        for s in appsrv limit; do
-            has "$s" "$OK_SERVERS" || continue
+        IR_LIST="appsrv limit"
+        has g "$SCENARIOS" && has appsrv "$OK_SERVERS" && IR_LIST+=" appsrv_log appsrv_metrics appsrv_ids"
+        for s in $IR_LIST; do
+            case $s in appsrv_*) has appsrv "$OK_SERVERS" || continue ;;
+            *) has "$s" "$OK_SERVERS" || continue ;; esac
             irs=()
             for n in 1000 $((1000 + IR_REQS)); do
                 start_server "$s" "$SRV_CPU" valgrind --tool=callgrind \
@@ -405,6 +417,7 @@ LIST=""
 for s in $OK_SERVERS; do
     LIST+=" $s"
     [ "$s" = appsrv ] && has f "$SCENARIOS" && LIST+=" appsrv2"
+    [ "$s" = appsrv ] && has g "$SCENARIOS" && LIST+=" appsrv_log appsrv_metrics appsrv_ids"
 done
 read -r -a LIST_A <<< "$LIST"
 declare -A CAN_ECHO=()
@@ -427,6 +440,19 @@ for ((r = 1; r <= ROUNDS; r++)); do
             stop_server
             continue
         fi
+        case $s in
+        appsrv_log | appsrv_metrics | appsrv_ids)
+            # (g): the keep-alive scenario only, against each feature.
+            start_server "$s" || continue
+            run_wrk "$s" a "$r" -s "$RUN/plain.lua" "$(URL /plaintext)"
+            stop_server # the log is complete once appsrv has exited
+            if [ "$s" = appsrv_log ]; then
+                lines=$(grep -vc '^appsrv: ' "$RUN/appsrv_log.log")
+                printf 'LOGLINES\t%s\t%s\n' "$r" "$lines" >> "$RAW"
+            fi
+            continue
+            ;;
+        esac
         start_server "$s" || continue
         if [ -z "${CAN_ECHO[$s]:-}" ]; then
             if timeout 10 "$BIN/reqloop" -p "$SPORT" -n 1 -u /echo -b "$BODY" -v > /dev/null 2>&1; then

@@ -37,6 +37,8 @@ static void usage(FILE *out)
             "              [--idle-timeout SEC] [--head-timeout SEC] [--access-log]\n"
             "              [--tls-cert FILE --tls-key FILE [--tls-sni NAME:CERT:KEY]...]\n"
             "              [--max-ws-message BYTES] [--ws-ping SEC]\n"
+            "              [--access-log-format combined|json] [--metrics]\n"
+            "              [--no-request-ids]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -47,7 +49,7 @@ static void usage(FILE *out)
             "      --max-body BYTES   request body limit (default 8388608)\n"
             "      --idle-timeout SEC keep-alive idle timeout (default 60)\n"
             "      --head-timeout SEC request head timeout (default 10)\n"
-            "      --access-log       one line per request on stderr\n"
+            "      --access-log       one line per request on stderr (combined format)\n"
             "      --tls-cert FILE    serve HTTPS with this PEM certificate chain\n"
             "      --tls-key FILE     the PEM private key of --tls-cert\n"
             "      --tls-sni NAME:CERT:KEY  another certificate for SNI name NAME\n"
@@ -55,6 +57,10 @@ static void usage(FILE *out)
             "      --max-ws-message BYTES\n"
             "                         WebSocket message limit (default 1048576)\n"
             "      --ws-ping SEC      WebSocket ping interval, 0: none (default 30)\n"
+            "      --access-log-format combined|json\n"
+            "                         access-log line format (implies --access-log)\n"
+            "      --metrics          serve Prometheus metrics on GET /metrics\n"
+            "      --no-request-ids   no X-Request-ID on responses (benchmarks)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -484,26 +490,6 @@ static int h_events(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return APPSRV_LATER;
 }
 
-/* ---------------------------------------------------------------- logging */
-
-static void access_log(const appsrv_log_entry_t *e, void *user)
-{
-    (void)user;
-    char peer[64];
-    if (appsrv_addr_format(e->peer, peer, sizeof(peer)) < 0)
-        strcpy(peer, "-");
-    /* One fprintf: stdio locks the stream, so lines never interleave. */
-    const char *ab = e->aborted ? " aborted" : "";
-    if (e->proto == APPSRV_PROTO_LINE)
-        fprintf(stderr, "%s line \"%.*s\" %d %" PRIu64 " %" PRIu64 "us%s\n", peer,
-                (int)e->method.len, e->method.ptr ? e->method.ptr : "", e->status, e->bytes,
-                e->usec, ab);
-    else
-        fprintf(stderr, "%s \"%.*s %.*s\" %d %" PRIu64 " %" PRIu64 "us%s\n", peer,
-                (int)e->method.len, e->method.ptr ? e->method.ptr : "-", (int)e->target.len,
-                e->target.ptr ? e->target.ptr : "", e->status, e->bytes, e->usec, ab);
-}
-
 static void on_signal(int sig)
 {
     (void)sig;
@@ -581,7 +567,10 @@ enum {
     OPT_TLS_KEY,
     OPT_TLS_SNI,
     OPT_MAX_WS,
-    OPT_WS_PING
+    OPT_WS_PING,
+    OPT_LOG_FORMAT,
+    OPT_METRICS,
+    OPT_NO_REQUEST_IDS
 };
 
 int main(int argc, char **argv)
@@ -601,6 +590,9 @@ int main(int argc, char **argv)
         {"tls-sni", required_argument, NULL, OPT_TLS_SNI},
         {"max-ws-message", required_argument, NULL, OPT_MAX_WS},
         {"ws-ping", required_argument, NULL, OPT_WS_PING},
+        {"access-log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"metrics", no_argument, NULL, OPT_METRICS},
+        {"no-request-ids", no_argument, NULL, OPT_NO_REQUEST_IDS},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -610,10 +602,13 @@ int main(int argc, char **argv)
     appsrv_config_init(&cfg);
     const char *host = "127.0.0.1";
     int port = 8080, line_port = -1;
-    bool quiet = false;
+    bool quiet = false, metrics = false;
     const char *tls_cert = NULL, *tls_key = NULL;
     sni_arg_t sni[MAX_SNI];
     int nsni = 0;
+    appsrv_log_format_t log_format = 0; /* 0: no access log */
+    /* Every response carries an X-Request-ID (the client's when valid). */
+    cfg.request_ids = true;
 
     opterr = 0;
     int ch;
@@ -646,7 +641,22 @@ int main(int argc, char **argv)
             cfg.head_timeout_ms = (int)parse_num(optarg, 1, 86400, "--head-timeout") * 1000;
             break;
         case OPT_ACCESS_LOG:
-            cfg.access_log = access_log;
+            if (log_format == 0)
+                log_format = APPSRV_LOG_COMBINED;
+            break;
+        case OPT_LOG_FORMAT:
+            if (strcmp(optarg, "combined") == 0)
+                log_format = APPSRV_LOG_COMBINED;
+            else if (strcmp(optarg, "json") == 0)
+                log_format = APPSRV_LOG_JSON;
+            else
+                bad_usage("--access-log-format: %s is not combined or json", optarg);
+            break;
+        case OPT_METRICS:
+            metrics = true;
+            break;
+        case OPT_NO_REQUEST_IDS:
+            cfg.request_ids = false;
             break;
         case OPT_TLS_CERT:
             tls_cert = optarg;
@@ -729,6 +739,12 @@ int main(int argc, char **argv)
     CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));
+    if (metrics)
+        CHECK(appsrv_route_metrics(srv, "/metrics"));
+    /* The library's file logger on stderr: lines are written in batches
+     * off the request path, and all of them before run returns. */
+    if (log_format != 0)
+        CHECK(appsrv_access_log_fd(srv, STDERR_FILENO, log_format));
 
     int hport = tls != NULL ? appsrv_listen_https(srv, host, port, tls)
                             : appsrv_listen_http(srv, host, port);

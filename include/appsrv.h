@@ -218,10 +218,98 @@ typedef struct appsrv_log_entry {
                           framed (0 when no request was parsed) */
     bool aborted;      /* the client left (or the response timed out)
                           before the response was complete */
+    /* Fields below were added after 0.1.0 (issue 19). */
+    int http_minor;              /* HTTP/1.<minor> of the request line; -1 when it was
+                                    not parsed, and for line requests */
+    uint64_t bytes_in;           /* request bytes read: head + body as framed */
+    uint64_t body_bytes;         /* response body bytes (no head, no chunk framing):
+                                    Apache's %b */
+    const appsrv_addr_t *client; /* the client's address: the socket peer
+                                    today; the address a trusted proxy
+                                    reports once PROXY/X-Forwarded-For are
+                                    supported */
+    appsrv_str_t user_agent;     /* User-Agent field; ptr NULL when absent */
+    appsrv_str_t referer;        /* Referer field; ptr NULL when absent */
+    appsrv_str_t request_id;     /* see appsrv_req_id(); len 0 when off */
+    appsrv_str_t tls_version;    /* e.g. "TLSv1.3"; len 0 for cleartext */
+    appsrv_str_t route;          /* the matched route pattern (HTTP) or command
+                                    (line); ptr NULL when none matched */
+    int64_t time_us;             /* wall clock (CLOCK_REALTIME, microseconds
+                                    since the epoch) of the request's first
+                                    byte, or of the log call */
+    int worker;                  /* index of the worker thread (0..threads-1) */
 } appsrv_log_entry_t;
 
 /* Called on the loop thread once per response. Must not block. */
 typedef void (*appsrv_log_cb)(const appsrv_log_entry_t *entry, void *user);
+
+/* Access-log line formats (appsrv_access_log_fd()). */
+typedef enum appsrv_log_format {
+    APPSRV_LOG_COMBINED = 1, /* Apache's combined log format */
+    APPSRV_LOG_JSON = 2,     /* one JSON object per line */
+} appsrv_log_format_t;
+
+/*
+ * Formats entry as one line of Apache's combined log format, '\n'
+ * included:
+ *   CLIENT - - [DD/Mon/YYYY:HH:MM:SS +0000] "REQUEST" STATUS BODY "REFERER" "USER-AGENT"
+ * REQUEST is "METHOD TARGET HTTP/1.x" as far as it was parsed ("-" when
+ * nothing was), BODY is body_bytes or "-" for 0, absent fields are "-",
+ * time is UTC. In the quoted fields '"' and '\' get a backslash, \b \n
+ * \r \t \v their C escapes, other bytes outside 0x20..0x7E "\xhh"
+ * (Apache's ap_escape_logitem), so a line never breaks and a field never
+ * ends early.
+ * snprintf-like: writes at most cap bytes including a NUL (cap > 0) and
+ * returns the length the whole line needs (without the NUL): the output
+ * is complete when the result is < cap. Any thread.
+ */
+APPSRV_API size_t appsrv_log_format_combined(const appsrv_log_entry_t *entry, char *buf,
+                                             size_t cap);
+
+/*
+ * Formats entry as one JSON object and '\n' (JSON lines): keys time
+ * (RFC 3339, UTC, microseconds), client, peer, proto, method, target,
+ * version, status, bytes_in, bytes_out, body_bytes, duration_us,
+ * user_agent, referer, request_id, tls_version, route, aborted, worker.
+ * Absent strings are null. Strings are escaped per RFC 8259: '"', '\'
+ * and control bytes (\u00XX or the short forms), DEL as \u007f, and each
+ * byte that is not part of well-formed UTF-8 becomes U+FFFD, so every
+ * line is valid UTF-8 JSON. Same returns as appsrv_log_format_combined().
+ */
+APPSRV_API size_t appsrv_log_format_json(const appsrv_log_entry_t *entry, char *buf, size_t cap);
+
+/* Severity of an operational event (syslog's numbers). */
+#define APPSRV_LEVEL_ERROR 3
+#define APPSRV_LEVEL_WARN  4
+#define APPSRV_LEVEL_INFO  6
+#define APPSRV_LEVEL_DEBUG 7
+
+/*
+ * One of the library's own operational events, for the on_event callback.
+ * name is stable and static: "accept_error" (err set, e.g. EMFILE; the
+ * listener pauses), "conn_refused" (the connection cap), "protocol_error"
+ * (status set: a malformed or refused request, detail gives the reason),
+ * "timeout" (detail: head, body, idle, write, linger or response),
+ * "access_log_error" (err set: the access-log file could not be written),
+ * "tls_handshake_failed" (reserved for the TLS transport).
+ * Valid during the call only.
+ */
+typedef struct appsrv_event {
+    int level;                 /* APPSRV_LEVEL_* */
+    const char *name;          /* stable event name (see above) */
+    const char *detail;        /* short static text, never NULL */
+    int err;                   /* a negative errno value, or 0 */
+    int status;                /* the status answered, or 0 */
+    const appsrv_addr_t *peer; /* the client, or NULL */
+    int worker;                /* index of the worker thread */
+    unsigned suppressed;       /* events of this name dropped by the rate
+                                  limit on this worker since the last one */
+} appsrv_event_t;
+
+/* Called on the loop thread; at most 10 times per second per event name
+ * per worker (the rest are counted in the next call's suppressed). Must
+ * not block. */
+typedef void (*appsrv_event_cb)(const appsrv_event_t *ev, void *user);
 
 /*
  * Server configuration. Fill with appsrv_config_init(), then override
@@ -251,6 +339,11 @@ typedef struct appsrv_config {
                                  (30 s); 0: no pings */
     int ws_close_timeout_ms;  /* after our close frame, the peer's close is
                                  awaited this long, then TCP closes (5 s) */
+    bool request_ids;         /* X-Request-ID on every response (false) */
+    bool metrics;             /* keep request metrics (false; also set by
+                                 appsrv_route_metrics()) */
+    appsrv_event_cb on_event; /* NULL: operational events are dropped */
+    void *on_event_user;
 } appsrv_config_t;
 
 /* Fills cfg with the defaults above. Any thread. */
@@ -412,6 +505,45 @@ APPSRV_API int appsrv_listen_https(appsrv_server_t *srv, const char *host, int p
                                    appsrv_tls_t *tls);
 
 /*
+ * Writes the access log to fd (a file opened with O_APPEND, a pipe,
+ * stderr) in format, off the request path: each worker appends formatted
+ * lines to its own 64 KiB buffer and writes it when it passes 32 KiB, and
+ * at most 100 ms after its first unwritten line (a loop timer); a
+ * graceful stop writes what is left before appsrv_server_run() returns,
+ * so no line is lost. Each write holds whole lines. fd is not closed by
+ * the library and must stay open until appsrv_server_free(). Works with
+ * an access_log callback too (both get every entry). Returns 0, -EINVAL
+ * (bad fd or format), -ENOMEM, APPSRV_ESTATE once run has started (or a
+ * log was set already). Before run; any thread.
+ */
+APPSRV_API int appsrv_access_log_fd(appsrv_server_t *srv, int fd, appsrv_log_format_t format);
+
+/* As appsrv_access_log_fd() on path, opened (created 0644) with O_APPEND
+ * and closed by appsrv_server_free(). Returns also -errno from open(2). */
+APPSRV_API int appsrv_access_log_file(appsrv_server_t *srv, const char *path,
+                                      appsrv_log_format_t format);
+
+/*
+ * Turns metrics on and registers a GET route on pattern that answers them
+ * in the Prometheus text format 0.0.4 (appsrv_metrics_format()). Returns
+ * as appsrv_route(). Before run; any thread.
+ */
+APPSRV_API int appsrv_route_metrics(appsrv_server_t *srv, const char *pattern);
+
+/*
+ * Writes the server's metrics in the Prometheus text exposition format
+ * 0.0.4 into a new NUL-terminated buffer (*out, the caller frees it):
+ * workers' counters summed at call time (each worker keeps its own,
+ * without locks), requests by route pattern and status class, a latency
+ * histogram, bytes, connections by protocol, refusals, protocol errors by
+ * status, timeouts by kind, deferred responses in flight, and process_*
+ * from /proc. Request metrics need cfg.metrics (or
+ * appsrv_route_metrics()); the others are always kept. Returns the length
+ * or -ENOMEM, -EINVAL. Any thread, while srv exists.
+ */
+APPSRV_API ssize_t appsrv_metrics_format(appsrv_server_t *srv, char **out);
+
+/*
  * Runs the workers; the calling thread becomes worker 0 (the threads it
  * starts block all signals, so signals reach the caller). Blocks until
  * appsrv_server_stop(), then returns 0 after the drain; or a negative
@@ -508,6 +640,15 @@ APPSRV_API bool appsrv_req_is_tls(const appsrv_req_t *req);
 APPSRV_API appsrv_str_t appsrv_req_tls_version(const appsrv_req_t *req);
 APPSRV_API appsrv_str_t appsrv_req_tls_cipher(const appsrv_req_t *req);
 APPSRV_API appsrv_str_t appsrv_req_tls_sni(const appsrv_req_t *req);
+
+/*
+ * The request's ID (cfg.request_ids): the client's X-Request-ID when it is
+ * 1..128 bytes of [A-Za-z0-9._-], else 32 lowercase hex digits (128
+ * random bits) made by the worker. The same value goes out in the
+ * response's X-Request-ID field and in the access log. ptr NULL when
+ * request IDs are off.
+ */
+APPSRV_API appsrv_str_t appsrv_req_id(const appsrv_req_t *req);
 
 /* ----------------------------------------------------- response builders */
 /* All: inside the handler, or for an APPSRV_LATER response on the one

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stats.h"
+
 enum { TK_NONE = 0, TK_HEAD, TK_IDLE, TK_BODY, TK_WRITE, TK_LINGER, TK_RESPONSE };
 
 #define LINGER_MS 2000
@@ -67,6 +69,23 @@ static void set_timeout(appsrv__conn_t *c, int kind, bool restart)
         appsrv__timer_start(loop, &c->timer, c->deadline_ms);
 }
 
+/* A timeout fired: counted by kind and reported (rate-limited). Idle and
+ * linger timeouts are the normal end of a connection: debug level. */
+static void count_timeout(appsrv__conn_t *c)
+{
+    appsrv__worker_t *w = c->w;
+    int k = c->tkind - TK_HEAD;
+    if (k < 0 || k >= APPSRV__NTIMEOUTS)
+        return;
+    appsrv__ctr_add(&w->stats.timeouts[k], 1);
+    if (w->cfg->on_event != NULL) {
+        bool normal = c->tkind == TK_IDLE || c->tkind == TK_LINGER;
+        appsrv__event(&w->stats, w->cfg, w->loop.now_ms, APPSRV__EV_TIMEOUT,
+                      normal ? APPSRV_LEVEL_DEBUG : APPSRV_LEVEL_INFO, appsrv__timeout_names[k], 0,
+                      0, &c->peer);
+    }
+}
+
 static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
 {
     appsrv__conn_t *c = appsrv__container_of(t, appsrv__conn_t, timer);
@@ -76,6 +95,7 @@ static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
         appsrv__timer_start(loop, t, c->deadline_ms);
         return;
     }
+    count_timeout(c);
     switch (c->tkind) {
     case TK_RESPONSE:
         /* The host did not answer in time: tell it, and the client. */
@@ -184,6 +204,7 @@ static int out_flush(appsrv__conn_t *c)
                 return progress;
             if (w < 0)
                 return (int)w;
+            appsrv__ctr_add(&c->w->stats.bytes_out, (uint64_t)w);
             progress = 1;
         }
         appsrv__outq_consume(&c->out, &c->w->pool, (size_t)w);
@@ -282,6 +303,7 @@ static ssize_t conn_read(appsrv__conn_t *c)
         return -ENOBUFS;
     n = c->sock.tp->read(&c->sock, dst, room);
     if (n > 0) {
+        appsrv__ctr_add(&c->w->stats.bytes_in, (uint64_t)n);
         if (c->state == APPSRV__ST_BODY && c->body_in_heap)
             c->body_len += (size_t)n;
         else
@@ -338,6 +360,7 @@ static void conn_io_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
 void appsrv__conn_hold(appsrv__conn_t *c)
 {
     c->refs++;
+    appsrv__ctr_add(&c->w->stats.deferred_begun, 1); /* held = in flight */
 }
 
 void appsrv__conn_wait(appsrv__conn_t *c)
@@ -564,6 +587,8 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
      * accepted sockets): no setsockopt per connection. */
     list_push(&w->conns, c);
     w->nconns++;
+    appsrv__ctr_add(&w->stats.accepted[proto->id & 3], 1);
+    appsrv__ctr_add(&w->stats.opened[proto->id & 3], 1);
     set_timeout(c, TK_HEAD, true);
     if (w->draining)
         c->close_after = true;
@@ -602,6 +627,7 @@ void appsrv__conn_close(appsrv__conn_t *c)
     idle_unlink(c);
     list_unlink(&w->conns, c);
     w->nconns--;
+    appsrv__ctr_add(&w->stats.closed[c->proto->id & 3], 1);
     atomic_fetch_sub(w->nconns_total, 1);
     c->refs--; /* the loop's */
     bool held = c->refs > 0;
@@ -618,6 +644,7 @@ void appsrv__conn_close(appsrv__conn_t *c)
 
 void appsrv__conn_release(appsrv__conn_t *c)
 {
+    appsrv__ctr_add(&c->w->stats.deferred_done, 1);
     if (--c->refs != 0 || !c->closed)
         return;
     appsrv__worker_t *w = c->w;
@@ -695,6 +722,8 @@ int appsrv__conn_switch(appsrv__conn_t *c, const appsrv__proto_t *proto, void *p
         return -ENOSPC; /* the server sizes blocks for the protocols it may switch to */
     if (c->rblk != NULL)
         c->proto->ctx_dispose(c);
+    appsrv__ctr_add(&c->w->stats.closed[c->proto->id & 3], 1);
+    appsrv__ctr_add(&c->w->stats.opened[proto->id & 3], 1);
     c->proto = proto;
     c->proto_data = proto_data;
     if (c->rblk != NULL)

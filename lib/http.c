@@ -22,6 +22,7 @@
 #include "req.h"
 #include "res.h"
 #include "router.h"
+#include "stats.h"
 #include "status.h"
 
 /* The per-request context, at the front of the input block's context
@@ -65,24 +66,34 @@ static inline char *put_status_head(char *p, int status, const char *reason, siz
 }
 
 static void log_once(appsrv__conn_t *c, const appsrv_req_t *req, int status, uint64_t bytes,
-                     bool aborted)
+                     uint64_t body, bool aborted)
 {
     http_ctx_t *x = ctx_of(c);
     if (x->logged)
         return;
     x->logged = true;
-    appsrv__log_request(c, req, status, bytes, aborted);
+    appsrv__log_request(c, req, status, bytes, body, aborted);
 }
+
+/* "X-Request-ID: <id>\r\n" (cfg.request_ids). */
+static char *put_request_id(char *p, const appsrv_req_t *req)
+{
+    p = PUT_LIT(p, "X-Request-ID: ");
+    p = put(p, req->id, req->id_len);
+    return PUT_LIT(p, "\r\n");
+}
+#define REQUEST_ID_ROOM (18 + APPSRV__REQ_ID_MAX)
 
 /* ---------------------------------------------------------- error replies */
 
 /* Frames a library-made response with a short text body straight into the
- * output queue. Used for parse errors and timeouts (no request object). */
-static uint64_t queue_simple(appsrv__conn_t *c, int status)
+ * output queue. Used for parse errors and timeouts (no request object;
+ * req only carries the request ID, if any). */
+static uint64_t queue_simple(appsrv__conn_t *c, int status, const appsrv_req_t *req)
 {
     size_t rlen;
     const char *reason = appsrv__reason_len(status, &rlen);
-    size_t need = 160 + 2 * rlen;
+    size_t need = 160 + 2 * rlen + REQUEST_ID_ROOM;
     char *mem;
     char *p0 = appsrv__out_begin(c, need, &mem);
     if (p0 == NULL)
@@ -90,7 +101,10 @@ static uint64_t queue_simple(appsrv__conn_t *c, int status)
     char *p = put_status_head(p0, status, reason, rlen, c->w->loop.date);
     p = PUT_LIT(p, "Content-Type: text/plain\r\nContent-Length: ");
     p += appsrv__fmt_u64(p, rlen);
-    p = PUT_LIT(p, "\r\nConnection: close\r\n\r\n");
+    p = PUT_LIT(p, "\r\nConnection: close\r\n");
+    if (req->id_len > 0)
+        p = put_request_id(p, req);
+    p = PUT_LIT(p, "\r\n");
     p = put(p, reason, rlen);
     size_t len = (size_t)(p - p0);
     appsrv__out_finish(c, p0, len, mem);
@@ -116,15 +130,45 @@ static const appsrv_req_t *partial_request(appsrv__conn_t *c)
 
 static void http_error(appsrv__conn_t *c, int status)
 {
-    uint64_t bytes = queue_simple(c, status);
+    appsrv_req_t *req = (appsrv_req_t *)partial_request(c);
+    size_t rlen;
+    appsrv__reason_len(status, &rlen);
+    if (req != NULL) {
+        if (c->w->cfg->request_ids && req->id_len == 0)
+            appsrv__req_set_id(req, &c->w->stats, (appsrv_str_t){NULL, 0});
+        if (req->in_bytes == 0)
+            req->in_bytes = c->rlen - c->rpos; /* as far as it came */
+        uint64_t bytes = queue_simple(c, status, req);
+        log_once(c, req, status, bytes, bytes > 0 ? rlen : 0, false);
+    } else {
+        /* Nothing parsed (a timeout before any byte): no request object,
+         * but the answer still gets an ID and a log entry. */
+        struct appsrv_req none;
+        memset(&none, 0, sizeof(none));
+        none.conn = c;
+        none.proto = APPSRV_PROTO_HTTP;
+        none.minor = APPSRV__MINOR_NONE;
+        if (c->w->cfg->request_ids)
+            appsrv__req_set_id(&none, &c->w->stats, (appsrv_str_t){NULL, 0});
+        uint64_t bytes = queue_simple(c, status, &none);
+        appsrv__log_request(c, &none, status, bytes, bytes > 0 ? rlen : 0, false);
+    }
     c->close_after = true;
     c->must_linger = true;
     c->keep_alive = false;
-    const appsrv_req_t *req = partial_request(c);
-    if (req != NULL)
-        log_once(c, req, status, bytes, false);
-    else
-        appsrv__log_request(c, NULL, status, bytes, false);
+}
+
+/* A request the parser or the body reader refused: counted, reported
+ * (rate-limited) and answered. */
+static void protocol_error(appsrv__conn_t *c, int status)
+{
+    appsrv__worker_t *w = c->w;
+    if (status >= 400 && status < 600)
+        appsrv__ctr_add(&w->stats.proto_errors[status - 400], 1);
+    if (w->cfg->on_event != NULL)
+        appsrv__event(&w->stats, w->cfg, w->loop.now_ms, APPSRV__EV_PROTOCOL_ERROR,
+                      APPSRV_LEVEL_INFO, appsrv__reason(status), 0, status, &c->peer);
+    http_error(c, status);
 }
 
 /* ---------------------------------------------------------------- framing */
@@ -146,7 +190,7 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
     if (res->reason != NULL)
         rlen = strlen(reason);
     bool inline_body = send_body && blen <= APPSRV__RES_INLINE_BODY;
-    size_t need = 128 + rlen + res->hdrs_len + 40 + (inline_body ? blen : 0);
+    size_t need = 128 + rlen + res->hdrs_len + 40 + (inline_body ? blen : 0) + REQUEST_ID_ROOM;
 
     char *mem;
     char *p0 = appsrv__out_begin(c, need, &mem);
@@ -169,6 +213,8 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
         p = PUT_LIT(p, "\r\n");
     }
     p = put(p, res->hdrs, res->hdrs_len);
+    if (appsrv__unlikely(req->id_len > 0))
+        p = put_request_id(p, req);
     if (res->upgrade != NULL)
         p = PUT_LIT(p, "Connection: Upgrade\r\n"); /* RFC 9110 §7.8 */
     else if (!c->keep_alive)
@@ -198,6 +244,8 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
             c->close_after = true; /* cannot happen: room checked first */
         hlen += blen;
     }
+    if (send_body)
+        res->out_body += blen;
     res->body_len = 0;
     return hlen;
 }
@@ -226,6 +274,20 @@ static bool route(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
 
 /* ------------------------------------------------------------- requests */
 
+/* The client's X-Request-ID when it is acceptable, else a new one. */
+static void request_id(appsrv__conn_t *c, appsrv_req_t *req)
+{
+    appsrv_str_t v = {NULL, 0};
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const appsrv__hdr_t *h = &req->hdrs[i];
+        if (appsrv__ieq(req->base + h->name.off, h->name.len, "x-request-id", 12)) {
+            v = (appsrv_str_t){req->base + h->value.off, h->value.len};
+            break;
+        }
+    }
+    appsrv__req_set_id(req, &c->w->stats, v);
+}
+
 static void fill_request(appsrv__conn_t *c, uint32_t head_len)
 {
     http_ctx_t *x = ctx_of(c);
@@ -253,6 +315,9 @@ static void fill_request(appsrv__conn_t *c, uint32_t head_len)
     req->body = (appsrv_str_t){"", 0};
     req->is_head = h->method.len == 4 && memcmp(req->method.ptr, "HEAD", 4) == 0;
     req->match.nparams = 0;
+    req->in_bytes = head_len;
+    if (appsrv__unlikely(c->w->cfg->request_ids))
+        request_id(c, req);
     c->bpos = head_len;
     c->hlen = head_len;
 }
@@ -266,7 +331,12 @@ static void begin_head(appsrv__conn_t *c)
     /* Only what an error before fill_request() reads (partial_request). */
     x->req.method = (appsrv_str_t){NULL, 0};
     x->req.target = (appsrv_str_t){NULL, 0};
-    x->req.start_us = c->w->cfg->access_log != NULL ? appsrv__now_us() : 0;
+    x->req.minor = APPSRV__MINOR_NONE;
+    x->req.nhdrs = 0;
+    x->req.match.pattern = NULL;
+    x->req.in_bytes = 0;
+    x->req.id_len = 0;
+    x->req.start_us = appsrv__unlikely(c->w->obs) ? appsrv__now_us() : 0;
     x->logged = false;
     c->head_started = true;
 }
@@ -333,8 +403,9 @@ static int begin_body(appsrv__conn_t *c, uint32_t head_len)
             c->keep_alive = false;
             int status = res->status;
             uint64_t bytes = queue_response(c, req, res);
+            uint64_t body = res->out_body;
             appsrv__res_dispose(res);
-            log_once(c, req, status, bytes, false);
+            log_once(c, req, status, bytes, body, false);
             c->close_after = true;
             c->must_linger = true; /* the client may send the body anyway */
             return 0;
@@ -383,6 +454,7 @@ static int read_body(appsrv__conn_t *c)
             p += n;
             len -= (size_t)n;
             c->bpos += (uint32_t)n;
+            req->in_bytes += (uint64_t)n;
         }
         if (!x->chunk.done)
             return 0;
@@ -395,11 +467,13 @@ static int read_body(appsrv__conn_t *c)
         if (c->body_len < c->body_cap)
             return 0;
         req->body = (appsrv_str_t){c->body_heap, c->body_len};
+        req->in_bytes += c->body_len;
         return 1;
     }
     size_t avail = c->rlen - c->rpos - head_len;
     if (avail < h->content_length)
         return 0;
+    req->in_bytes += h->content_length;
     req->body = (appsrv_str_t){c->rbuf + c->rpos + head_len, (size_t)h->content_length};
     c->bpos = head_len + (uint32_t)h->content_length;
     return 1;
@@ -435,8 +509,9 @@ static void respond(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
     if (res->close)
         c->keep_alive = false;
     uint64_t bytes = queue_response(c, req, res);
+    uint64_t body = res->out_body;
     appsrv__res_dispose(res);
-    log_once(c, req, status, bytes, false);
+    log_once(c, req, status, bytes, body, false);
     finish_request(c);
     if (upgrade != NULL)
         upgrade(c, upgrade_data);
@@ -480,9 +555,10 @@ static void finish_deferred(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *
     int status = res->status;
     if (res->close)
         c->keep_alive = false;
+    uint64_t body = res->out_body;
     appsrv__res_done(res); /* drops the host's reference: c stays open */
     appsrv__res_dispose(res);
-    log_once(c, req, status, bytes, false);
+    log_once(c, req, status, bytes, body, false);
     finish_request(c);
 }
 
@@ -525,6 +601,7 @@ static size_t take_stream(const char *data, size_t len, void *ud)
     }
     appsrv__out_commit(c, p0, (size_t)(p - p0));
     x->res.out_bytes += (uint64_t)(p - p0);
+    x->res.out_body += n;
     return n;
 }
 
@@ -609,19 +686,19 @@ static int http_process(appsrv__conn_t *c)
             int r = appsrv__http_parse_head(&x->head, c->rbuf + c->rpos, c->rlen - c->rpos, &lim);
             if (r == APPSRV__AGAIN) {
                 if (c->rlen == c->w->pool.data_cap && c->rpos == 0) {
-                    http_error(c, 431); /* unreachable: cap > max_head */
+                    protocol_error(c, 431); /* unreachable: cap > max_head */
                     return 1;
                 }
                 return progress;
             }
             if (r < 0) {
-                http_error(c, -r);
+                protocol_error(c, -r);
                 return 1;
             }
             fill_request(c, (uint32_t)r);
             int st = begin_body(c, (uint32_t)r);
             if (st != 0) {
-                http_error(c, st);
+                protocol_error(c, st);
                 return 1;
             }
             progress = 1;
@@ -632,7 +709,7 @@ static int http_process(appsrv__conn_t *c)
         if (r == 0)
             return progress;
         if (r < 0) {
-            http_error(c, -r);
+            protocol_error(c, -r);
             return 1;
         }
         dispatch(c);
@@ -675,10 +752,11 @@ static void http_closed(appsrv__conn_t *c)
     /* The host may hold a response whose connection went on to linger
      * (it was answered 503, or its client left): refs tells, not state. */
     if (c->state == APPSRV__ST_WAIT || appsrv__conn_host_holds(c)) {
-        log_once(c, &x->req, x->res.head_sent ? x->res.status : 499, x->res.out_bytes, true);
+        log_once(c, &x->req, x->res.head_sent ? x->res.status : 499, x->res.out_bytes,
+                 x->res.out_body, true);
         appsrv__res_conn_closed(&x->res);
     } else if (c->state == APPSRV__ST_BODY) {
-        log_once(c, &x->req, 499, 0, true); /* the client left mid-body */
+        log_once(c, &x->req, 499, 0, 0, true); /* the client left mid-body */
     }
 }
 
@@ -693,14 +771,20 @@ static void http_drain(appsrv__conn_t *c)
         appsrv__res_stop(&ctx_of(c)->res);
 }
 
-static size_t http_refusal(char *buf, size_t cap, const char *date)
+static size_t http_refusal(char *buf, size_t cap, const char *date, const char *rid)
 {
     static const char body[] = "Service Unavailable\n";
-    if (cap < 256)
+    if (cap < 256 + REQUEST_ID_ROOM)
         return 0;
     char *p = put_status_head(buf, 503, "Service Unavailable", 19, date);
     p = PUT_LIT(p, "Content-Type: text/plain\r\nContent-Length: 20\r\n"
-                   "Retry-After: 1\r\nConnection: close\r\n\r\n");
+                   "Retry-After: 1\r\nConnection: close\r\n");
+    if (rid != NULL) {
+        p = PUT_LIT(p, "X-Request-ID: ");
+        p = put(p, rid, strlen(rid));
+        p = PUT_LIT(p, "\r\n");
+    }
+    p = PUT_LIT(p, "\r\n");
     p = put(p, body, sizeof(body) - 1);
     return (size_t)(p - buf);
 }

@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "req.h"
 #include "res.h"
+#include "stats.h"
 #include "status.h"
 
 typedef struct line_ctx {
@@ -113,8 +114,9 @@ static uint64_t reply(appsrv__conn_t *c, int status, const char *reason, const c
     return need;
 }
 
+/* body: the reply's payload bytes (after "CODE REASON "). */
 static void log_once(appsrv__conn_t *c, const appsrv_req_t *req, int status, uint64_t bytes,
-                     bool aborted)
+                     uint64_t body, bool aborted)
 {
     if (c->ctx != NULL) {
         line_ctx_t *x = ctx_of(c);
@@ -122,7 +124,7 @@ static void log_once(appsrv__conn_t *c, const appsrv_req_t *req, int status, uin
             return;
         x->logged = true;
     }
-    appsrv__log_request(c, req, status, bytes, aborted);
+    appsrv__log_request(c, req, status, bytes, body, aborted);
 }
 
 static void line_error(appsrv__conn_t *c, int status)
@@ -131,9 +133,20 @@ static void line_error(appsrv__conn_t *c, int status)
     c->close_after = true;
     c->must_linger = true;
     if (c->state == APPSRV__ST_WAIT)
-        log_once(c, &ctx_of(c)->req, status, bytes, false);
+        log_once(c, &ctx_of(c)->req, status, bytes, 0, false);
     else
-        appsrv__log_request(c, NULL, status, bytes, false); /* no line parsed */
+        appsrv__log_request(c, NULL, status, bytes, 0, false); /* no line parsed */
+}
+
+/* A line the protocol refused (too long): counted, reported, answered. */
+static void protocol_error(appsrv__conn_t *c, int status)
+{
+    appsrv__worker_t *w = c->w;
+    appsrv__ctr_add(&w->stats.proto_errors[status - 400], 1);
+    if (w->cfg->on_event != NULL)
+        appsrv__event(&w->stats, w->cfg, w->loop.now_ms, APPSRV__EV_PROTOCOL_ERROR,
+                      APPSRV_LEVEL_INFO, appsrv__reason(status), 0, status, &c->peer);
+    line_error(c, status);
 }
 
 /* Queues the reply for a finished handler call, or 500. */
@@ -147,17 +160,18 @@ static void line_respond(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res
             ok = false; /* would break the one-line framing */
     if (reason != NULL && strpbrk(reason, "\r\n") != NULL)
         ok = false;
-    uint64_t bytes;
+    uint64_t bytes, body = 0;
     if (!ok) {
         status = 500;
         bytes = reply(c, status, NULL, NULL, 0);
     } else {
         bytes = reply(c, status, reason, res->body, res->body_len);
+        body = res->body_len;
     }
     if (res->close)
         c->close_after = true;
     appsrv__res_dispose(res);
-    log_once(c, req, status, bytes, false);
+    log_once(c, req, status, bytes, body, false);
 }
 
 /* Returns true when the handler deferred its response. */
@@ -171,11 +185,14 @@ static bool handle_line(appsrv__conn_t *c, const char *line, size_t len)
     x->logged = false;
     req->conn = c;
     req->proto = APPSRV_PROTO_LINE;
-    req->start_us = c->w->cfg->access_log != NULL ? appsrv__now_us() : 0;
+    req->start_us = appsrv__unlikely(c->w->obs) ? appsrv__now_us() : 0;
+    req->in_bytes = len + 1;
     req->target = (appsrv_str_t){line, 0};
     req->body = (appsrv_str_t){"", 0};
+    if (appsrv__unlikely(c->w->cfg->request_ids))
+        appsrv__req_set_id(req, &c->w->stats, (appsrv_str_t){NULL, 0});
     if (len == 0) {
-        log_once(c, req, 400, reply(c, 400, NULL, NULL, 0), false);
+        log_once(c, req, 400, reply(c, 400, NULL, NULL, 0), 0, false);
         return false;
     }
     const char *sp = memchr(line, ' ', len);
@@ -187,9 +204,11 @@ static bool handle_line(appsrv__conn_t *c, const char *line, size_t len)
 
     const appsrv__line_route_t *r = find_route(c->proto_data, line, wlen);
     if (r == NULL) {
-        log_once(c, req, 404, reply(c, 404, NULL, NULL, 0), false);
+        log_once(c, req, 404, reply(c, 404, NULL, NULL, 0), 0, false);
         return false;
     }
+    req->match.pattern = r->word;
+    req->match.route = (int)(r - ((const appsrv__line_routes_t *)c->proto_data)->v);
     appsrv__res_dispose(res);
     int rc = r->handler(req, res, r->user);
     if (rc == APPSRV_LATER) {
@@ -242,7 +261,7 @@ static int line_process(appsrv__conn_t *c)
             c->bpos = (uint32_t)avail;
             /* +1: a line of max_line bytes may still get its "\r". */
             if (avail > max_line + 1 || (c->rlen == c->w->pool.data_cap && c->rpos == 0)) {
-                line_error(c, 413);
+                protocol_error(c, 413);
                 return 1;
             }
             return progress;
@@ -252,7 +271,7 @@ static int line_process(appsrv__conn_t *c)
         if (len > 0 && start[len - 1] == '\r')
             len--;
         if (len > max_line) {
-            line_error(c, 413);
+            protocol_error(c, 413);
             return 1;
         }
         c->bpos = 0;
@@ -295,7 +314,7 @@ static void line_closed(appsrv__conn_t *c)
     if (c->ctx == NULL || (c->state != APPSRV__ST_WAIT && !appsrv__conn_host_holds(c)))
         return;
     line_ctx_t *x = ctx_of(c);
-    log_once(c, &x->req, 499, 0, true);
+    log_once(c, &x->req, 499, 0, 0, true);
     appsrv__res_conn_closed(&x->res);
 }
 
@@ -305,10 +324,11 @@ static void line_drain(appsrv__conn_t *c)
         appsrv__res_stop(&ctx_of(c)->res);
 }
 
-static size_t line_refusal(char *buf, size_t cap, const char *date)
+static size_t line_refusal(char *buf, size_t cap, const char *date, const char *rid)
 {
     static const char msg[] = "503 Service Unavailable\n";
     (void)date;
+    (void)rid;
     if (cap < sizeof(msg) - 1)
         return 0;
     memcpy(buf, msg, sizeof(msg) - 1);

@@ -54,8 +54,9 @@ typedef struct appsrv__proto {
      * tell the host (stop notification) so it can end long responses. */
     void (*drain)(appsrv__conn_t *c);
     /* Writes what a client refused at the connection cap is told; returns
-     * its length (<= cap). date: the current IMF-fixdate. */
-    size_t (*refusal)(char *buf, size_t cap, const char *date);
+     * its length (<= cap). date: the current IMF-fixdate; rid: a request
+     * ID for the answer (cfg.request_ids), or NULL. */
+    size_t (*refusal)(char *buf, size_t cap, const char *date, const char *rid);
 } appsrv__proto_t;
 
 #endif /* APPSRV_PROTO_H */

@@ -3,15 +3,21 @@
  * req.c - the request accessors (appsrv_req_*) over the views the
  * protocol filled in (req.h), and the access-log entry. Called by the
  * host inside handlers and by http.c/line.c; calls router.c for query
- * lookup and the connection's transport for TLS facts. No allocation:
- * every answer is a view or a copy into the caller's buffer.
+ * lookup, the connection's transport for TLS facts, stats.c (metrics,
+ * request IDs) and alog.c (the access-log file) when a request is done.
+ * No allocation: every answer is a view or a copy into the caller's
+ * buffer.
  */
 #include "req.h"
 
 #include <errno.h>
 #include <string.h>
 
+#include <time.h>
+
+#include "alog.h"
 #include "loop.h"
+#include "stats.h"
 
 void appsrv__req_rebase(appsrv_req_t *req, uint32_t shift)
 {
@@ -22,26 +28,84 @@ void appsrv__req_rebase(appsrv_req_t *req, uint32_t shift)
     req->query.ptr -= shift;
 }
 
-void appsrv__log_request(appsrv__conn_t *c, const appsrv_req_t *req, int status, uint64_t bytes,
-                         bool aborted)
+void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int status,
+                              uint64_t bytes, uint64_t body, bool aborted)
 {
-    const appsrv_config_t *cfg = c->w->cfg;
-    if (cfg->access_log == NULL)
+    appsrv__worker_t *w = c->w;
+    const appsrv_config_t *cfg = w->cfg;
+    uint64_t now = appsrv__now_us();
+    uint64_t usec = 0;
+    if (req != NULL && req->start_us != 0 && now > req->start_us)
+        usec = now - req->start_us;
+    int route = req != NULL && req->match.pattern != NULL ? req->match.route : -1;
+    if (cfg->metrics)
+        appsrv__stats_request(&w->stats, c->proto->id, route, status, usec);
+    if (cfg->access_log == NULL && w->wlog == NULL)
         return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     appsrv_log_entry_t e = {
         .peer = &c->peer,
         .proto = c->proto->id,
         .status = status,
         .bytes = bytes,
+        .usec = usec,
         .aborted = aborted,
+        .http_minor = -1,
+        .body_bytes = body,
+        /* PROXY/X-Forwarded-For support sets the real client here; a TLS
+         * transport fills tls_version from the connection's transport. */
+        .client = &c->peer,
+        .time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - (int64_t)usec,
+        .worker = w->stats.worker,
     };
     if (req != NULL) {
         e.method = req->method;
         e.target = req->target;
-        uint64_t now = appsrv__now_us();
-        e.usec = req->start_us != 0 && now > req->start_us ? now - req->start_us : 0;
+        e.bytes_in = req->in_bytes;
+        /* c's protocol, not req->proto: a partial request has none yet. */
+        if (c->proto->id == APPSRV_PROTO_HTTP && req->minor != APPSRV__MINOR_NONE)
+            e.http_minor = req->minor;
+        if (req->nhdrs > 0) {
+            e.user_agent = appsrv_req_header(req, "user-agent");
+            e.referer = appsrv_req_header(req, "referer");
+        }
+        if (req->id_len > 0)
+            e.request_id = (appsrv_str_t){req->id, req->id_len};
+        if (route >= 0)
+            e.route = (appsrv_str_t){req->match.pattern, strlen(req->match.pattern)};
     }
-    cfg->access_log(&e, cfg->access_log_user);
+    if (w->wlog != NULL)
+        appsrv__wlog_append(w->wlog, &e);
+    if (cfg->access_log != NULL)
+        cfg->access_log(&e, cfg->access_log_user);
+}
+
+static bool id_byte(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '.' || ch == '_' || ch == '-';
+}
+
+void appsrv__req_set_id(appsrv_req_t *req, appsrv__stats_t *st, appsrv_str_t value)
+{
+    bool ok = value.ptr != NULL && value.len >= 1 && value.len <= APPSRV__REQ_ID_MAX;
+    for (size_t i = 0; ok && i < value.len; i++)
+        ok = id_byte((unsigned char)value.ptr[i]);
+    if (ok) {
+        memcpy(req->id, value.ptr, value.len);
+        req->id_len = (uint8_t)value.len;
+        return;
+    }
+    appsrv__stats_random_id(st, req->id);
+    req->id_len = 32;
+}
+
+appsrv_str_t appsrv_req_id(const appsrv_req_t *req)
+{
+    if (req->id_len == 0)
+        return (appsrv_str_t){NULL, 0};
+    return (appsrv_str_t){req->id, req->id_len};
 }
 
 appsrv_proto_t appsrv_req_proto(const appsrv_req_t *req)

@@ -16,6 +16,9 @@
 #include "http_parse.h"
 #include "router.h"
 
+#define APPSRV__REQ_ID_MAX 128 /* X-Request-ID kept up to this length */
+#define APPSRV__MINOR_NONE 255 /* minor before the request line is parsed */
+
 struct appsrv_req {
     appsrv__conn_t *conn;
     appsrv_proto_t proto;
@@ -28,16 +31,31 @@ struct appsrv_req {
     uint32_t nhdrs;
     appsrv__match_t match;
     uint64_t start_us; /* the request's first byte was seen (0: not logged) */
+    uint64_t in_bytes; /* request bytes read so far (head, body framing) */
+    uint8_t id_len;    /* request ID (cfg.request_ids), 0: none yet */
+    char id[APPSRV__REQ_ID_MAX];
 };
 
 /* Shifts every view into the input block down by shift bytes (the block
  * was compacted under the request). */
 void appsrv__req_rebase(appsrv_req_t *req, uint32_t shift);
 
-/* Calls the access-log callback, if any. req may be NULL (nothing
- * parsed); bytes: response bytes handed to the transport; aborted: the
- * client left or the response was cut before it was complete. */
-void appsrv__log_request(appsrv__conn_t *c, const appsrv_req_t *req, int status, uint64_t bytes,
-                         bool aborted);
+/* A request is done: counts it (cfg.metrics), hands its entry to the
+ * access-log callback and the access-log file. req may be NULL (nothing
+ * parsed); bytes: response bytes handed to the transport, body: the body
+ * bytes among them; aborted: the client left or the response was cut
+ * before it was complete. Inline: with nothing observing, one test. */
+void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int status,
+                              uint64_t bytes, uint64_t body, bool aborted);
+static inline void appsrv__log_request(appsrv__conn_t *c, const appsrv_req_t *req, int status,
+                                       uint64_t bytes, uint64_t body, bool aborted)
+{
+    if (appsrv__unlikely(c->w->obs))
+        appsrv__log_request_slow(c, req, status, bytes, body, aborted);
+}
+
+/* Sets req's ID: the client's X-Request-ID when it is 1..128 bytes of
+ * [A-Za-z0-9._-] (value: the field, or NULL), else a new random one. */
+void appsrv__req_set_id(appsrv_req_t *req, appsrv__stats_t *st, appsrv_str_t value);
 
 #endif /* APPSRV_REQ_H */

@@ -60,6 +60,7 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
     res->hb_ms = 0;
     res->last_out_ms = 0;
     res->out_bytes = 0;
+    res->out_body = 0;
     res->hb_timer.idx = 0;
     res->hb_timer.cb = NULL;
     res->on_cancel = NULL;

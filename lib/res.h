@@ -76,6 +76,7 @@ struct appsrv_res {
     int hb_ms;            /* SSE heartbeat interval */
     uint64_t last_out_ms; /* last stream output, for the heartbeat */
     uint64_t out_bytes;   /* bytes framed so far (access log) */
+    uint64_t out_body;    /* body bytes among them (no framing) */
     appsrv__timer_t hb_timer;
     appsrv_res_cb on_cancel;
     void *cancel_ud;

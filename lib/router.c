@@ -417,6 +417,8 @@ int appsrv__router_match(const appsrv__router_t *r, const char *method, size_t m
     if (best != NULL) {
         m->handler = best->handler;
         m->user = best->user;
+        m->pattern = best->text;
+        m->route = (int)(best - r->routes);
         m->nparams = 0;
         return 0;
     }
@@ -451,6 +453,8 @@ int appsrv__router_match(const appsrv__router_t *r, const char *method, size_t m
         return path_known ? -405 : -404;
     m->handler = best->handler;
     m->user = best->user;
+    m->pattern = best->text;
+    m->route = (int)(best - r->routes);
     path_match(best, &pv, m->params);
     m->nparams = 0;
     for (unsigned i = 0; i < best->nsegs; i++)
@@ -631,4 +635,18 @@ bool appsrv__query_find(const char *query, size_t query_len, const char *name,
         p = amp + 1;
     }
     return false;
+}
+
+size_t appsrv__router_count(const appsrv__router_t *r)
+{
+    return r->n;
+}
+
+const char *appsrv__router_pattern(const appsrv__router_t *r, size_t i, const char **method)
+{
+    if (i >= r->n)
+        return NULL;
+    if (method != NULL)
+        *method = r->routes[i].method;
+    return r->routes[i].text;
 }

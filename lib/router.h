@@ -27,6 +27,8 @@ typedef struct appsrv__param {
 typedef struct appsrv__match {
     appsrv_handler_cb handler;
     void *user;
+    const char *pattern; /* the matched route's pattern (NUL-terminated) */
+    int route;           /* its index in registration order */
     unsigned nparams;
     appsrv__param_t params[APPSRV__MAX_PARAMS];
 } appsrv__match_t;
@@ -88,6 +90,10 @@ int appsrv__router_add(appsrv__router_t *r, const char *method, const char *patt
  */
 int appsrv__router_match(const appsrv__router_t *r, const char *method, size_t method_len,
                          const char *path, size_t path_len, appsrv__match_t *m);
+
+/* Routes registered, and route i's pattern and method (NULL: any). */
+size_t appsrv__router_count(const appsrv__router_t *r);
+const char *appsrv__router_pattern(const appsrv__router_t *r, size_t i, const char **method);
 
 /*
  * Writes the Allow value for path ("GET, HEAD, POST": methods of every

@@ -21,14 +21,17 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "alog.h"
 #include "async.h"
 #include "conn.h"
 #include "http.h"
@@ -37,6 +40,7 @@
 #include "pool.h"
 #include "router.h"
 #include "tls.h"
+#include "stats.h"
 #include "transport.h"
 #include "ws.h"
 
@@ -74,6 +78,7 @@ struct sworker {
     appsrv__timer_t accept_timer; /* resumes accepting after EMFILE */
     appsrv__timer_t drain_timer;  /* forces the end of a graceful stop */
     bool drain_expired;
+    appsrv__wlog_t wlog; /* its access-log buffer (with srv->alog) */
 };
 
 struct appsrv_server {
@@ -88,6 +93,9 @@ struct appsrv_server {
     atomic_int nconns; /* open client connections, all workers */
     atomic_bool stopping;
     bool ran;
+    bool has_alog;
+    appsrv__alog_t alog;  /* the access-log file (appsrv_access_log_fd) */
+    int64_t start_time_s; /* wall clock at appsrv_server_new() */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -152,6 +160,15 @@ void appsrv__server_prepare(appsrv_server_t *srv)
         appsrv__pool_init(&srv->workers[i].w.pool, ctx, data);
 }
 
+/* Whether requests need an entry at all: one flag per worker, read on
+ * the request path. */
+static void obs_update(appsrv_server_t *srv)
+{
+    bool on = srv->cfg.access_log != NULL || srv->has_alog || srv->cfg.metrics;
+    for (int i = 0; i < srv->nworkers; i++)
+        srv->workers[i].w.obs = on;
+}
+
 /* ---------------------------------------------------------------- server */
 
 static void wake_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events);
@@ -177,6 +194,7 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
     if (srv == NULL)
         return -ENOMEM;
     srv->cfg = *cfg;
+    srv->start_time_s = (int64_t)time(NULL);
     atomic_init(&srv->nconns, 0);
     atomic_init(&srv->stopping, false);
     rc = appsrv__router_new(&srv->router);
@@ -193,6 +211,7 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
         sw->id = i;
         sw->w.cfg = &srv->cfg;
         sw->w.nconns_total = &srv->nconns;
+        sw->w.stats.worker = i;
         sw->accept_timer.cb = accept_resume_cb;
         sw->drain_timer.cb = drain_timeout_cb;
         rc = appsrv__loop_init(&sw->w.loop, wake_cb);
@@ -206,6 +225,7 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
         srv->nworkers++;
     }
     appsrv__server_prepare(srv);
+    obs_update(srv);
     *out = srv;
     return 0;
 
@@ -320,10 +340,28 @@ int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port)
 
 /* At the cap: the protocol's refusal, best effort, never blocking (the
  * point is to refuse promptly). */
-static void refuse(sworker_t *sw, int fd, const appsrv__proto_t *proto)
+static void refuse(sworker_t *sw, int fd, const appsrv__proto_t *proto, const appsrv_addr_t *peer,
+                   bool plaintext)
 {
-    char buf[512];
-    size_t n = proto->refusal(buf, sizeof(buf), sw->w.loop.date);
+    appsrv__worker_t *w = &sw->w;
+    char buf[512 + 160];
+    char rid[33];
+    const char *id = NULL;
+    if (w->cfg->request_ids) {
+        appsrv__stats_random_id(&w->stats, rid);
+        rid[32] = '\0';
+        id = rid;
+    }
+    /* Counted and reported before the client can see the answer, so a
+     * scrape that follows it includes it. */
+    appsrv__ctr_add(&w->stats.refused, 1);
+    appsrv__event(&w->stats, w->cfg, w->loop.now_ms, APPSRV__EV_CONN_REFUSED, APPSRV_LEVEL_WARN,
+                  "connection cap reached", 0, 503, peer);
+    if (!plaintext) {
+        close(fd);
+        return;
+    }
+    size_t n = proto->refusal(buf, sizeof(buf), w->loop.date, id);
     ssize_t rc = send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)rc;
     close(fd);
@@ -372,6 +410,11 @@ static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
         int fd = appsrv_accept(io->fd, &peer, APPSRV_ACCEPT_NONBLOCK);
         if (fd == -EAGAIN)
             return;
+        if (fd < 0 && fd != -EAGAIN) {
+            appsrv__ctr_add(&sw->w.stats.accept_errors, 1);
+            appsrv__event(&sw->w.stats, sw->w.cfg, loop->now_ms, APPSRV__EV_ACCEPT_ERROR,
+                          APPSRV_LEVEL_ERROR, appsrv_errname(fd), fd, 0, NULL);
+        }
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
             /* Out of descriptors: stop watching the listener for a moment
              * instead of spinning on a level-triggered socket that stays
@@ -385,11 +428,8 @@ static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
             return;
         if (!admit(sw)) {
             /* A transport with a handshake (TLS) cannot carry the
-             * protocol's plaintext refusal: just close. */
-            if (l->tp->handshake == NULL)
-                refuse(sw, fd, l->proto);
-            else
-                close(fd);
+             * protocol's plaintext refusal: counted, then just closed. */
+            refuse(sw, fd, l->proto, &peer, l->tp->handshake == NULL);
             continue;
         }
         appsrv__conn_accepted(&sw->w, fd, &peer, l->proto, l->proto_data, l->tp, l->tp_data);
@@ -483,6 +523,10 @@ static void *worker_main(void *arg)
             break; /* epoll itself failed: nothing sane is left to do */
     }
     appsrv__conn_close_all(w, false);
+    /* Every request is logged by now: the access log's last lines go
+     * out before appsrv_server_run() returns. */
+    if (w->wlog != NULL)
+        appsrv__wlog_flush(w->wlog);
     appsrv__timer_stop(&w->loop, &sw->drain_timer);
     appsrv__timer_stop(&w->loop, &sw->accept_timer);
     appsrv__pool_dispose(&w->pool);
@@ -510,6 +554,23 @@ static int worker_setup(sworker_t *sw)
     return 0;
 }
 
+/* Per-worker request counters by route: the routes are final now. */
+static int alloc_request_slots(appsrv_server_t *srv)
+{
+    size_t nh = appsrv__router_count(srv->router), nl = srv->line_routes.n;
+    size_t nslots = nh + 1 + nl + 1;
+    for (int i = 0; i < srv->nworkers; i++) {
+        appsrv__stats_t *st = &srv->workers[i].w.stats;
+        st->requests = calloc(nslots * APPSRV__NCLASS, sizeof(*st->requests));
+        if (st->requests == NULL)
+            return -ENOMEM;
+        st->nslots = nslots;
+        st->nhttp = nh;
+        st->nline = nl;
+    }
+    return 0;
+}
+
 int appsrv_server_run(appsrv_server_t *srv)
 {
     if (srv == NULL)
@@ -520,6 +581,12 @@ int appsrv_server_run(appsrv_server_t *srv)
         return -EINVAL;
     srv->ran = true;
     appsrv__server_prepare(srv);
+    if (srv->cfg.metrics) {
+        int rc = alloc_request_slots(srv);
+        if (rc < 0)
+            return rc;
+    }
+    obs_update(srv);
     for (int i = 0; i < srv->nworkers; i++) {
         int rc = worker_setup(&srv->workers[i]);
         if (rc < 0)
@@ -563,15 +630,94 @@ void appsrv_server_free(appsrv_server_t *srv)
         /* Held connections left here mean the host never finished a
          * response (a broken contract): reclaim the memory anyway. */
         appsrv__conn_close_all(w, true);
+        if (w->wlog != NULL)
+            appsrv__wlog_dispose(w->wlog);
+        w->wlog = NULL;
+        free(w->stats.requests);
         appsrv__pool_dispose(&w->pool);
         appsrv__async_dispose(&w->async);
         appsrv__loop_dispose(&w->loop);
     }
     free(srv->workers);
+    if (srv->has_alog && srv->alog.own_fd)
+        close(srv->alog.fd);
     appsrv__line_routes_free(&srv->line_routes);
     appsrv__ws_routes_free(srv->ws_routes);
     appsrv__router_free(srv->router);
     free(srv);
+}
+
+/* ------------------------------------------------- observability */
+
+int appsrv_access_log_fd(appsrv_server_t *srv, int fd, appsrv_log_format_t format)
+{
+    if (srv == NULL || fd < 0 || (format != APPSRV_LOG_COMBINED && format != APPSRV_LOG_JSON))
+        return -EINVAL;
+    if (srv->ran || srv->has_alog)
+        return APPSRV_ESTATE;
+    srv->alog = (appsrv__alog_t){.fd = fd, .own_fd = false, .format = format};
+    for (int i = 0; i < srv->nworkers; i++) {
+        sworker_t *sw = &srv->workers[i];
+        int rc = appsrv__wlog_init(&sw->wlog, &srv->alog, &sw->w.loop, &sw->w.stats, &srv->cfg);
+        if (rc < 0) {
+            for (int j = 0; j < i; j++) {
+                appsrv__wlog_dispose(srv->workers[j].w.wlog);
+                srv->workers[j].w.wlog = NULL;
+            }
+            return rc;
+        }
+        sw->w.wlog = &sw->wlog;
+    }
+    srv->has_alog = true;
+    obs_update(srv);
+    return 0;
+}
+
+int appsrv_access_log_file(appsrv_server_t *srv, const char *path, appsrv_log_format_t format)
+{
+    if (srv == NULL || path == NULL)
+        return -EINVAL;
+    if (srv->ran || srv->has_alog)
+        return APPSRV_ESTATE;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int rc = appsrv_access_log_fd(srv, fd, format);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    srv->alog.own_fd = true;
+    return 0;
+}
+
+int appsrv__server_enable_metrics(appsrv_server_t *srv)
+{
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    srv->cfg.metrics = true;
+    obs_update(srv);
+    return 0;
+}
+
+int appsrv__server_nworkers(const appsrv_server_t *srv)
+{
+    return srv->nworkers;
+}
+
+const appsrv__router_t *appsrv__server_router(const appsrv_server_t *srv)
+{
+    return srv->router;
+}
+
+const appsrv__line_routes_t *appsrv__server_line_routes(const appsrv_server_t *srv)
+{
+    return &srv->line_routes;
+}
+
+int64_t appsrv__server_start_time(const appsrv_server_t *srv)
+{
+    return srv->start_time_s;
 }
 
 /* ------------------------------------------------- test and fuzz hooks */

@@ -8,6 +8,7 @@
 #define APPSRV_SERVER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common.h"
 #include "worker.h"
@@ -27,5 +28,16 @@ int appsrv__server_pass(appsrv_server_t *srv, int i);
 void appsrv__server_expire_drain(appsrv_server_t *srv, int i);
 /* Open connections of all workers (the cap's count). */
 int appsrv__server_nconns(appsrv_server_t *srv);
+
+/* For metrics.c: turns request metrics on (before run: APPSRV_ESTATE
+ * after), and what a scrape reads. */
+struct appsrv__router;
+struct appsrv__line_routes;
+int appsrv__server_enable_metrics(appsrv_server_t *srv);
+int appsrv__server_nworkers(const appsrv_server_t *srv);
+const struct appsrv__router *appsrv__server_router(const appsrv_server_t *srv);
+const struct appsrv__line_routes *appsrv__server_line_routes(const appsrv_server_t *srv);
+/* Wall-clock seconds at appsrv_server_new(). */
+int64_t appsrv__server_start_time(const appsrv_server_t *srv);
 
 #endif /* APPSRV_SERVER_H */

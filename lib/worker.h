@@ -19,6 +19,7 @@
 #include "common.h"
 #include "loop.h"
 #include "pool.h"
+#include "stats.h"
 
 typedef struct appsrv__conn appsrv__conn_t;
 
@@ -30,6 +31,12 @@ typedef struct appsrv__worker {
     atomic_int *nconns_total;   /* open connections of all workers (the cap) */
     pthread_t thread;           /* the thread running the loop */
     bool draining;              /* graceful stop in progress */
+    /* Observability: obs is set when anything wants a per-request entry
+     * (an access_log callback, the access-log file, cfg.metrics), so the
+     * request path pays one test when nothing does. */
+    bool obs;
+    struct appsrv__wlog *wlog; /* the access-log file's buffer, or NULL */
+    appsrv__stats_t stats;     /* counters (stats.h), read by scrapes */
     /* conn.c's lists: live connections (doubly linked), and among them
      * the idle keep-alive ones in the order they went idle; closed ones the
      * host still holds (doubly linked); closed ones to free after this

@@ -477,9 +477,9 @@ static void ws_cancel(appsrv__conn_t *c)
     (void)c; /* never waits on the host */
 }
 
-static size_t ws_refusal(char *buf, size_t cap, const char *date)
+static size_t ws_refusal(char *buf, size_t cap, const char *date, const char *rid)
 {
-    (void)buf, (void)cap, (void)date;
+    (void)buf, (void)cap, (void)date, (void)rid;
     return 0; /* never a listener's protocol */
 }
 

@@ -70,8 +70,9 @@ static void t_closed(appsrv__conn_t *c)
     g_closed_calls++;
 }
 
-static size_t t_refusal(char *buf, size_t cap, const char *date)
+static size_t t_refusal(char *buf, size_t cap, const char *date, const char *rid)
 {
+    (void)rid;
     (void)date;
     if (cap < 5)
         return 0;
