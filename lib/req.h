@@ -28,6 +28,7 @@ struct appsrv_req {
     uint32_t nhdrs;
     appsrv__match_t match;
     uint64_t start_us; /* the request's first byte was seen (0: not logged) */
+    void *data[APPSRV_MAX_HOOKS]; /* appsrv_req_data() slots (mw.c) */
 };
 
 /* Shifts every view into the input block down by shift bytes (the block

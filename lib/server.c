@@ -34,8 +34,10 @@
 #include "http.h"
 #include "line.h"
 #include "loop.h"
+#include "mw.h"
 #include "pool.h"
 #include "router.h"
+#include "timer.h"
 #include "transport.h"
 
 #define ACCEPT_BATCH 64
@@ -83,6 +85,7 @@ struct appsrv_server {
     atomic_int nconns; /* open client connections, all workers */
     atomic_bool stopping;
     bool ran;
+    appsrv__mw_t mw; /* hooks and error responder (mw.c) */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -178,6 +181,7 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
         sw->id = i;
         sw->w.cfg = &srv->cfg;
         sw->w.nconns_total = &srv->nconns;
+        sw->w.mw = &srv->mw;
         sw->accept_timer.cb = accept_resume_cb;
         sw->drain_timer.cb = drain_timeout_cb;
         rc = appsrv__loop_init(&sw->w.loop, wake_cb);
@@ -432,6 +436,7 @@ static void *worker_main(void *arg)
             break; /* epoll itself failed: nothing sane is left to do */
     }
     appsrv__conn_close_all(w, false);
+    appsrv__timers_dispose(w);
     appsrv__timer_stop(&w->loop, &sw->drain_timer);
     appsrv__timer_stop(&w->loop, &sw->accept_timer);
     appsrv__pool_dispose(&w->pool);
@@ -512,6 +517,7 @@ void appsrv_server_free(appsrv_server_t *srv)
         /* Held connections left here mean the host never finished a
          * response (a broken contract): reclaim the memory anyway. */
         appsrv__conn_close_all(w, true);
+        appsrv__timers_dispose(w);
         appsrv__pool_dispose(&w->pool);
         appsrv__async_dispose(&w->async);
         appsrv__loop_dispose(&w->loop);
@@ -519,7 +525,44 @@ void appsrv_server_free(appsrv_server_t *srv)
     free(srv->workers);
     appsrv__line_routes_free(&srv->line_routes);
     appsrv__router_free(srv->router);
+    appsrv__mw_free(&srv->mw);
     free(srv);
+}
+
+/* ------------------------------------------- middleware, loops (issue 17) */
+
+int appsrv__server_use(appsrv_server_t *srv, appsrv_before_cb before, appsrv_after_cb after,
+                       void *user, void (*free_user)(void *user))
+{
+    if (srv == NULL)
+        return -EINVAL;
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    return appsrv__mw_add(&srv->mw, before, after, user, free_user);
+}
+
+int appsrv_use(appsrv_server_t *srv, appsrv_before_cb before, appsrv_after_cb after, void *user)
+{
+    return appsrv__server_use(srv, before, after, user, NULL);
+}
+
+int appsrv_set_error_responder(appsrv_server_t *srv, appsrv_error_cb cb, void *user)
+{
+    if (srv == NULL)
+        return -EINVAL;
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    srv->mw.on_error = cb;
+    srv->mw.error_user = user;
+    srv->mw.active = cb != NULL || srv->mw.nhooks > 0;
+    return 0;
+}
+
+appsrv_loop_t *appsrv_server_loop(appsrv_server_t *srv, int i)
+{
+    if (srv == NULL || i < 0 || i >= srv->nworkers)
+        return NULL;
+    return (appsrv_loop_t *)(void *)&srv->workers[i].w;
 }
 
 /* ------------------------------------------------- test and fuzz hooks */
