@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "async.h"
 #include "loop.h"
@@ -34,6 +35,16 @@ typedef struct task {
     appsrv_task_cb cb;
     void *user;
 } task_t;
+
+/* CLOCK_MONOTONIC in ms, as loop.c keeps it. Read afresh when a timer is
+ * started: the loop's cached now_ms dates from the start of this pass, and
+ * a delay counted from it could end early. */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static appsrv__worker_t *worker_of(appsrv_loop_t *loop)
 {
@@ -98,9 +109,8 @@ int appsrv_timer_start(appsrv_timer_t *t, uint64_t delay_ms, uint64_t repeat_ms)
 {
     if (t == NULL || t->freed || delay_ms > APPSRV_TIMER_MAX_MS || repeat_ms > APPSRV_TIMER_MAX_MS)
         return -EINVAL;
-    appsrv__loop_t *loop = &t->w->loop;
     t->repeat_ms = repeat_ms;
-    return appsrv__timer_start(loop, &t->lt, loop->now_ms + delay_ms);
+    return appsrv__timer_start(&t->w->loop, &t->lt, now_ms() + delay_ms);
 }
 
 void appsrv_timer_stop(appsrv_timer_t *t)
