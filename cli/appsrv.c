@@ -501,6 +501,10 @@ int main(int argc, char **argv)
         print_listening("line", host, lport);
 
     int rc = appsrv_server_run(srv);
+    /* The server is freed below: a late signal must not reach it (the
+     * handler would stop a freed server). */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     if (!quiet && rc == 0)
         fprintf(stderr, "appsrv: stopped\n");
     if (rc < 0)
