@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * appsrv.c - the CLI: a standalone echo-and-respond server (SPEC §5).
+ * appsrv.c - the CLI: a standalone echo-and-respond server (appsrv(1)).
  * Parses flags, registers the HTTP and line routes with the public API
  * like any host program, prints the listening lines, and runs until
  * SIGINT/SIGTERM, which call appsrv_server_stop() (async-signal-safe).
  * It holds no protocol code: framing, limits and errors are the library's.
- * GET /delay and GET /events show deferred responses: a timer thread of
- * the CLI's own (a heap keyed by deadline) finishes them from outside the
- * server's loops, the way a host's database or RPC thread would.
+ * GET /delay and GET /events show deferred responses finished by the
+ * library's timers (appsrv_timer_*) on the request's own loop: the CLI
+ * needs no timer thread.
  * With --tls-cert/--tls-key the HTTP listener serves HTTPS; a thread of
  * its own waits for SIGHUP (sigwait) and reloads the certificates.
  * GET /ws is a WebSocket echo; GET /ws/room a broadcast room whose
@@ -19,10 +19,10 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <appsrv.h>
@@ -39,6 +39,7 @@ static void usage(FILE *out)
             "              [--max-ws-message BYTES] [--ws-ping SEC]\n"
             "              [--access-log-format combined|json] [--metrics]\n"
             "              [--no-request-ids]\n"
+            "              [--cors ORIGIN]... [--json-errors]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -61,6 +62,9 @@ static void usage(FILE *out)
             "                         access-log line format (implies --access-log)\n"
             "      --metrics          serve Prometheus metrics on GET /metrics\n"
             "      --no-request-ids   no X-Request-ID on responses (benchmarks)\n"
+            "      --cors ORIGIN      allow cross-origin calls from ORIGIN (repeatable;\n"
+            "                         * for any origin, without credentials)\n"
+            "      --json-errors      the library's own answers as JSON\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -283,135 +287,31 @@ static const appsrv_ws_handlers_t ws_room = {
     .on_close = room_close,
 };
 
-/* ----------------------------------------------------------- timer thread */
+/* ------------------------------------------------------- timed responses */
 
+/* A deferred response finished by a timer on the request's own loop
+ * (appsrv_timer_*): /delay sends it once, /events sends one event per
+ * period. Everything here runs on that loop's thread. */
 typedef struct job {
-    uint64_t due_us;
     appsrv_res_t *res;
-    int left; /* /events: events still to send; -1 for /delay */
+    appsrv_timer_t *timer;
+    int left; /* /events: events still to send */
     int seq;
+    bool stopping; /* the server began draining: the stream ends now */
 } job_t;
 
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    job_t *heap; /* min-heap on due_us */
-    size_t n, cap;
-    bool quit;
-    bool stopping; /* the server began draining: streams end now */
-} g_timers = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, false, false};
-
-/* Microseconds: a millisecond clock would fire a delay up to 1 ms early. */
-static uint64_t mono_us(void)
+static void job_free(job_t *j)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    appsrv_timer_free(j->timer); /* from its own callback: freed on return */
+    free(j);
 }
 
-static int timer_add(job_t j)
+static void delay_fire(appsrv_timer_t *t, void *user)
 {
-    pthread_mutex_lock(&g_timers.lock);
-    if (g_timers.n == g_timers.cap) {
-        size_t cap = g_timers.cap ? g_timers.cap * 2 : 64;
-        job_t *h = realloc(g_timers.heap, cap * sizeof(*h));
-        if (h == NULL) {
-            pthread_mutex_unlock(&g_timers.lock);
-            return -ENOMEM;
-        }
-        g_timers.heap = h;
-        g_timers.cap = cap;
-    }
-    size_t i = g_timers.n++;
-    while (i > 0 && g_timers.heap[(i - 1) / 2].due_us > j.due_us) {
-        g_timers.heap[i] = g_timers.heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    g_timers.heap[i] = j;
-    pthread_cond_signal(&g_timers.cond);
-    pthread_mutex_unlock(&g_timers.lock);
-    return 0;
-}
-
-static job_t timer_pop_locked(void)
-{
-    job_t top = g_timers.heap[0];
-    job_t last = g_timers.heap[--g_timers.n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= g_timers.n)
-            break;
-        if (c + 1 < g_timers.n && g_timers.heap[c + 1].due_us < g_timers.heap[c].due_us)
-            c++;
-        if (g_timers.heap[c].due_us >= last.due_us)
-            break;
-        g_timers.heap[i] = g_timers.heap[c];
-        i = c;
-    }
-    if (g_timers.n > 0)
-        g_timers.heap[i] = last;
-    return top;
-}
-
-/* Runs one due job outside the lock. */
-static void run_job(job_t j)
-{
-    if (j.left < 0) {
-        appsrv_res_send(j.res); /* APPSRV_ECANCELED: released all the same */
-        return;
-    }
-    char data[32];
-    snprintf(data, sizeof(data), "tick %d", j.seq);
-    char id[16];
-    snprintf(id, sizeof(id), "%d", j.seq);
-    int rc = j.left > 0 ? appsrv_res_sse_send(j.res, "tick", id, data) : 0;
-    if (rc == -EAGAIN) {
-        j.due_us = mono_us() + 100000; /* slow reader: try again later */
-        if (timer_add(j) == 0)
-            return;
-    }
-    pthread_mutex_lock(&g_timers.lock);
-    bool stopping = g_timers.stopping;
-    pthread_mutex_unlock(&g_timers.lock);
-    if (j.left <= 1 || rc < 0 || stopping) {
-        appsrv_res_end(j.res);
-        return;
-    }
-    j.left--;
-    j.seq++;
-    j.due_us += 100000;
-    if (timer_add(j) < 0)
-        appsrv_res_end(j.res);
-}
-
-static void *timer_main(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&g_timers.lock);
-    while (!(g_timers.quit && g_timers.n == 0)) {
-        if (g_timers.n == 0) {
-            pthread_cond_wait(&g_timers.cond, &g_timers.lock);
-            continue;
-        }
-        uint64_t now = mono_us();
-        if (g_timers.heap[0].due_us > now) {
-            uint64_t due = g_timers.heap[0].due_us;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000u;
-            ts.tv_sec += (time_t)(ns / 1000000000u);
-            ts.tv_nsec = (long)(ns % 1000000000u);
-            pthread_cond_timedwait(&g_timers.cond, &g_timers.lock, &ts);
-            continue;
-        }
-        job_t j = timer_pop_locked();
-        pthread_mutex_unlock(&g_timers.lock);
-        run_job(j);
-        pthread_mutex_lock(&g_timers.lock);
-    }
-    pthread_mutex_unlock(&g_timers.lock);
-    return NULL;
+    (void)t;
+    job_t *j = user;
+    appsrv_res_send(j->res); /* APPSRV_ECANCELED: released all the same */
+    job_free(j);
 }
 
 /* GET /delay?ms=N: answers "OK" after N ms (N <= 10,000). */
@@ -429,35 +329,46 @@ static int h_delay(appsrv_req_t *req, appsrv_res_t *res, void *user)
     if (!ok || ms > 10000)
         return text(res, 400, "text/plain", "ms must be 0..10000\n");
     text(res, 200, "text/plain", "OK");
-    job_t j = {mono_us() + ms * 1000u, res, -1, 0};
-    if (timer_add(j) < 0)
+    job_t *j = calloc(1, sizeof(*j));
+    if (j == NULL)
         return -ENOMEM;
+    j->res = res;
+    if (appsrv_timer_new(appsrv_req_loop(req), delay_fire, j, &j->timer) < 0 ||
+        appsrv_timer_start(j->timer, ms, 0) < 0) {
+        job_free(j);
+        return -ENOMEM;
+    }
     return APPSRV_LATER;
 }
 
-/* The stop notification of an /events stream (loop thread): its job runs
- * at once with nothing left to send, so the timer thread ends the stream
- * cleanly (last chunk included) instead of the drain timeout cutting it. */
+static void events_fire(appsrv_timer_t *t, void *user)
+{
+    (void)t;
+    job_t *j = user;
+    char data[32], id[16];
+    snprintf(data, sizeof(data), "tick %d", j->seq);
+    snprintf(id, sizeof(id), "%d", j->seq);
+    int rc = j->left > 0 && !j->stopping ? appsrv_res_sse_send(j->res, "tick", id, data) : 0;
+    if (rc == -EAGAIN)
+        return; /* slow reader: the same event on the next tick */
+    if (j->left <= 1 || rc < 0 || j->stopping) {
+        appsrv_res_end(j->res);
+        job_free(j);
+        return;
+    }
+    j->left--;
+    j->seq++;
+}
+
+/* The stop notification of an /events stream (loop thread): the stream
+ * ends at once, cleanly (last chunk included), instead of the drain
+ * timeout cutting it. */
 static void events_on_stop(appsrv_res_t *res, void *ud)
 {
-    (void)ud;
-    pthread_mutex_lock(&g_timers.lock);
-    g_timers.stopping = true; /* for a job the timer thread runs right now */
-    for (size_t i = 0; i < g_timers.n; i++) {
-        if (g_timers.heap[i].res != res || g_timers.heap[i].left < 0)
-            continue;
-        job_t j = g_timers.heap[i];
-        j.due_us = 0;
-        j.left = 0;
-        while (i > 0 && g_timers.heap[(i - 1) / 2].due_us > j.due_us) {
-            g_timers.heap[i] = g_timers.heap[(i - 1) / 2];
-            i = (i - 1) / 2;
-        }
-        g_timers.heap[i] = j;
-        pthread_cond_signal(&g_timers.cond);
-        break;
-    }
-    pthread_mutex_unlock(&g_timers.lock);
+    (void)res;
+    job_t *j = ud;
+    j->stopping = true;
+    appsrv_timer_start(j->timer, 0, 0);
 }
 
 /* GET /events?n=N: N server-sent events, one per 100 ms (N <= 1,000). */
@@ -475,18 +386,26 @@ static int h_events(appsrv_req_t *req, appsrv_res_t *res, void *user)
     if (!ok || count > 1000)
         return text(res, 400, "text/plain", "n must be 0..1000\n");
     appsrv_res_set_status(res, 200);
-    appsrv_res_on_stop(res, events_on_stop, NULL);
-    if (appsrv_res_sse_begin(res, 15000) < 0)
+    job_t *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return -ENOMEM;
+    j->res = res;
+    j->left = count;
+    j->seq = 1;
+    if (appsrv_timer_new(appsrv_req_loop(req), events_fire, j, &j->timer) < 0) {
+        free(j);
+        return -ENOMEM;
+    }
+    if (appsrv_res_sse_begin(res, 15000) < 0) {
+        job_free(j);
         return -1;
-    job_t j = {mono_us(), res, count, 1};
-    if (count == 0) {
+    }
+    if (count == 0 || appsrv_timer_start(j->timer, 0, 100) < 0) {
         appsrv_res_end(res);
+        job_free(j);
         return APPSRV_LATER;
     }
-    if (timer_add(j) < 0) {
-        appsrv_res_end(res);
-        return APPSRV_LATER;
-    }
+    appsrv_res_on_stop(res, events_on_stop, j);
     return APPSRV_LATER;
 }
 
@@ -570,8 +489,12 @@ enum {
     OPT_WS_PING,
     OPT_LOG_FORMAT,
     OPT_METRICS,
-    OPT_NO_REQUEST_IDS
+    OPT_NO_REQUEST_IDS,
+    OPT_CORS,
+    OPT_JSON_ERRORS
 };
+
+#define MAX_CORS 16
 
 int main(int argc, char **argv)
 {
@@ -593,6 +516,8 @@ int main(int argc, char **argv)
         {"access-log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"metrics", no_argument, NULL, OPT_METRICS},
         {"no-request-ids", no_argument, NULL, OPT_NO_REQUEST_IDS},
+        {"cors", required_argument, NULL, OPT_CORS},
+        {"json-errors", no_argument, NULL, OPT_JSON_ERRORS},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -609,6 +534,9 @@ int main(int argc, char **argv)
     appsrv_log_format_t log_format = 0; /* 0: no access log */
     /* Every response carries an X-Request-ID (the client's when valid). */
     cfg.request_ids = true;
+    bool json_errors = false;
+    const char *cors[MAX_CORS];
+    size_t ncors = 0;
 
     opterr = 0;
     int ch;
@@ -678,6 +606,16 @@ int main(int argc, char **argv)
         case OPT_WS_PING:
             cfg.ws_ping_ms = (int)parse_num(optarg, 0, 86400, "--ws-ping") * 1000;
             break;
+        case OPT_CORS:
+            if (optarg[0] == '\0')
+                bad_usage("%s: empty origin", "--cors");
+            if (ncors == MAX_CORS)
+                bad_usage("%s: too many origins", "--cors");
+            cors[ncors++] = optarg;
+            break;
+        case OPT_JSON_ERRORS:
+            json_errors = true;
+            break;
         case 'q':
             quiet = true;
             break;
@@ -736,6 +674,13 @@ int main(int argc, char **argv)
     CHECK(appsrv_route(srv, "GET", "/events", h_events, NULL));
     CHECK(appsrv_route_ws(srv, "/ws", &ws_echo, NULL));
     CHECK(appsrv_route_ws(srv, "/ws/room", &ws_room, NULL));
+    if (ncors > 0) {
+        appsrv_cors_t c = {.origins = cors, .norigins = ncors, .max_age = 600,
+                           .expose_headers = "Content-Length"};
+        CHECK(appsrv_cors_use(srv, &c));
+    }
+    if (json_errors)
+        CHECK(appsrv_set_error_responder(srv, appsrv_error_json, NULL));
     CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));
@@ -793,32 +738,18 @@ int main(int argc, char **argv)
     if (lport >= 0)
         print_listening("line", host, lport);
 
-    pthread_condattr_t cattr;
-    pthread_condattr_init(&cattr);
-    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC); /* deadlines are monotonic */
-    pthread_cond_destroy(&g_timers.cond);
-    pthread_cond_init(&g_timers.cond, &cattr);
-    pthread_condattr_destroy(&cattr);
-    pthread_t timer_thread;
-    if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0) {
-        fprintf(stderr, "appsrv: cannot start the timer thread\n");
-        appsrv_server_free(srv);
-        return 1;
-    }
     int rc = appsrv_server_run(srv);
     /* run returned: every deferred response was finished. */
-    pthread_mutex_lock(&g_timers.lock);
-    g_timers.quit = true;
-    pthread_cond_signal(&g_timers.cond);
-    pthread_mutex_unlock(&g_timers.lock);
-    pthread_join(timer_thread, NULL);
-    free(g_timers.heap);
     if (reloading) {
         g_reload.quit = 1;
         pthread_kill(reload_thread, SIGHUP);
         pthread_join(reload_thread, NULL);
     }
     free(g_room.v); /* run returned: every member was closed and released */
+    /* The server is freed below: a late signal must not reach it (the
+     * handler would stop a freed server). */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     if (!quiet && rc == 0)
         fprintf(stderr, "appsrv: stopped\n");
     if (rc < 0)

@@ -937,6 +937,158 @@ APPSRV_API void appsrv_ws_hold(appsrv_ws_t *ws);
  * Any thread, also inside a callback. */
 APPSRV_API void appsrv_ws_release(appsrv_ws_t *ws);
 
+/* ------------------------------------------------- timers and loop tasks */
+/*
+ * A worker's loop, for timers and tasks: appsrv_req_loop() inside a
+ * handler (the request's own worker), appsrv_server_loop() by index.
+ * Timers run their callback on that loop's thread, so a host needs no
+ * thread of its own for delays, heartbeats or timeouts; from another
+ * thread, appsrv_loop_post() a task that starts the timer there.
+ */
+typedef struct appsrv_loop appsrv_loop_t;
+typedef struct appsrv_timer appsrv_timer_t;
+typedef void (*appsrv_timer_cb)(appsrv_timer_t *t, void *user);
+typedef void (*appsrv_task_cb)(appsrv_loop_t *loop, void *user);
+
+/* Longest delay or period a timer takes (about 24.8 days). */
+#define APPSRV_TIMER_MAX_MS 2147483647u
+
+/* The loop running req's worker. Loop thread (or the thread holding req). */
+APPSRV_API appsrv_loop_t *appsrv_req_loop(const appsrv_req_t *req);
+/* Worker i's loop (0 <= i < threads), or NULL. Any thread. */
+APPSRV_API appsrv_loop_t *appsrv_server_loop(appsrv_server_t *srv, int i);
+
+/*
+ * Creates a stopped timer on loop calling cb(t, user) on the loop thread.
+ * Returns 0, -EINVAL, -ENOMEM, APPSRV_ESTATE once the loop has ended.
+ * appsrv_timer_*: loop thread only (or before appsrv_server_run()).
+ * Timers still allocated when the loop ends (run returned) are freed by
+ * the library; do not touch them after that.
+ */
+APPSRV_API int appsrv_timer_new(appsrv_loop_t *loop, appsrv_timer_cb cb, void *user,
+                                appsrv_timer_t **out);
+/* (Re)arms t: first call after delay_ms, then every repeat_ms (0: once).
+ * Millisecond resolution on the loop's clock. Returns 0, -EINVAL, -ENOMEM. */
+APPSRV_API int appsrv_timer_start(appsrv_timer_t *t, uint64_t delay_ms, uint64_t repeat_ms);
+/* Disarms t (no-op when not armed; fine from its own callback). */
+APPSRV_API void appsrv_timer_stop(appsrv_timer_t *t);
+/* True while t is armed. */
+APPSRV_API bool appsrv_timer_active(const appsrv_timer_t *t);
+/* Stops and frees t; from its own callback the memory goes when the
+ * callback returns. NULL is a no-op. */
+APPSRV_API void appsrv_timer_free(appsrv_timer_t *t);
+
+/*
+ * Runs cb(loop, user) once on loop's thread, soon (through the worker's
+ * completion queue, which wakes the loop). Any thread. Returns 0,
+ * -EINVAL, -ENOMEM, or APPSRV_ESTATE once the loop has ended (cb never
+ * runs then; a task still queued when the loop ends is dropped unrun).
+ */
+APPSRV_API int appsrv_loop_post(appsrv_loop_t *loop, appsrv_task_cb cb, void *user);
+
+/* ------------------------------------------------------------ middleware */
+/*
+ * Hooks around every HTTP request, on the request's loop thread, in the
+ * order registered with appsrv_use():
+ *   before(req, res, user), hook 0 first, after the head and body were read
+ *   and before routing: return 0 to go on, APPSRV_DONE when res holds the
+ *   answer (the chain and the handler are skipped: auth 401, rate limit
+ *   429, CORS preflight 204), a negative value for a 500.
+ *   after(req, res, user), last registered first, just before the head of
+ *   ANY response goes out: handler answers, deferred ones (when sent),
+ *   streams (at appsrv_res_stream(), before the head), before-hook answers
+ *   and the library's own errors. It may add headers; it must not block
+ *   or finish res. req is NULL for an error found before the head was
+ *   parsed (400, 414, 431, 501, 505, a 408 mid-head).
+ * Each hook owns one slot of per-request data (appsrv_req_data()), NULL at
+ * the start of every request; a hook registered with neither callback just
+ * reserves a slot for handlers. Cost: none registered, one branch per
+ * request; otherwise an indirect call per callback. Line requests have no
+ * hooks. The asterisk-form OPTIONS * is answered without them.
+ */
+#define APPSRV_DONE 2
+#define APPSRV_MAX_HOOKS 8
+
+typedef int (*appsrv_before_cb)(appsrv_req_t *req, appsrv_res_t *res, void *user);
+typedef void (*appsrv_after_cb)(const appsrv_req_t *req, appsrv_res_t *res, void *user);
+
+/* Registers a hook (either callback may be NULL). Returns its slot
+ * (0..APPSRV_MAX_HOOKS-1), -EINVAL, -ENOSPC beyond APPSRV_MAX_HOOKS,
+ * APPSRV_ESTATE once run has started. Before run; any thread. */
+APPSRV_API int appsrv_use(appsrv_server_t *srv, appsrv_before_cb before, appsrv_after_cb after,
+                          void *user);
+
+/* A request's data in slot (from appsrv_use()): get (NULL when unset or
+ * slot out of range) and set (-EINVAL out of range). The library never
+ * frees it. Loop thread, or the thread holding req. */
+APPSRV_API void *appsrv_req_data(const appsrv_req_t *req, int slot);
+APPSRV_API int appsrv_req_set_data(appsrv_req_t *req, int slot, void *data);
+
+/* ---------------------------------------------- the library's own answers */
+/*
+ * What the library answers on its own (400, 404, 405, 408, 413, 414, 415,
+ * 431, 500, 501, 503, 505; and 503 for a deferred response that timed
+ * out), as the error responder sees it.
+ */
+typedef struct appsrv_error {
+    int status;
+    const char *code;    /* stable: "not_found", "method_not_allowed",
+                            "response_timeout", ... (appsrv_libappsrv.3) */
+    const char *message; /* the reason phrase, e.g. "Not Found" */
+    const appsrv_req_t *req; /* the parsed request, or NULL (head not parsed) */
+    appsrv_str_t method, target; /* as far as parsed (ptr NULL: not) */
+} appsrv_error_t;
+
+/*
+ * The error responder: res has the status set and nothing else; it may
+ * add headers and set the body (e.g. JSON) and returns 0, or a negative
+ * value to keep the library's text/plain answer. The status stays. The
+ * library adds Allow (405) and Connection: close (when it closes) itself.
+ * Loop thread; must not block or finish res.
+ */
+typedef int (*appsrv_error_cb)(const appsrv_error_t *err, appsrv_res_t *res, void *user);
+
+/* Sets the error responder (NULL: the library's text answers). Returns 0,
+ * -EINVAL, APPSRV_ESTATE once run has started. Before run; any thread. */
+APPSRV_API int appsrv_set_error_responder(appsrv_server_t *srv, appsrv_error_cb cb, void *user);
+
+/* A ready responder: {"error":{"status":404,"message":"Not Found"}} as
+ * application/json. user is unused. */
+APPSRV_API int appsrv_error_json(const appsrv_error_t *err, appsrv_res_t *res, void *user);
+
+/* ------------------------------------------------------------------ CORS */
+/*
+ * CORS (Fetch standard, "CORS protocol") as a hook. For a request with an
+ * Origin that is allowed: preflights (OPTIONS with
+ * Access-Control-Request-Method) on any path that has routes are answered
+ * 204 with the path's real methods (or the configured ones), allowed
+ * headers and max-age; every other response (errors included) gets
+ * Access-Control-Allow-Origin (the origin itself, or "*" when any origin
+ * is allowed without credentials), -Allow-Credentials, -Expose-Headers.
+ * Every response that depends on Origin says Vary: Origin. An origin that
+ * is not allowed gets no CORS headers (the browser then refuses).
+ */
+typedef bool (*appsrv_origin_cb)(const char *origin, size_t len, void *user);
+
+typedef struct appsrv_cors {
+    const char *const *origins; /* exact "scheme://host[:port]" values, or
+                                   "*" (any; not with credentials) */
+    size_t norigins;
+    appsrv_origin_cb allow_origin; /* or a predicate (tried after the list) */
+    void *allow_origin_user;
+    const char *methods;        /* preflight methods; NULL: the route's */
+    const char *headers;        /* allowed request headers; NULL: echo the
+                                   preflight's Access-Control-Request-Headers */
+    const char *expose_headers; /* NULL: none */
+    bool credentials;           /* Access-Control-Allow-Credentials: true */
+    int max_age;                /* seconds, preflight cache; < 0: none */
+} appsrv_cors_t;
+
+/* Registers the CORS hook (the configuration and its strings are copied).
+ * Returns the hook's slot, -EINVAL ("*" with credentials, nothing allowed),
+ * -ENOMEM, -ENOSPC, APPSRV_ESTATE. Before run; any thread. */
+APPSRV_API int appsrv_cors_use(appsrv_server_t *srv, const appsrv_cors_t *cors);
+
 #ifdef __cplusplus
 }
 #endif

@@ -53,7 +53,7 @@ void appsrv__async_broadcast(appsrv__async_t *a)
     pthread_mutex_unlock(&a->lock);
 }
 
-static void unlink_locked(appsrv__async_t *a, appsrv__aitem_t *it)
+void appsrv__async_unlink_locked(appsrv__async_t *a, appsrv__aitem_t *it)
 {
     if (it->prev != NULL)
         it->prev->next = it->next;
@@ -86,7 +86,7 @@ void appsrv__async_remove_slow(appsrv__async_t *a, appsrv__aitem_t *it)
 {
     pthread_mutex_lock(&a->lock);
     if (atomic_load_explicit(&it->queued, memory_order_relaxed))
-        unlink_locked(a, it);
+        appsrv__async_unlink_locked(a, it);
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -97,7 +97,7 @@ bool appsrv__async_run(appsrv__async_t *a, int max)
         pthread_mutex_lock(&a->lock);
         appsrv__aitem_t *it = a->head;
         if (it != NULL)
-            unlink_locked(a, it);
+            appsrv__async_unlink_locked(a, it);
         pthread_mutex_unlock(&a->lock);
         if (it == NULL)
             return false;

@@ -59,6 +59,8 @@ static inline void appsrv__async_remove(appsrv__async_t *a, appsrv__aitem_t *ite
     if (atomic_load_explicit(&item->queued, memory_order_acquire))
         appsrv__async_remove_slow(a, item);
 }
+/* With the lock held: takes a queued item off the queue. */
+void appsrv__async_unlink_locked(appsrv__async_t *a, appsrv__aitem_t *item);
 /* Loop thread: runs up to max queued callbacks, oldest first, without the
  * lock held. Returns true when items are left (the loop is woken again). */
 bool appsrv__async_run(appsrv__async_t *a, int max);

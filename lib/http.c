@@ -19,6 +19,7 @@
 
 #include "conn.h"
 #include "http_parse.h"
+#include "mw.h"
 #include "req.h"
 #include "res.h"
 #include "router.h"
@@ -33,6 +34,7 @@ typedef struct http_ctx {
     struct appsrv_req req;
     struct appsrv_res res;
     bool logged; /* this request's access-log line is out */
+    bool filled; /* req holds a whole parsed head (fill_request) */
     _Alignas(8) appsrv__hdr_t hdrs[];
 } http_ctx_t;
 
@@ -128,17 +130,52 @@ static const appsrv_req_t *partial_request(appsrv__conn_t *c)
     return req;
 }
 
+static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res, bool stream);
+
+/* A library answer through the middleware (error responder, after
+ * hooks), framed from a response of its own: the host may hold x->res. */
+/* The library's own answer through the host's error responder and after
+ * hooks: idreq carries the request ID when the head was not parsed;
+ * *body gets the body's length (for the access log). */
+static uint64_t queue_error(appsrv__conn_t *c, int status, const appsrv_req_t *idreq,
+                            size_t *body)
+{
+    http_ctx_t *x = ctx_of(c);
+    const appsrv_req_t *seen = partial_request(c);
+    appsrv_str_t method = seen != NULL ? seen->method : (appsrv_str_t){NULL, 0};
+    appsrv_str_t target = seen != NULL ? seen->target : (appsrv_str_t){NULL, 0};
+    const char *code = status == 503 && c->state == APPSRV__ST_WAIT ? "response_timeout" : NULL;
+    appsrv_res_t res;
+    appsrv__res_reset(&res, c);
+    appsrv__mw_error(c->w->mw, &res, status, code, x->filled ? &x->req : NULL, method, target);
+    /* Not parsed: framed as for HTTP/1.1 GET (body sent, then the close). */
+    appsrv_req_t bare = {.conn = c, .proto = APPSRV_PROTO_HTTP, .minor = 1};
+    if (idreq != NULL && idreq->id_len > 0) {
+        memcpy(bare.id, idreq->id, idreq->id_len);
+        bare.id_len = idreq->id_len;
+    }
+    c->keep_alive = false;
+    *body = res.body_len;
+    uint64_t n = queue_head(c, x->filled ? &x->req : &bare, &res, false);
+    appsrv__res_dispose(&res);
+    return n;
+}
+
 static void http_error(appsrv__conn_t *c, int status)
 {
     appsrv_req_t *req = (appsrv_req_t *)partial_request(c);
     size_t rlen;
     appsrv__reason_len(status, &rlen);
+    const appsrv__mw_t *mw = c->w->mw;
+    /* The host's error responder (and after hooks) shape the answer when
+     * set; the library's text answer otherwise. */
+    bool custom = mw != NULL && mw->active && c->ctx != NULL;
     if (req != NULL) {
         if (c->w->cfg->request_ids && req->id_len == 0)
             appsrv__req_set_id(req, &c->w->stats, (appsrv_str_t){NULL, 0});
         if (req->in_bytes == 0)
             req->in_bytes = c->rlen - c->rpos; /* as far as it came */
-        uint64_t bytes = queue_simple(c, status, req);
+        uint64_t bytes = custom ? queue_error(c, status, req, &rlen) : queue_simple(c, status, req);
         log_once(c, req, status, bytes, bytes > 0 ? rlen : 0, false);
     } else {
         /* Nothing parsed (a timeout before any byte): no request object,
@@ -150,7 +187,8 @@ static void http_error(appsrv__conn_t *c, int status)
         none.minor = APPSRV__MINOR_NONE;
         if (c->w->cfg->request_ids)
             appsrv__req_set_id(&none, &c->w->stats, (appsrv_str_t){NULL, 0});
-        uint64_t bytes = queue_simple(c, status, &none);
+        uint64_t bytes =
+            custom ? queue_error(c, status, &none, &rlen) : queue_simple(c, status, &none);
         appsrv__log_request(c, &none, status, bytes, bytes > 0 ? rlen : 0, false);
     }
     c->close_after = true;
@@ -179,6 +217,9 @@ static void protocol_error(appsrv__conn_t *c, int status)
  * Returns the bytes queued. */
 static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res, bool stream)
 {
+    const appsrv__mw_t *mw = c->w->mw;
+    if (appsrv__unlikely(mw != NULL && mw->any_after))
+        appsrv__mw_after(mw, ctx_of(c)->filled ? req : NULL, res);
     int st = res->status;
     /* RFC 9110 §8.6, §15.2, §15.3.5, §15.4.5: no content in 1xx, 204 and
      * 304. */
@@ -250,6 +291,16 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
     return hlen;
 }
 
+/* Fills res with the library's answer status (the error responder's). */
+static void lib_answer(appsrv__conn_t *c, const appsrv_req_t *req, appsrv_res_t *res, int status)
+{
+    const appsrv__mw_t *mw = c->w->mw;
+    if (appsrv__likely(mw == NULL || mw->on_error == NULL))
+        appsrv__res_simple(res, status);
+    else
+        appsrv__mw_error(mw, res, status, NULL, req, req->method, req->target);
+}
+
 /* Routes req. On a miss, fills res with 404 or 405 (+ Allow) and returns
  * false. */
 static bool route(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
@@ -264,10 +315,10 @@ static bool route(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
     if (r == -405) {
         char allow[256];
         appsrv__router_allow(router, path, plen, allow, sizeof(allow));
-        appsrv__res_simple(res, 405);
+        lib_answer(c, req, res, 405);
         appsrv_res_add_header(res, "Allow", allow);
     } else {
-        appsrv__res_simple(res, 404);
+        lib_answer(c, req, res, 404);
     }
     return false;
 }
@@ -318,6 +369,9 @@ static void fill_request(appsrv__conn_t *c, uint32_t head_len)
     req->in_bytes = head_len;
     if (appsrv__unlikely(c->w->cfg->request_ids))
         request_id(c, req);
+    ctx_of(c)->filled = true;
+    if (appsrv__unlikely(c->w->mw != NULL && c->w->mw->nhooks > 0))
+        appsrv__mw_reset(c->w->mw, req);
     c->bpos = head_len;
     c->hlen = head_len;
 }
@@ -338,6 +392,7 @@ static void begin_head(appsrv__conn_t *c)
     x->req.id_len = 0;
     x->req.start_us = appsrv__unlikely(c->w->obs) ? appsrv__now_us() : 0;
     x->logged = false;
+    x->filled = false;
     c->head_started = true;
 }
 
@@ -523,10 +578,18 @@ static void dispatch(appsrv__conn_t *c)
     appsrv_req_t *req = &x->req;
     appsrv_res_t *res = &x->res;
 
+    const appsrv__mw_t *mw = c->w->mw;
+    int hrc;
+
     /* res is clean here: reset with its block, disposed after each use. */
     if (x->head.target_form == APPSRV__TARGET_ASTERISK) {
         /* OPTIONS * (RFC 9110 §9.3.7): the server as a whole is alive. */
         res->status = 200;
+    } else if (appsrv__unlikely(mw != NULL && mw->any_before) &&
+               (hrc = appsrv__mw_before(mw, req, res)) != 0) {
+        /* A before hook answered (or failed: 500). */
+        if (hrc < 0 || res->status == 0)
+            lib_answer(c, req, res, 500);
     } else if (route(c, req, res)) {
         int rc = req->match.handler(req, res, req->match.user);
         if (rc == APPSRV_LATER) {
@@ -540,7 +603,7 @@ static void dispatch(appsrv__conn_t *c)
         /* A 500 for a failed handler, or for one that never set a status
          * (also after appsrv_res_send(): res leaves the queue in dispose). */
         if (rc < 0 || res->status == 0)
-            appsrv__res_simple(res, 500);
+            lib_answer(c, req, res, 500);
     }
     respond(c, req, res);
 }
@@ -649,7 +712,7 @@ static int pump(appsrv__conn_t *c)
     if (!st.sent)
         return 0;
     if (res->status == 0)
-        appsrv__res_simple(res, 500);
+        lib_answer(c, req, res, 500);
     uint64_t bytes = queue_head(c, req, res, false);
     finish_deferred(c, req, res, bytes);
     return 1;
@@ -729,6 +792,7 @@ static void http_ctx_init(appsrv__conn_t *c)
 {
     http_ctx_t *x = ctx_of(c);
     x->logged = false;
+    x->filled = false;
     appsrv__res_reset(&x->res, c);
 }
 

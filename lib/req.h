@@ -34,6 +34,7 @@ struct appsrv_req {
     uint64_t in_bytes; /* request bytes read so far (head, body framing) */
     uint8_t id_len;    /* request ID (cfg.request_ids), 0: none yet */
     char id[APPSRV__REQ_ID_MAX];
+    void *data[APPSRV_MAX_HOOKS]; /* appsrv_req_data() slots (mw.c) */
 };
 
 /* Shifts every view into the input block down by shift bytes (the block

@@ -37,10 +37,12 @@
 #include "http.h"
 #include "line.h"
 #include "loop.h"
+#include "mw.h"
 #include "pool.h"
 #include "router.h"
 #include "tls.h"
 #include "stats.h"
+#include "timer.h"
 #include "transport.h"
 #include "ws.h"
 
@@ -96,6 +98,7 @@ struct appsrv_server {
     bool has_alog;
     appsrv__alog_t alog;  /* the access-log file (appsrv_access_log_fd) */
     int64_t start_time_s; /* wall clock at appsrv_server_new() */
+    appsrv__mw_t mw; /* hooks and error responder (mw.c) */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -212,6 +215,7 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
         sw->w.cfg = &srv->cfg;
         sw->w.nconns_total = &srv->nconns;
         sw->w.stats.worker = i;
+        sw->w.mw = &srv->mw;
         sw->accept_timer.cb = accept_resume_cb;
         sw->drain_timer.cb = drain_timeout_cb;
         rc = appsrv__loop_init(&sw->w.loop, wake_cb);
@@ -523,6 +527,7 @@ static void *worker_main(void *arg)
             break; /* epoll itself failed: nothing sane is left to do */
     }
     appsrv__conn_close_all(w, false);
+    appsrv__timers_dispose(w);
     /* Every request is logged by now: the access log's last lines go
      * out before appsrv_server_run() returns. */
     if (w->wlog != NULL)
@@ -630,6 +635,7 @@ void appsrv_server_free(appsrv_server_t *srv)
         /* Held connections left here mean the host never finished a
          * response (a broken contract): reclaim the memory anyway. */
         appsrv__conn_close_all(w, true);
+        appsrv__timers_dispose(w);
         if (w->wlog != NULL)
             appsrv__wlog_dispose(w->wlog);
         w->wlog = NULL;
@@ -644,6 +650,7 @@ void appsrv_server_free(appsrv_server_t *srv)
     appsrv__line_routes_free(&srv->line_routes);
     appsrv__ws_routes_free(srv->ws_routes);
     appsrv__router_free(srv->router);
+    appsrv__mw_free(&srv->mw);
     free(srv);
 }
 
@@ -718,6 +725,42 @@ const appsrv__line_routes_t *appsrv__server_line_routes(const appsrv_server_t *s
 int64_t appsrv__server_start_time(const appsrv_server_t *srv)
 {
     return srv->start_time_s;
+}
+
+/* ------------------------------------------- middleware, loops (issue 17) */
+
+int appsrv__server_use(appsrv_server_t *srv, appsrv_before_cb before, appsrv_after_cb after,
+                       void *user, void (*free_user)(void *user))
+{
+    if (srv == NULL)
+        return -EINVAL;
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    return appsrv__mw_add(&srv->mw, before, after, user, free_user);
+}
+
+int appsrv_use(appsrv_server_t *srv, appsrv_before_cb before, appsrv_after_cb after, void *user)
+{
+    return appsrv__server_use(srv, before, after, user, NULL);
+}
+
+int appsrv_set_error_responder(appsrv_server_t *srv, appsrv_error_cb cb, void *user)
+{
+    if (srv == NULL)
+        return -EINVAL;
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    srv->mw.on_error = cb;
+    srv->mw.error_user = user;
+    srv->mw.active = cb != NULL || srv->mw.nhooks > 0;
+    return 0;
+}
+
+appsrv_loop_t *appsrv_server_loop(appsrv_server_t *srv, int i)
+{
+    if (srv == NULL || i < 0 || i >= srv->nworkers)
+        return NULL;
+    return (appsrv_loop_t *)(void *)&srv->workers[i].w;
 }
 
 /* ------------------------------------------------- test and fuzz hooks */

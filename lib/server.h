@@ -26,6 +26,10 @@ void appsrv__server_adopt(appsrv_server_t *srv, int i, int fd, bool line);
 int appsrv__server_pass(appsrv_server_t *srv, int i);
 /* Makes worker i's drain deadline pass (the next pass force-closes). */
 void appsrv__server_expire_drain(appsrv_server_t *srv, int i);
+/* appsrv_use() with a release callback for user (run at server free):
+ * for the library's own hooks (CORS, gzip). */
+int appsrv__server_use(appsrv_server_t *srv, appsrv_before_cb before, appsrv_after_cb after,
+                       void *user, void (*free_user)(void *user));
 /* Open connections of all workers (the cap's count). */
 int appsrv__server_nconns(appsrv_server_t *srv);
 

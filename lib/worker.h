@@ -51,6 +51,12 @@ typedef struct appsrv__worker {
     appsrv__conn_t *closed;
     appsrv__conn_t *free_conns;
     size_t nfree_conns;
+    /* timer.c: the host's public timers; set (under the async lock) once
+     * the loop has ended, after which no task or timer is accepted. */
+    struct appsrv_timer *ptimers;
+    bool timers_closed;
+    /* mw.c: the server's hooks and error responder (read-only once run). */
+    const struct appsrv__mw *mw;
 } appsrv__worker_t;
 
 #endif /* APPSRV_WORKER_H */

@@ -52,6 +52,12 @@ static void *server_thread(void *arg)
 int e2e_server_start(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes,
                      size_t n, unsigned listeners)
 {
+    return e2e_server_start_with(s, cfg, routes, n, listeners, NULL, NULL);
+}
+
+int e2e_server_start_with(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes,
+                          size_t n, unsigned listeners, e2e_setup_cb setup, void *arg)
+{
     appsrv_config_t def;
     int rc;
 
@@ -71,6 +77,11 @@ int e2e_server_start(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_rout
         else
             rc = appsrv_route(s->srv, routes[i].method, routes[i].pattern, routes[i].handler,
                               routes[i].user);
+        if (rc < 0)
+            goto free_srv;
+    }
+    if (setup != NULL) {
+        rc = setup(s->srv, arg);
         if (rc < 0)
             goto free_srv;
     }

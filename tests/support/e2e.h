@@ -72,6 +72,13 @@ appsrv_config_t base_cfg(void);
 int e2e_server_start(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes,
                      size_t n, unsigned listeners);
 
+/* Same, calling setup(srv, arg) after the routes and before the
+ * listeners (middleware, error responder, CORS, gzip); a negative return
+ * fails the start. */
+typedef int (*e2e_setup_cb)(appsrv_server_t *srv, void *arg);
+int e2e_server_start_with(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes,
+                          size_t n, unsigned listeners, e2e_setup_cb setup, void *arg);
+
 /* appsrv_server_stop() only (the server keeps draining). */
 void e2e_server_request_stop(e2e_server_t *s);
 

@@ -24,6 +24,9 @@
 void start_base(e2e_server_t *s, const appsrv_config_t *cfg);
 void start_srv(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes, size_t n,
                unsigned listeners);
+/* HTTP only, with setup(srv, arg) before the listener (e2e.h). */
+void start_srv_with(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes,
+                    size_t n, e2e_setup_cb setup, void *arg);
 /* The usual start of a test: the fd count first (returned), then
  * start_base() and c connected to it. */
 int start_base_conn(e2e_server_t *s, const appsrv_config_t *cfg, e2e_conn_t *c);

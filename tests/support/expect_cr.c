@@ -19,6 +19,13 @@ void start_srv(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *r
     cr_assert_eq(rc, 0, "server start: %s", appsrv_strerror(rc));
 }
 
+void start_srv_with(e2e_server_t *s, const appsrv_config_t *cfg, const e2e_route_t *routes,
+                    size_t n, e2e_setup_cb setup, void *arg)
+{
+    int rc = e2e_server_start_with(s, cfg, routes, n, E2E_HTTP, setup, arg);
+    cr_assert_eq(rc, 0, "server start (with setup): %s", appsrv_strerror(rc));
+}
+
 void start_base(e2e_server_t *s, const appsrv_config_t *cfg)
 {
     start_srv(s, cfg, base_routes, base_routes_n, E2E_HTTP);
