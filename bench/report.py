@@ -180,7 +180,7 @@ def main():
         checks.append(("(f) req/s grows from 1 to 2 worker threads", f"× {f_r:.2f}",
                        status(f_r > 1.0)))
     if checks:
-        w("## SPEC §7 targets")
+        w("## Performance targets")
         w("")
         w("| target | measured (medians) | status |")
         w("|---|---|---|")

@@ -527,7 +527,7 @@ int main(int argc, char **argv)
     json_object_seed(0);
 
     appsrv_config_t cfg;
-    appsrv_config_init(&cfg); /* the SPEC defaults, threads = CPUs */
+    appsrv_config_init(&cfg); /* the documented defaults, threads = CPUs */
     cfg.max_body = MAX_REQUEST;
 
     appsrv_server_t *srv = NULL;

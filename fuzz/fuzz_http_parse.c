@@ -3,7 +3,7 @@
  * fuzz_http_parse.c - libFuzzer driver for appsrv__http_parse_head(). Each
  * input is parsed whole, split in two at a point taken from its first byte
  * (the first part in an exactly-sized copy so ASan catches over-reads), and
- * one byte at a time, under the SPEC defaults and under tiny limits; the
+ * one byte at a time, under the documented defaults and under tiny limits; the
  * results and every field must agree and obey the contract's invariants.
  * A complete chunked head sends the rest through the chunked decoder.
  */
@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_HDRS 128
 
 static const appsrv__http_limits_t limits[] = {
-    {16384, 8192, 128}, /* SPEC defaults */
+    {16384, 8192, 128}, /* documented defaults */
     {96, 24, 3},        /* tiny: reaches 414 and 431 */
 };
 

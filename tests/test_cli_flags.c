@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_cli_flags.c - the appsrv CLI's command line (SPEC §5): bad flags and
+ * test_cli_flags.c - the appsrv CLI's command line (appsrv(1)): bad flags and
  * values exit 2 with the usage, -V and -h, and the server options that
  * change behaviour (--max-body, --head-timeout, --idle-timeout,
  * --max-conns). Spawned CLI, tests/support helpers (cli.h).
@@ -203,7 +203,7 @@ Test(cli, idle_timeout_closes_keepalive, .timeout = TMO)
     srv_finish(&s);
 }
 
-/* SPEC §4: connections beyond the cap are refused promptly (503 or close). */
+/* README "Server behaviour and limits": connections beyond the cap are refused promptly (503 or close). */
 Test(cli, max_conns_refuses_extra, .timeout = TMO)
 {
     srv_t s;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_cli_http.c - the appsrv CLI's HTTP routes end to end (SPEC §5):
+ * test_cli_http.c - the appsrv CLI's HTTP routes end to end (appsrv(1)):
  * /health, /plaintext, /json, /echo (POST/PUT with the request's type, GET
  * with ?msg decoded, chunked, 1 MiB exact), 404 and 405 with Allow, HEAD
  * like GET without a body, and curl as an independent client. The CLI is
@@ -130,7 +130,7 @@ Test(cli, http_echo_empty_body, .timeout = TMO)
     srv_finish(&s);
 }
 
-/* SPEC §5: "with the request's Content-Type" - whatever its length. */
+/* appsrv(1): "with the request's Content-Type" - whatever its length. */
 Test(cli, http_echo_long_content_type, .timeout = TMO)
 {
     srv_t s;

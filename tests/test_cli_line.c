@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_cli_line.c - the appsrv CLI's line protocol end to end (SPEC §5):
+ * test_cli_line.c - the appsrv CLI's line protocol end to end (appsrv(1)):
  * PING, ECHO, QUIT then close, empty (400) and unknown (404) lines, the
  * 64 KiB line limit (413 then close, also mid-send and without a newline)
  * and a long pipeline answered in order. Spawned CLI, tests/support

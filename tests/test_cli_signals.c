@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_cli_signals.c - stopping the appsrv CLI and what it prints (SPEC
- * §5): SIGINT and SIGTERM exit 0 and close idle connections while a big
+ * test_cli_signals.c - stopping the appsrv CLI and what it prints
+ * (appsrv(1)): SIGINT and SIGTERM exit 0 and close idle connections while a big
  * response or a request body in flight still completes; --access-log, -q
  * (listening lines and errors only) and IPv6. Spawned CLI, tests/support
  * helpers (cli.h).
@@ -134,7 +134,7 @@ Test(cli, sigterm_finishes_response_in_flight, .timeout = TMO_BIG)
 
 /*
  * SIGTERM while the request body is still arriving: that request is in
- * flight too (SPEC §4 "finishes the requests in flight"). "Expect:
+ * flight too (README: a stop "finishes the requests in flight"). "Expect:
  * 100-continue" makes it observable that appsrv has parsed the head and
  * waits for the body before the signal is sent (without it, a request
  * still unread in the kernel may fairly be dropped with the connection).

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_deferred.c - deferred responses end to end (SPEC §6, appsrv.h
+ * test_deferred.c - deferred responses end to end (appsrv.h
  * "deferred responses"; issue 8): finished from the host thread (also
  * large, pipelined behind others, a thousand at once while fast requests
  * stay fast), a graceful stop that waits for them or cancels them at the

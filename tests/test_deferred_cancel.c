@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_deferred_cancel.c - when a deferred response cannot be delivered
- * (SPEC §6): the cancel callback when the client leaves (also right after
+ * (appsrv.h): the cancel callback when the client leaves (also right after
  * its request, and never after the host finished), request views valid
  * until the host finishes, a stop that waits for the host, and
  * response_timeout_ms (503, then APPSRV_ECANCELED for the host). Host side

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_http_basics.c - end-to-end basics of the server layer over loopback
- * (SPEC §4 framing of simple answers, §6 request accessors and routing):
+ * (README "Server behaviour and limits"; appsrv.h request accessors and routing):
  * GET/HEAD, 404/405 with Allow, route and query parameters, header access,
  * the peer address, printf bodies, absolute-form and leading CRLF, plus the
  * e2e_api argument checks. A real server on 127.0.0.1 port 0 and raw

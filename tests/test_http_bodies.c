@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_http_bodies.c - request bodies end to end (SPEC §4): Content-Length
+ * test_http_bodies.c - request bodies end to end (README "Server behaviour and limits"): Content-Length
  * bodies in pieces and of 5 MiB, chunked uploads with extensions and
  * trailers (also a byte per send), Expect: 100-continue (accepted, refused,
  * not needed, ignored for HTTP/1.0), a reset mid-body and half-closed

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_http_errors.c - every error status and limit end to end (SPEC §4
+ * test_http_errors.c - every error status and limit end to end (README "Server behaviour and limits"
  * "errors, then close"): 400 for each kind of malformed request, 413, 414,
  * 431, 501, 505 as rows of the table runner (tests/support/table.h), the
  * exact limit boundaries, body limits with 100-continue, and the connection
@@ -44,7 +44,7 @@ static const e2e_row_t hello_probe = {E2E_RAW("GET /hello HTTP/1.1\r\nHost: x\r\
  * Bad bytes against the default limits, each on its own connection: the
  * library's error answer (exact status line, Server, Date, one
  * Content-Length, "Connection: close", the reason as body), then the close
- * (SPEC §4 "then close"). Each comment names the test the row replaced.
+ * (README "Server behaviour and limits": "then close"). Each comment names the test the row replaced.
  */
 static const e2e_row_t err_rows[] = {
     /* In the path; in the query a bad escape is the application's business

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_http_keepalive.c - keep-alive and pipelining end to end (SPEC §4):
+ * test_http_keepalive.c - keep-alive and pipelining end to end (README "Server behaviour and limits"):
  * HTTP/1.0 and 1.1 connection rules and Connection token lists, pipelines
  * of 100 to thousands of requests (mixed methods, big bodies and answers,
  * concurrent send and read), an error mid-pipeline, and a two-worker

@@ -44,7 +44,7 @@ typedef struct head_row {
     bool has_cl, chunked, expect, close, keep_alive;
     int nhdrs;
     hdr_want_t h[4];           /* name NULL ends the list */
-    appsrv__http_limits_t lim; /* max_head 0: the SPEC defaults */
+    appsrv__http_limits_t lim; /* max_head 0: the documented defaults */
 } head_row_t;
 
 /* clang-format off */
@@ -751,7 +751,7 @@ Test(http_parse, table_size, .timeout = 10)
     cr_assert_geq(n, 140);
 }
 
-/* --------------------------------------- generated heads, SPEC defaults */
+/* --------------------------------------- generated heads, documented defaults */
 
 static void run_generated(const char *comment, const char *in, size_t len, int want, int nhdrs,
                           size_t target_len)

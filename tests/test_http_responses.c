@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_http_responses.c - what handlers put in a response, end to end
- * (SPEC §6): borrowed bodies and their free callback (once, also when the
+ * (appsrv.h): borrowed bodies and their free callback (once, also when the
  * client is gone, on HEAD, when replaced or the handler fails), handler
  * errors as 500, header injection refused, status and reason rules with
  * 204/304 bodiless. Uses the in-process server and raw client of

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_http_stop.c - graceful stop end to end (SPEC §4): an in-flight
+ * test_http_stop.c - graceful stop end to end (README "Server behaviour and limits"): an in-flight
  * response and a request with a partial body finish, idle connections and
  * the listener close at once, stop before run, many idle connections, and
  * appsrv_server_stop() from a signal handler (raised, and on the loop

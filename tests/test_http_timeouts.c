@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_http_timeouts.c - the server's clocks end to end (SPEC §4): the head
+ * test_http_timeouts.c - the server's clocks end to end (README "Server behaviour and limits"): the head
  * timeout (408, also for a keep-alive second head and a slow-loris that
  * trickles bytes), the idle keep-alive timeout (restarted by every answer),
  * a stalled body, the write stall timeout and a slow reader that must not

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_line.c - the line protocol end to end (SPEC §4, §6): replies,
+ * test_line.c - the line protocol end to end (README "Server behaviour and limits", appsrv.h): replies,
  * unknown and empty lines, CRLF endings, pipelining, a byte per send, the
  * connection cap, the line limit (413 then close), handler errors, the
  * close from a handler, stop, and HTTP and line on one server. In-process

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_sse.c - server-sent events end to end (SPEC §6, appsrv_res_sse_*):
+ * test_sse.c - server-sent events end to end (appsrv.h, appsrv_res_sse_*):
  * event framing, heartbeats while idle, a heartbeat due on a stalled reader
  * that must not stall the worker, and an end that meets a due heartbeat.
  * Host side in tests/support/host.c; the CLI's /events is in

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_streams.c - streamed responses end to end (SPEC §6 streaming): chunked
+ * test_streams.c - streamed responses end to end (appsrv.h streaming): chunked
  * to HTTP/1.1 with keep-alive after, begun on the host thread, close-
  * delimited to HTTP/1.0, headers only for HEAD, the state errors of the
  * streaming calls, and backpressure: -EAGAIN past 256 KiB unsent, the drain

@@ -3,7 +3,7 @@
  * dump.c - the libappsrv side of the differential parser test (run.sh).
  * For each file named on the command line: the whole file is one client
  * payload; the request head goes through appsrv__http_parse_head() under
- * the SPEC defaults (16 KiB head, 8 KiB target, 128 fields), then the body
+ * the documented defaults (16 KiB head, 8 KiB target, 128 fields), then the body
  * through appsrv__chunked_parse() (max_trailer = max_head, as http.c does)
  * or by Content-Length (max body 8 MiB -> 413). Only the first request of
  * the payload is judged; the bytes after it are ignored. One JSON line per

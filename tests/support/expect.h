@@ -62,7 +62,7 @@ void expect_line(e2e_conn_t *c, const char *want);
 
 /* "HTTP/1.1 <status> <reason>"; reason NULL: any. */
 void check_status(const e2e_resp_t *r, int status, const char *reason);
-/* SPEC §4: one "Server: appsrv/<version>", one IMF-fixdate Date, framed by
+/* README "Server behaviour and limits": one "Server: appsrv/<version>", one IMF-fixdate Date, framed by
  * exactly one Content-Length or chunked (never until EOF). */
 void check_std(const e2e_resp_t *r);
 /* Server and Date only (streams to HTTP/1.0, HEAD on a stream). */

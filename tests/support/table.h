@@ -3,7 +3,7 @@
  * table.h - the table-driven runner: rows of "raw request bytes ->
  * expected status, expected close, comment", each sent on its own real
  * loopback connection to a server (in-process or the CLI) and checked the
- * way SPEC §4 words it. The error and limit suites and the CLI suites use
+ * way README "Server behaviour and limits" words it. The error and limit suites and the CLI suites use
  * it through expect.h (E2E_EXPECT_TABLE, E2E_EXPECT_STATUS). Plain C:
  * it reports the first failing row, it never asserts.
  */
