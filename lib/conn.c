@@ -116,6 +116,9 @@ static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
             conn_drive(c);
             return;
         }
+        if (!c->ready) /* a handshake that never finished (TLS) */
+            appsrv__stats_tls_failed(&c->w->stats, c->w->cfg, loop->now_ms,
+                                     "handshake timed out", &c->peer);
         appsrv__conn_close(c);
         return;
     default:
@@ -406,6 +409,8 @@ static void conn_drive(appsrv__conn_t *c)
          * started at accept. */
         int r = c->sock.tp->handshake(&c->sock);
         if (r < 0) {
+            appsrv__stats_tls_failed(&c->w->stats, c->w->cfg, c->w->loop.now_ms,
+                                     appsrv_strerror(r), &c->peer);
             appsrv__conn_close(c);
             return;
         }

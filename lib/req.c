@@ -53,12 +53,17 @@ void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int st
         .aborted = aborted,
         .http_minor = -1,
         .body_bytes = body,
-        /* PROXY/X-Forwarded-For support sets the real client here; a TLS
-         * transport fills tls_version from the connection's transport. */
+        /* PROXY/X-Forwarded-For support would set the real client here. */
         .client = &c->peer,
         .time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - (int64_t)usec,
         .worker = w->stats.worker,
     };
+    if (c->sock.tp->info != NULL) {
+        /* The TLS version from the transport (NULL once it is closed). */
+        const char *v = c->sock.tp->info(&c->sock, APPSRV__TINFO_VERSION);
+        if (v != NULL)
+            e.tls_version = (appsrv_str_t){v, strlen(v)};
+    }
     if (req != NULL) {
         e.method = req->method;
         e.target = req->target;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "res.h"
+#include "stats.h"
 
 /* Output room a frame step needs before input is decoded: a pong or a
  * close (at most 2 + 125 bytes) always fits. */
@@ -172,6 +173,7 @@ int appsrv__ws_pump(appsrv_ws_t *ws)
     appsrv__async_t *a = ws_async(ws);
     int progress = 0;
     bool closed_now = false, call_drain = false;
+    uint64_t nmsgs = 0;
 
     appsrv__async_lock(a);
     while (ws->pend_head != NULL && !ws->close_sent) {
@@ -194,6 +196,8 @@ int appsrv__ws_pump(appsrv_ws_t *ws)
         progress = 1;
         if (ch->close)
             closed_now = true;
+        else
+            nmsgs++;
         if (dst != NULL)
             free(ch);
         if (closed_now)
@@ -205,6 +209,8 @@ int appsrv__ws_pump(appsrv_ws_t *ws)
     }
     ws->pend_seen = ws->pend_bytes;
     appsrv__async_unlock(a);
+    if (nmsgs > 0)
+        appsrv__ctr_add(&c->w->stats.ws_messages_out, nmsgs); /* metrics */
 
     if (closed_now) {
         set_closing(ws); /* anything sent after the close is dropped */
@@ -222,6 +228,7 @@ static void deliver(appsrv_ws_t *ws, unsigned opcode, const void *data, size_t l
     if (handlers(ws)->on_message == NULL)
         return;
     appsrv_ws_type_t type = opcode == APPSRV__WS_OP_TEXT ? APPSRV_WS_TEXT : APPSRV_WS_BINARY;
+    appsrv__stats_ws_message(&ws->conn->w->stats, true);
     handlers(ws)->on_message(ws, type, data, len, user(ws));
 }
 

@@ -17,6 +17,7 @@
 
 #include "req.h"
 #include "res.h"
+#include "stats.h"
 #include "status.h"
 #include "ws.h"
 #include "ws_handshake.h"
@@ -326,6 +327,7 @@ int appsrv_ws_send(appsrv_ws_t *ws, appsrv_ws_type_t type, const void *data, siz
             if (len > 0)
                 memcpy(p + h, data, len);
             appsrv__out_commit(c, (char *)p, h + len);
+            appsrv__stats_ws_message(&c->w->stats, false); /* metrics */
             return 0;
         }
     }

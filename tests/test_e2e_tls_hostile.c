@@ -153,6 +153,13 @@ Test(tls_hostile, plaintext_http_to_tls_port, .init = setup, .fini = teardown, .
     cr_expect_lt(e2e_now_ms() - t0, 2000, "closed only at a timeout, not at once");
     e2e_conn_close(&c);
     expect_serving("after plaintext HTTP on the TLS port");
+    /* The failed handshake is counted (metrics are summed at any time). */
+    char *m = NULL;
+    cr_assert_gt(appsrv_metrics_format(g_srv.srv, &m), 0);
+    cr_expect(strstr(m, "appsrv_tls_handshake_failures_total 1\n") != NULL,
+              "failed handshake not counted: %.300s",
+              strstr(m, "appsrv_tls_handshake") ? strstr(m, "appsrv_tls_handshake") : "(none)");
+    free(m);
     stop_server();
 }
 

@@ -230,6 +230,13 @@ Test(ws_api, frames_pipelined_after_handshake, TMO)
     cr_assert_eq(wsc_collect(&c, &t, "T:6f6e65 B:74776f ", 50, 5000), 0);
     cr_assert_str_eq(wsc_trace_str(&t), "T:6f6e65 B:74776f ");
     wsc_trace_free(&t);
+    /* Both messages counted in and their echoes out (metrics). */
+    char *m = NULL;
+    cr_assert_gt(appsrv_metrics_format(s.srv, &m), 0);
+    cr_expect(strstr(m, "direction=\"in\"} 2\n") != NULL && strstr(m, "direction=\"out\"} 2\n") != NULL,
+              "WebSocket messages not counted: %.400s",
+              strstr(m, "appsrv_websocket_messages") ? strstr(m, "appsrv_websocket_messages") : "(none)");
+    free(m);
     wsc_buf_free(&b);
     e2e_conn_close(&c);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
