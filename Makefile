@@ -120,11 +120,12 @@ asan:
 	    $(MAKE) test BUILD=build/asan SANITIZE=1
 
 # Criterion runs each test in a child process: valgrind follows them, and
-# the appsrv CLI the end-to-end tests spawn (not curl or python3).
+# the appsrv CLI the end-to-end tests spawn (not curl, python3, node or
+# chromium: the CORS browser test's peers are not ours to check).
 # APPSRV_VALGRIND=1 tells the tests to scale sizes down and stretch deadlines.
 valgrind: all $(TESTS)
 	APPSRV_BIN=$(abspath $(CLI)) APPSRV_VALGRIND=1 valgrind --quiet --trace-children=yes \
-	    --trace-children-skip='*/curl,*/python3*,*/nc,*/sh,*/bash' \
+	    --trace-children-skip='*/curl,*/python3*,*/nc,*/sh,*/bash,*/node,*/chromium*' \
 	    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    --suppressions=$(abspath tests/valgrind.supp) \
 	    --child-silent-after-fork=yes $(TESTS) --jobs $(TEST_JOBS) $(TEST_ARGS)
