@@ -153,6 +153,11 @@ asan:
 	    $(MAKE) test BUILD=build/asan SANITIZE=1
 
 # Criterion runs each test in a child process: valgrind follows them, and
+# the appsrv CLI the end-to-end tests spawn (not curl, python3, node or
+# chromium). APPSRV_VALGRIND=1 tells the tests to scale sizes down and
+# stretch deadlines.
+valgrind: all $(TESTS)
+	APPSRV_BIN=$(abspath $(CLI)) APPSRV_VALGRIND=1 valgrind --quiet --trace-children=yes \
 	    --trace-children-skip='*/curl,*/python3*,*/nc,*/sh,*/bash,*/openssl,*/node,*/gnutls-cli,*/promtool,*/grep,*/chromium,*/chrome*' \
 	    --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    --suppressions=$(abspath tests/valgrind.supp) \
