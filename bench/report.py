@@ -8,6 +8,8 @@ Raw lines are tab-separated:
   IR     server requests ir_short ir_long    (callgrind totals)
   NOECHO server
   LOGLINES round lines               (appsrv --access-log: lines written)
+  TLSRUN server scenario round cpu_ticks clk_tck "TLSC key=value ..." (tls_client)
+  TLSIDLE server "TLSIDLE key=value ..."  (tls_client -m idle)
   NOTE   text
   FACT   key value
 Medians are taken per (server, scenario) over the rounds, for each metric
@@ -72,6 +74,7 @@ def main():
     runs = {}  # (srv, scen) -> list of dicts
     idle, ir, notes, facts, noecho = {}, {}, [], {}, set()
     loglines = {}
+    tls_idle = {}
     for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
         f = line.rstrip("\n").split("\t")
         if f[0] == "RUN" and len(f) == 7:
@@ -90,6 +93,22 @@ def main():
         elif f[0] == "IDLE" and len(f) == 3:
             kv = dict(x.split("=", 1) for x in f[2].split()[1:])
             idle[f[1]] = {k: float(v) for k, v in kv.items()}
+        elif f[0] == "TLSRUN" and len(f) == 7:
+            srv, scen, rnd, ticks, hz = f[1], f[2], int(f[3]), int(f[4]), int(f[5])
+            kv = dict(x.split("=", 1) for x in f[6].split()[1:])
+            cnt, secs, cpu = int(kv["count"]), float(kv["secs"]), ticks / hz
+            runs.setdefault((srv, scen), []).append({
+                "rps": cnt / secs if secs > 0 else 0.0,
+                "per_cpu": cnt / cpu if cpu > 0 else None,
+                "util": cpu / secs if secs > 0 else None,
+                "p99": 0,
+                "errors": {"failed": int(kv["errors"])} if int(kv["errors"]) else {},
+                "resumed": int(kv.get("resumed", 0)) / cnt if cnt else 0.0,
+                "round": rnd,
+            })
+        elif f[0] == "TLSIDLE" and len(f) == 3:
+            kv = dict(x.split("=", 1) for x in f[2].split()[1:])
+            tls_idle[f[1]] = {k: float(v) for k, v in kv.items()}
         elif f[0] == "IR" and len(f) == 5:
             n, lo, hi = int(f[2]), int(f[3]), int(f[4])
             ir[f[1]] = (hi - lo) / n
@@ -294,6 +313,78 @@ def main():
             w(f"Access-log lines written per round (one per request, counted after the stop): "
               f"{', '.join(f'{v:,}' for _, v in sorted(loglines.items()))}.")
         w("")
+    # ------------------------------------------------------------ TLS
+    tls_servers = [x for x in ["appsrv", "nginx", "h2o"]
+                   if any((x, sc) in runs for sc in ("ta", "th", "tr")) or x in tls_idle]
+    if tls_servers:
+        w("## TLS (HTTPS): appsrv, nginx and h2o")
+        w("")
+        w("Same ECDSA P-256 certificate for all; the clients offer only TLS 1.3 with "
+          "TLS_AES_128_GCM_SHA256 and X25519 (an OPENSSL_CONF for wrk and bench/tls_client.c), "
+          "so every server negotiates the same. One server worker on CPU 0, the client on CPU 1.")
+        w("")
+        tchecks = []
+        r_ta = ratio(med("appsrv", "ta", "per_cpu"), med("nginx", "ta", "per_cpu"))
+        if r_ta is not None:
+            tchecks.append(("(ta) keep-alive over TLS: req/CPU-s ≥ 1.1 × nginx", f"{r_ta:.2f} × nginx",
+                            status(r_ta >= 1.1)))
+        r_th = ratio(med("appsrv", "th", "per_cpu"), med("nginx", "th", "per_cpu"))
+        if r_th is not None:
+            tchecks.append(("(th) full TLS 1.3 handshakes/CPU-s ≥ nginx", f"{r_th:.2f} × nginx",
+                            status(r_th >= 1.0)))
+        if "appsrv" in tls_idle and "nginx" in tls_idle:
+            a, n_ = tls_idle["appsrv"]["kib_per_conn"], tls_idle["nginx"]["kib_per_conn"]
+            tchecks.append(("(td) RSS per idle TLS connection ≤ nginx",
+                            f"{a:.1f} vs {n_:.1f} KiB", status(a <= n_)))
+        if tchecks:
+            w("| target | measured (medians) | status |")
+            w("|---|---|---|")
+            for c in tchecks:
+                w(f"| {c[0]} | {c[1]} | {c[2]} |")
+            w("")
+        ttitles = {"ta": "(ta) keep-alive GET /plaintext over TLS, wrk, 64 connections",
+                   "th": "(th) a full TLS 1.3 handshake per request (new connection, no resumption), "
+                         "8 client threads",
+                   "tr": "(tr) a resumed TLS 1.3 handshake per request (the previous session's "
+                         "ticket), 8 client threads"}
+        unit = {"ta": "req", "th": "handshakes", "tr": "handshakes"}
+        for scen in ["ta", "th", "tr"]:
+            servers = [x for x in tls_servers if (x, scen) in runs]
+            if not servers:
+                continue
+            w(f"### {ttitles[scen]}")
+            w("")
+            extra = " | resumed" if scen == "tr" else ""
+            w(f"| server | {unit[scen]}/s | {unit[scen]}/CPU-s (min–max) | server CPU | "
+              f"appsrv ÷ this, per CPU-s | errors{extra} | runs |")
+            w("|---|--:|--:|--:|--:|---|" + ("--:|" if scen == "tr" else "") + "--:|")
+            app = med("appsrv", scen, "per_cpu")
+            for x in servers:
+                pc = med(x, scen, "per_cpu")
+                r = rng(x, scen, "per_cpu")
+                rtxt = f" ({fmt_n(r[0])}–{fmt_n(r[1])})" if r else ""
+                util = med(x, scen, "util")
+                errs = sum(sum(y["errors"].values()) for y in runs[(x, scen)])
+                res = ""
+                if scen == "tr":
+                    res = f" | {statistics.median(y.get('resumed', 0) for y in runs[(x, scen)]) * 100:.0f}%"
+                w(f"| {NAMES[x]} | {fmt_n(med(x, scen, 'rps'))} | {fmt_n(pc)}{rtxt} | "
+                  f"{'–' if util is None else f'{util * 100:.0f}%'} | {fmt_r(ratio(app, pc))} | "
+                  f"{errs}{res} | {len(runs[(x, scen)])} |")
+            w("")
+        if tls_idle:
+            n = int(next(iter(tls_idle.values()))["n"])
+            w(f"### (td) {n:,} idle TLS connections (after one keep-alive request each)")
+            w("")
+            w("| server | answered | RSS before | RSS after | KiB per connection | set-up |")
+            w("|---|--:|--:|--:|--:|--:|")
+            for x in tls_servers:
+                if x in tls_idle:
+                    d = tls_idle[x]
+                    w(f"| {NAMES[x]} | {int(d['answered'])} | {d['rss_before_kb'] / 1024:.1f} MiB | "
+                      f"{d['rss_after_kb'] / 1024:.1f} MiB | {d['kib_per_conn']:.1f} | "
+                      f"{d['setup_s']:.1f} s |")
+            w("")
 
     # ------------------------------------------------------------ ir
     if ir:
@@ -334,7 +425,8 @@ def main():
                        ("commit", "repository"), ("appsrv", "appsrv"), ("nginx", "nginx"),
                        ("h2o", "h2o"), ("lighttpd", "lighttpd"),
                        ("libmicrohttpd", "libmicrohttpd"), ("civetweb", "civetweb"),
-                       ("libevent", "libevent"), ("wrk", "wrk"), ("valgrind", "valgrind"),
+                       ("libevent", "libevent"), ("wrk", "wrk"), ("openssl", "OpenSSL"),
+                       ("valgrind", "valgrind"),
                        ("cc", "compiler")]:
         if key in facts:
             val = f"`{facts[key]}`" if key in ("command", "config") else facts[key]

@@ -15,10 +15,14 @@
 #   BENCH_IDLE=10000     idle connections (scenario d)
 #   BENCH_IR_REQS=20000  requests counted under callgrind (instructions/request)
 #   BENCH_SERVERS="appsrv limit nginx h2o lighttpd mhd civetweb evhttp"
-#   BENCH_SCENARIOS="a b c d e f g ir"
+#   BENCH_SCENARIOS="a b c d e f g ir ta th tr td"
 #                        g: observability overhead: scenario (a) against
 #                        appsrv with --access-log (to a file), --metrics,
 #                        and request IDs on, beside plain appsrv
+#   BENCH_TLS_SERVERS="appsrv nginx h2o"   servers of the TLS scenarios
+#   BENCH_TLS_IDLE=5000  idle TLS connections (scenario td)
+#   BENCH_TLS_SECONDS=5  length of one TLS run (ta th tr); the TLS rounds
+#                        run after the others, outside BENCH_BUDGET
 #   BENCH_BUDGET=540     seconds for the whole run: rounds that would not fit
 #                        are dropped (and the report says so)
 #   BENCH_INSTALL=1      0: never call apt-get; missing peers are skipped
@@ -38,7 +42,10 @@ BODY=${BENCH_BODY:-65536}
 IDLE=${BENCH_IDLE:-10000}
 IR_REQS=${BENCH_IR_REQS:-20000}
 SERVERS=${BENCH_SERVERS:-"appsrv limit nginx h2o lighttpd mhd civetweb evhttp"}
-SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir"}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td"}
+TLS_SERVERS=${BENCH_TLS_SERVERS:-"appsrv nginx h2o"}
+TLS_IDLE=${BENCH_TLS_IDLE:-5000}
+TLS_SECS=${BENCH_TLS_SECONDS:-5}
 BUDGET=${BENCH_BUDGET:-540}
 INSTALL=${BENCH_INSTALL:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
@@ -144,6 +151,8 @@ build() { # name libs...
 build limit || exit 1
 build idle_clients || exit 1
 build reqloop || exit 1
+TLS_OK=1
+build tls_client -lssl -lcrypto -pthread || TLS_OK=0
 OK_SERVERS=""
 for s in $SERVERS; do
     case $s in
@@ -476,6 +485,194 @@ for ((r = 1; r <= ROUNDS; r++)); do
     ROUND_T=$((SECONDS - t_round))
 done
 
+# ------------------------------------------------------------------ TLS
+# ta: keep-alive GET /plaintext over TLS (wrk); th: a full TLS 1.3
+# handshake per request (tls_client -m full, a new connection each); tr:
+# the same, resuming the previous connection's session (ticket); td: RSS
+# per idle TLS connection. Every server gets the same ECDSA P-256
+# certificate; the clients offer only TLS 1.3 with TLS_AES_128_GCM_SHA256
+# and X25519 (OPENSSL_CONF below), so every server negotiates the same.
+TLS_SCEN=""
+for sc in ta th tr td; do has $sc "$SCENARIOS" && TLS_SCEN+=" $sc"; done
+if [ -n "$TLS_SCEN" ] && [ "$TLS_OK" = 1 ] && ! build/appsrv --help | grep -q tls-cert; then
+    note "build/appsrv has no TLS: no TLS scenarios"
+    TLS_OK=0
+fi
+TD=$RUN/tls
+if [ -n "$TLS_SCEN" ] && [ "$TLS_OK" = 1 ]; then
+    mkdir -p "$TD"
+    if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$TD/key.pem" -out "$TD/cert.pem" > "$TD/openssl.log" 2>&1; then
+        note "cannot make the TLS certificate: no TLS scenarios"
+        TLS_OK=0
+    fi
+    cat > "$TD/client.cnf" <<EOF
+openssl_conf = conf
+[conf]
+ssl_conf = ssl
+[ssl]
+system_default = sys
+[sys]
+MinProtocol = TLSv1.3
+Ciphersuites = TLS_AES_128_GCM_SHA256
+Groups = X25519
+EOF
+fi
+
+write_tls_configs() { # port
+    local port=$1 d=$RUN/nginx_tls
+    mkdir -p "$d"
+    cat > "$d/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 20000; use epoll; }
+http {
+    access_log off;
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    server {
+        listen 127.0.0.1:$port ssl backlog=4096;
+        ssl_certificate $TD/cert.pem;
+        ssl_certificate_key $TD/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305;
+        ssl_prefer_server_ciphers on;
+        ssl_session_tickets on;
+        location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
+    }
+}
+EOF
+    cat > "$RUN/h2o_tls.conf" <<EOF
+listen:
+  host: 127.0.0.1
+  port: $port
+  ssl:
+    certificate-file: $TD/cert.pem
+    key-file: $TD/key.pem
+    minimum-version: TLSv1.2
+    cipher-suite: ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305
+    cipher-preference: server
+num-threads: 1
+max-connections: 16000
+http1-request-timeout: 120
+pid-file: $RUN/h2o_tls.pid
+error-log: $RUN/h2o_tls_error.log
+user: root
+hosts:
+  default:
+    paths:
+      /plaintext:
+        file.file: $RUN/plaintext.txt
+EOF
+}
+
+# start_tls_server NAME; sets SPID, SPORT, TREE (as start_server does).
+start_tls_server() {
+    local name=$1 cmd i
+    SPORT=$(free_port)
+    write_tls_configs "$SPORT"
+    case $name in
+    appsrv) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000 --tls-cert "$TD/cert.pem"
+        --tls-key "$TD/key.pem") ;;
+    nginx) cmd=(nginx -p "$RUN/nginx_tls" -c "$RUN/nginx_tls/nginx.conf"
+        -e "$RUN/nginx_tls/error.log") ;;
+    h2o) cmd=(h2o -c "$RUN/h2o_tls.conf") ;;
+    *) note "no TLS configuration for $name: skipped"; return 1 ;;
+    esac
+    taskset -c "$SRV_CPU" "${cmd[@]}" > "$RUN/${name}_tls.log" 2>&1 &
+    SPID=$!
+    for ((i = 0; i < 50; i++)); do
+        if ! kill -0 "$SPID" 2>/dev/null; then
+            note "$name (TLS) exited at start-up: $(tail -n 2 "$RUN/${name}_tls.log" | tr '\n' ' ')"
+            wait "$SPID" 2>/dev/null
+            SPID=""
+            return 1
+        fi
+        if [ "$(timeout 5 curl -sk "https://127.0.0.1:$SPORT/plaintext" 2>/dev/null)" = \
+            'Hello, World!' ]; then
+            TREE="$SPID $(pgrep -P "$SPID" | tr '\n' ' ')"
+            return 0
+        fi
+        sleep 0.1
+    done
+    note "$name (TLS) did not answer within 5 s: skipped"
+    stop_server
+    return 1
+}
+
+# run_tls_client SERVER SCENARIO ROUND MODE; appends a TLSRUN line.
+run_tls_client() {
+    local srv=$1 scen=$2 round=$3 mode=$4 c0 c1 out line
+    c0=$(cpu_ticks)
+    out=$(OPENSSL_CONF=$TD/client.cnf timeout -k 3 $((SECS + 30)) taskset -c $LG_CPU \
+        "$BIN/tls_client" -p "$SPORT" -m "$mode" -c 8 -d "$SECS" 2>&1)
+    c1=$(cpu_ticks)
+    line=$(printf '%s\n' "$out" | grep '^TLSC ' | tail -n 1)
+    if [ -z "$line" ] || ! alive; then
+        note "tls_client $mode failed on $srv: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+        return 1
+    fi
+    printf 'TLSRUN\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$scen" "$round" $((c1 - c0)) "$CLK_TCK" \
+        "$line" >> "$RAW"
+    log "         $srv $scen: $line cpu_ticks=$((c1 - c0))"
+}
+
+if [ -n "$TLS_SCEN" ] && [ "$TLS_OK" = 1 ]; then
+    TLS_LIST=""
+    for s in $TLS_SERVERS; do
+        case $s in
+        appsrv) TLS_LIST+=" $s" ;;
+        nginx | h2o) if command -v "$s" >/dev/null; then TLS_LIST+=" $s"; fi ;;
+        *) note "no TLS configuration for $s: skipped" ;;
+        esac
+    done
+    read -r -a TLS_A <<< "$TLS_LIST"
+    SECS_PLAIN=$SECS
+    SECS=$TLS_SECS # run_wrk and run_tls_client read SECS
+    for ((r = 1; r <= ROUNDS; r++)); do
+        log "TLS round $r/$ROUNDS:$TLS_SCEN"
+        n=${#TLS_A[@]}
+        for ((k = 0; k < n; k++)); do
+            s=${TLS_A[$(((k + r - 1) % n))]}
+            start_tls_server "$s" || continue
+            if has ta "$SCENARIOS" && alive; then
+                OPENSSL_CONF=$TD/client.cnf run_wrk "$s" ta "$r" -s "$RUN/plain.lua" \
+                    "https://127.0.0.1:$SPORT/plaintext"
+            fi
+            has th "$SCENARIOS" && alive && run_tls_client "$s" th "$r" full
+            has tr "$SCENARIOS" && alive && run_tls_client "$s" tr "$r" resume
+            stop_server
+        done
+    done
+    SECS=$SECS_PLAIN
+    if has td "$SCENARIOS"; then
+        log "scenario (td): $TLS_IDLE idle TLS connections"
+        for s in "${TLS_A[@]}"; do
+            start_tls_server "$s" || continue
+            out=$(OPENSSL_CONF=$TD/client.cnf timeout -k 3 180 taskset -c $LG_CPU \
+                "$BIN/tls_client" -p "$SPORT" -m idle -n "$TLS_IDLE" -P "$SPID" 2>&1)
+            line=$(printf '%s\n' "$out" | grep '^TLSIDLE ' | tail -n 1)
+            if [ -n "$line" ]; then
+                printf 'TLSIDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
+                log "         $s: $line"
+            else
+                note "tls_client idle failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+            fi
+            stop_server
+        done
+    fi
+fi
+
 # ------------------------------------------------------------------ facts and report
 ver() { "$@" 2>&1 | head -n 1; }
 dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
@@ -498,6 +695,7 @@ dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
     printf 'FACT\tcivetweb\t%s\n' "$(dpkg_ver libcivetweb1)"
     printf 'FACT\tlibevent\t%s\n' "$(dpkg_ver libevent-2.1-7)"
     printf 'FACT\twrk\t%s\n' "$(dpkg_ver wrk)"
+    printf 'FACT\topenssl\t%s\n' "$(openssl version 2>/dev/null || echo ?)"
     command -v valgrind >/dev/null && printf 'FACT\tvalgrind\t%s\n' "$(valgrind --version)"
     printf 'FACT\tcc\t%s\n' "$($CC --version | head -n 1)"
     env_used=""
@@ -509,8 +707,8 @@ dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
     else
         printf 'FACT\tcommand\t%sbench/run.sh\n' "$env_used"
     fi
-    printf 'FACT\tconfig\tBENCH_SECONDS=%s BENCH_ROUNDS=%s (done: %s) BENCH_CONNS=%s BENCH_PIPELINE=%s BENCH_BODY=%s BENCH_IDLE=%s BENCH_IR_REQS=%s\n' \
-        "$SECS" "$ROUNDS" "$rounds_done" "$CONNS" "$DEPTH" "$BODY" "$IDLE" "$IR_REQS"
+    printf 'FACT\tconfig\tBENCH_SECONDS=%s BENCH_ROUNDS=%s (done: %s) BENCH_CONNS=%s BENCH_PIPELINE=%s BENCH_BODY=%s BENCH_IDLE=%s BENCH_IR_REQS=%s BENCH_TLS_SECONDS=%s BENCH_TLS_IDLE=%s\n' \
+        "$SECS" "$ROUNDS" "$rounds_done" "$CONNS" "$DEPTH" "$BODY" "$IDLE" "$IR_REQS" "$TLS_SECS" "$TLS_IDLE"
     printf 'FACT\telapsed\t%s\n' $((SECONDS - T_START))
 } >> "$RAW"
 

@@ -230,6 +230,12 @@ static bool tls_pending(const appsrv__tsock_t *s)
  * the next call starts at the same queue position and builds the same
  * record prefix (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows the copy to
  * be a new one).
+ * Measured (server thread CPU per batch through a socketpair, 100,000
+ * batches, two runs): a 150 B head + 2 KB body, 5.1-5.8 us coalesced vs
+ * 7.4-10.2 us with an SSL_write per iovec; a chunked stream of 20 pieces
+ * (60 iovecs, 2.1 KB), 3.7-6.3 us vs 226-255 us (a record and a send()
+ * per iovec). Small responses already share one pool segment, so
+ * keep-alive GETs take 1 recv() and 1 send() per request either way.
  */
 static _Thread_local unsigned char g_stage[RECORD_MAX];
 
