@@ -1,6 +1,7 @@
 # libappsrv - one non-recursive Makefile. Objects go to $(BUILD)/.
 # Targets: all test asan valgrind run examples fuzz fuzz-smoke fuzz-replay
-#          adversarial soak bench install uninstall pkgcheck clean
+#          adversarial ws-concurrent soak bench install uninstall pkgcheck
+#          interop-deps clean
 
 VERSION_MAJOR := 0
 VERSION_MINOR := 1
@@ -194,6 +195,22 @@ $(ADV_BIN): tests/adversarial/adversarial.c $(SUPPORT_PLAIN) $(wildcard tests/su
 adversarial: $(CLI) $(ADV_BIN)
 	APPSRV_BIN=$(abspath $(CLI)) ADV_SLOWLORIS=$(ADV_SLOWLORIS) \
 	    ADV_CONCURRENT=$(ADV_CONCURRENT) ADV_IDLE_CAP=$(ADV_IDLE_CAP) $(ADV_BIN)
+
+# WS_CLIENTS WebSocket clients echo against the CLI for WS_SECONDS while
+# GET /plaintext is timed (tests/adversarial/ws_concurrent.c, its own
+# process: the open-file limit is per process).
+WS_CLIENTS ?= 5000
+WS_SECONDS ?= 10
+WSC_BIN    := $(BUILD)/tests/ws_concurrent
+.PHONY: ws-concurrent
+
+$(WSC_BIN): tests/adversarial/ws_concurrent.c lib/ws_handshake.c lib/ws_handshake.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ilib -o $@ tests/adversarial/ws_concurrent.c lib/ws_handshake.c \
+	    $(ALL_LDFLAGS) $(LIBS)
+
+ws-concurrent: $(CLI) $(WSC_BIN)
+	APPSRV_BIN=$(abspath $(CLI)) WS_CLIENTS=$(WS_CLIENTS) WS_SECONDS=$(WS_SECONDS) $(WSC_BIN)
 
 # '+': the scripts run make themselves and share this make's job slots.
 soak:

@@ -6,6 +6,8 @@ Raw lines are tab-separated:
   RUN    server scenario round cpu_ticks clk_tck {wrk json}
   IDLE   server "IDLE key=value ..."        (from idle_clients)
   IR     server requests ir_short ir_long    (callgrind totals)
+  WSRUN  server scenario round cpu_ticks clk_tck {ws_load json}
+  WSIDLE server "WSIDLE key=value ..."      (from ws_load -i)
   NOECHO server
   LOGLINES round lines               (appsrv --access-log: lines written)
   TLSRUN server scenario round cpu_ticks clk_tck "TLSC key=value ..." (tls_client)
@@ -32,6 +34,13 @@ NAMES = {
     "mhd": "libmicrohttpd",
     "civetweb": "civetweb ¹",
     "evhttp": "libevent evhttp",
+    "wslimit": "ws limit (bare epoll)",
+    "wsnode": "Node 20 + ws",
+}
+WS_ORDER = ["appsrv", "wslimit", "wsnode"]
+WS_TITLES = {
+    "wsa": "(wsa) WebSocket echo, 32-byte text messages",
+    "wsb": "(wsb) WebSocket echo, 64 KiB binary messages",
 }
 ORDER = ["appsrv", "limit", "nginx", "h2o", "lighttpd", "mhd", "civetweb", "evhttp"]
 PEERS = ["nginx", "h2o", "lighttpd", "mhd", "civetweb", "evhttp"]
@@ -75,6 +84,7 @@ def main():
     idle, ir, notes, facts, noecho = {}, {}, [], {}, set()
     loglines = {}
     tls_idle = {}
+    wsruns, wsidle = {}, {}
     for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
         f = line.rstrip("\n").split("\t")
         if f[0] == "RUN" and len(f) == 7:
@@ -109,6 +119,19 @@ def main():
         elif f[0] == "TLSIDLE" and len(f) == 3:
             kv = dict(x.split("=", 1) for x in f[2].split()[1:])
             tls_idle[f[1]] = {k: float(v) for k, v in kv.items()}
+        elif f[0] == "WSRUN" and len(f) == 7:
+            srv, scen, ticks, hz, j = f[1], f[2], int(f[4]), int(f[5]), json.loads(f[6])
+            dur, cpu = j["duration_us"] / 1e6, ticks / hz
+            wsruns.setdefault((srv, scen), []).append({
+                "mps": j["msgs"] / dur if dur > 0 else 0.0,
+                "per_cpu": j["msgs"] / cpu if cpu > 0 else None,
+                "util": cpu / dur if dur > 0 else None,
+                "p50": j["p50_us"] / 1000.0, "p99": j["p99_us"] / 1000.0,
+                "errors": j["errors"],
+            })
+        elif f[0] == "WSIDLE" and len(f) == 3:
+            kv = dict(x.split("=", 1) for x in f[2].split()[1:])
+            wsidle[f[1]] = {k: float(v) for k, v in kv.items()}
         elif f[0] == "IR" and len(f) == 5:
             n, lo, hi = int(f[2]), int(f[3]), int(f[4])
             ir[f[1]] = (hi - lo) / n
@@ -123,6 +146,10 @@ def main():
 
     def med(srv, scen, key):
         vals = [r[key] for r in runs.get((srv, scen), []) if r[key] is not None]
+        return statistics.median(vals) if vals else None
+
+    def wmed(srv, scen, key):
+        vals = [r[key] for r in wsruns.get((srv, scen), []) if r[key] is not None]
         return statistics.median(vals) if vals else None
 
     def rng(srv, scen, key):
@@ -194,6 +221,20 @@ def main():
         if g_r is not None:
             checks.append((f"(g) keep-alive, {what}: req/CPU-s within 10 % of both off",
                            f"{g_r:.2f} × off", status(g_r >= 0.9)))
+    for scen, want, label in [("wsa", 0.8, "(wsa) WebSocket 32-byte echo: msg/CPU-s ≥ 0.8 × limit"),
+                              ("wsb", 0.5, "(wsb) WebSocket 64 KiB echo: msg/CPU-s ≥ 0.5 × limit")]:
+        rr = ratio(wmed("appsrv", scen, "per_cpu"), wmed("wslimit", scen, "per_cpu"))
+        if rr is not None:
+            node = ratio(wmed("appsrv", scen, "per_cpu"), wmed("wsnode", scen, "per_cpu"))
+            extra = f"; {node:.2f} × Node ws" if node is not None else ""
+            checks.append((label, f"{rr:.2f} × limit{extra}", status(rr >= want)))
+    if "appsrv" in wsidle:
+        d = wsidle["appsrv"]
+        ok = d["kib_per_conn"] <= 1.0 and d["open"] == d["n"] and d["probe_ms"] >= 0
+        checks.append((f"(wsd) {int(d['n']):,} idle WebSocket connections: ≤ 1 KiB RSS each",
+                       f"{d['kib_per_conn']:.3f} KiB/conn, echo "
+                       + (f"{d['probe_ms']:.2f} ms" if d["probe_ms"] >= 0 else "NOT answered"),
+                       status(ok)))
     f_r = ratio(med("appsrv2", "a", "rps"), med("appsrv", "a", "rps"))
     if f_r is not None:
         checks.append(("(f) req/s grows from 1 to 2 worker threads", f"× {f_r:.2f}",
@@ -269,6 +310,57 @@ def main():
             w("lighttpd caps server.max-connections at max-fds ÷ 2, which is 10,000 under this "
               "machine's hard limit of 20,000 open files: the new request is connection 10,001 "
               "and waits in the listen backlog.")
+        w("")
+
+    # ------------------------------------------------------------ ws
+    for scen in ["wsa", "wsb"]:
+        servers = [s for s in WS_ORDER if (s, scen) in wsruns]
+        if not servers:
+            continue
+        w(f"## {WS_TITLES[scen]}")
+        w("")
+        lim = wmed("wslimit", scen, "per_cpu")
+        app = wmed("appsrv", scen, "per_cpu")
+        w("| server | msg/s | msg/CPU-s (min–max) | server CPU | msg/CPU-s ÷ limit | "
+          "appsrv ÷ this, msg/CPU-s | round trip p50 / p99 ms | errors | runs |")
+        w("|---|--:|--:|--:|--:|--:|--:|---|--:|")
+        for s in servers:
+            vals = [r["per_cpu"] for r in wsruns[(s, scen)] if r["per_cpu"] is not None]
+            rtxt = f" ({fmt_n(min(vals))}–{fmt_n(max(vals))})" if len(vals) > 1 else ""
+            pc, util = wmed(s, scen, "per_cpu"), wmed(s, scen, "util")
+            errs = sum(r["errors"] for r in wsruns[(s, scen)])
+            w(f"| {NAMES[s]} | {fmt_n(wmed(s, scen, 'mps'))} | {fmt_n(pc)}{rtxt} | "
+              f"{'–' if util is None else f'{util * 100:.0f}%'} | {fmt_r(ratio(pc, lim))} | "
+              f"{fmt_r(ratio(app, pc))} | {wmed(s, scen, 'p50'):.2f} / {wmed(s, scen, 'p99'):.2f} | "
+              f"{errs} | {len(wsruns[(s, scen)])} |")
+        w("")
+    if wsruns:
+        w("bench/ws_load.c on CPU 1 keeps one message in flight per connection (64 connections "
+          "for 32-byte text, 16 for 64 KiB binary) and checks every echo; the servers run on CPU 0: "
+          "appsrv `-t 1` on `GET /ws` (it validates text as UTF-8 and reassembles fragments; "
+          "bench/ws_limit.c does neither: it echoes each frame from its read buffer with one "
+          "writev), and Node's `ws` package with permessage-deflate off.")
+        w("")
+    if wsidle:
+        n = int(next(iter(wsidle.values()))["n"])
+        w(f"## (wsd) {n:,} idle WebSocket connections (after the handshake)")
+        w("")
+        w("| server | upgraded | still open | RSS before | RSS after | KiB per connection | "
+          "echo while they are open (median / max of 5) | set-up |")
+        w("|---|--:|--:|--:|--:|--:|--:|--:|")
+        for s in WS_ORDER:
+            if s not in wsidle:
+                continue
+            d = wsidle[s]
+            probe = ("**no answer**" if d["probe_ms"] < 0
+                     else f"{d['probe_ms']:.2f} / {d['probe_max_ms']:.2f} ms")
+            w(f"| {NAMES[s]} | {int(d['open'])} | {int(d['still_open'])} | "
+              f"{d['rss_before_kb'] / 1024:.1f} MiB | {d['rss_after_kb'] / 1024:.1f} MiB | "
+              f"{d['kib_per_conn']:.3f} | {probe} | {d['setup_s']:.1f} s |")
+        w("")
+        w("KiB per connection = (VmRSS after − VmRSS before) ÷ upgraded, half a second after the "
+          "last handshake. appsrv holds the connection struct and the handle (no input block, "
+          "no message buffer) per idle WebSocket; ws_limit keeps its read buffer.")
         w("")
 
     # ------------------------------------------------------------ f
@@ -426,6 +518,7 @@ def main():
                        ("h2o", "h2o"), ("lighttpd", "lighttpd"),
                        ("libmicrohttpd", "libmicrohttpd"), ("civetweb", "civetweb"),
                        ("libevent", "libevent"), ("wrk", "wrk"), ("openssl", "OpenSSL"),
+                       ("node", "node"),
                        ("valgrind", "valgrind"),
                        ("cc", "compiler")]:
         if key in facts:

@@ -15,7 +15,7 @@
 #   BENCH_IDLE=10000     idle connections (scenario d)
 #   BENCH_IR_REQS=20000  requests counted under callgrind (instructions/request)
 #   BENCH_SERVERS="appsrv limit nginx h2o lighttpd mhd civetweb evhttp"
-#   BENCH_SCENARIOS="a b c d e f g ir ta th tr td"
+#   BENCH_SCENARIOS="a b c d e f g ir ta th tr td wsa wsb wsd"
 #                        g: observability overhead: scenario (a) against
 #                        appsrv with --access-log (to a file), --metrics,
 #                        and request IDs on, beside plain appsrv
@@ -23,8 +23,13 @@
 #   BENCH_TLS_IDLE=5000  idle TLS connections (scenario td)
 #   BENCH_TLS_SECONDS=5  length of one TLS run (ta th tr); the TLS rounds
 #                        run after the others, outside BENCH_BUDGET
-#   BENCH_BUDGET=540     seconds for the whole run: rounds that would not fit
-#                        are dropped (and the report says so)
+#   BENCH_WS_SERVERS="appsrv wslimit wsnode"   WebSocket: appsrv's /ws,
+#                        ws_limit.c (bare epoll), Node + npm ws
+#   BENCH_WS_CONNS=64    connections for wsa (32-byte text echo); wsb (64 KiB
+#                        binary echo) uses a quarter of them
+#   BENCH_WS_IDLE=10000  idle WebSocket connections (scenario wsd)
+#   BENCH_BUDGET=720     seconds for the whole run: HTTP rounds that would not
+#                        fit are dropped (and the report says so)
 #   BENCH_INSTALL=1      0: never call apt-get; missing peers are skipped
 #   BENCH_OUT=bench/RESULTS.md
 set -u
@@ -42,11 +47,14 @@ BODY=${BENCH_BODY:-65536}
 IDLE=${BENCH_IDLE:-10000}
 IR_REQS=${BENCH_IR_REQS:-20000}
 SERVERS=${BENCH_SERVERS:-"appsrv limit nginx h2o lighttpd mhd civetweb evhttp"}
-SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td"}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd"}
 TLS_SERVERS=${BENCH_TLS_SERVERS:-"appsrv nginx h2o"}
 TLS_IDLE=${BENCH_TLS_IDLE:-5000}
 TLS_SECS=${BENCH_TLS_SECONDS:-5}
-BUDGET=${BENCH_BUDGET:-540}
+WS_SERVERS=${BENCH_WS_SERVERS:-"appsrv wslimit wsnode"}
+WS_CONNS=${BENCH_WS_CONNS:-64}
+WS_IDLE=${BENCH_WS_IDLE:-10000}
+BUDGET=${BENCH_BUDGET:-720}
 INSTALL=${BENCH_INSTALL:-1}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
 
@@ -153,6 +161,24 @@ build idle_clients || exit 1
 build reqloop || exit 1
 TLS_OK=1
 build tls_client -lssl -lcrypto -pthread || TLS_OK=0
+build ws_load || exit 1
+build ws_limit lib/ws_handshake.c -Ilib -Iinclude || exit 1
+OK_WS=""
+for s in $WS_SERVERS; do
+    case $s in
+    appsrv | wslimit) OK_WS+=" $s" ;;
+    wsnode)
+        if ! command -v node >/dev/null; then
+            note "node is not installed: no Node ws peer"
+        elif [ ! -f tests/interop/node_modules/ws/package.json ] &&
+            ! { command -v npm >/dev/null && make -s interop-deps > "$RUN/npm.log" 2>&1; }; then
+            note "the npm ws package is missing and make interop-deps failed: no Node ws peer"
+        else
+            OK_WS+=" $s"
+        fi ;;
+    *) note "unknown WebSocket server '$s': skipped" ;;
+    esac
+done
 OK_SERVERS=""
 for s in $SERVERS; do
     case $s in
@@ -267,6 +293,8 @@ start_server() {
     appsrv_metrics) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000 --no-request-ids --metrics) ;;
     appsrv_ids) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000) ;;
     limit) cmd=("$BIN/limit" "$SPORT") ;;
+    wslimit) cmd=("$BIN/ws_limit" "$SPORT") ;;
+    wsnode) cmd=(node bench/ws_node_echo.js "$SPORT") ;;
     nginx) cmd=(nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log") ;;
     h2o) cmd=(h2o -c "$RUN/h2o.conf") ;;
     lighttpd) cmd=(lighttpd -D -f "$RUN/lighttpd.conf") ;;
@@ -362,6 +390,36 @@ EOF
 
 URL() { echo "http://127.0.0.1:$SPORT$1"; }
 
+# run_ws SERVER SCENARIO ROUND ws_load-args... ; appends one WSRUN line.
+run_ws() {
+    local srv=$1 scen=$2 round=$3; shift 3
+    local c0 c1 out rc json
+    c0=$(cpu_ticks)
+    out=$(timeout -k 3 $((SECS + 30)) taskset -c $LG_CPU "$BIN/ws_load" -p "$SPORT" -d "$SECS" \
+        "$@" 2>&1)
+    rc=$?
+    c1=$(cpu_ticks)
+    if ! kill -0 "$SPID" 2>/dev/null; then
+        note "$srv died during scenario $scen (see build/bench/run/$srv.log): run discarded"
+        return 2
+    fi
+    json=$(printf '%s\n' "$out" | sed -n 's/^WSJSON //p' | tail -n 1)
+    if [ $rc -ne 0 ] || [ -z "$json" ]; then
+        note "ws_load failed on $srv scenario $scen (exit $rc): $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+        return 1
+    fi
+    printf 'WSRUN\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$scen" "$round" $((c1 - c0)) "$CLK_TCK" "$json" >> "$RAW"
+    python3 - "$json" $((c1 - c0)) "$CLK_TCK" "$srv" "$scen" <<'EOF2' >&2
+import json, sys
+j = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = int(sys.argv[3])
+mps = j["msgs"] / (j["duration_us"] / 1e6)
+cpu = ticks / hz
+per = j["msgs"] / cpu if cpu > 0 else float("nan")
+print(f"         {sys.argv[4]:9s} {sys.argv[5]}: {mps:10.0f} msg/s  {per:10.0f} msg/CPU-s"
+      f"  cpu {cpu:5.2f}s  errors {j['errors']}")
+EOF2
+}
+
 # ------------------------------------------------------------------ (d) idle
 if has d "$SCENARIOS"; then
     log "scenario (d): $IDLE idle keep-alive connections"
@@ -379,6 +437,24 @@ if has d "$SCENARIOS"; then
             log "         $s: $line"
         else
             note "idle_clients failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+        fi
+        stop_server
+    done
+fi
+
+# ------------------------------------------------------------------ (wsd) idle WebSocket
+if has wsd "$SCENARIOS"; then
+    log "scenario (wsd): $WS_IDLE idle WebSocket connections"
+    for s in $OK_WS; do
+        start_server "$s" || continue
+        out=$(timeout -k 3 120 taskset -c $LG_CPU "$BIN/ws_load" -p "$SPORT" -i "$WS_IDLE" \
+            -P "$SPID" 2>&1)
+        line=$(printf '%s\n' "$out" | grep '^WSIDLE ' | tail -n 1)
+        if [ -n "$line" ]; then
+            printf 'WSIDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
+            log "         $s: $line"
+        else
+            note "ws_load -i failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
         fi
         stop_server
     done
@@ -673,6 +749,25 @@ if [ -n "$TLS_SCEN" ] && [ "$TLS_OK" = 1 ]; then
     fi
 fi
 
+# ------------------------------------------------------------------ WebSocket rounds
+# wsa: 32-byte text messages, WS_CONNS connections, one message in flight
+# each; wsb: 64 KiB binary messages, WS_CONNS/4 connections. Rounds rotate
+# the servers like the HTTP ones.
+if has wsa "$SCENARIOS" || has wsb "$SCENARIOS"; then
+    read -r -a WS_A <<< "$OK_WS"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        log "WebSocket round $r/$ROUNDS"
+        n=${#WS_A[@]}
+        for ((k = 0; k < n; k++)); do
+            s=${WS_A[$(((k + r - 1) % n))]}
+            start_server "$s" || continue
+            has wsa "$SCENARIOS" && alive && run_ws "$s" wsa "$r" -c "$WS_CONNS" -s 32
+            has wsb "$SCENARIOS" && alive && run_ws "$s" wsb "$r" -c $((WS_CONNS / 4)) -s 65536 -b
+            stop_server
+        done
+    done
+fi
+
 # ------------------------------------------------------------------ facts and report
 ver() { "$@" 2>&1 | head -n 1; }
 dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
@@ -696,6 +791,8 @@ dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
     printf 'FACT\tlibevent\t%s\n' "$(dpkg_ver libevent-2.1-7)"
     printf 'FACT\twrk\t%s\n' "$(dpkg_ver wrk)"
     printf 'FACT\topenssl\t%s\n' "$(openssl version 2>/dev/null || echo ?)"
+    command -v node >/dev/null && printf 'FACT\tnode\t%s (ws %s)\n' "$(node --version)" \
+        "$(node -p "require('./tests/interop/node_modules/ws/package.json').version" 2>/dev/null || echo '?')"
     command -v valgrind >/dev/null && printf 'FACT\tvalgrind\t%s\n' "$(valgrind --version)"
     printf 'FACT\tcc\t%s\n' "$($CC --version | head -n 1)"
     env_used=""
@@ -709,6 +806,8 @@ dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
     fi
     printf 'FACT\tconfig\tBENCH_SECONDS=%s BENCH_ROUNDS=%s (done: %s) BENCH_CONNS=%s BENCH_PIPELINE=%s BENCH_BODY=%s BENCH_IDLE=%s BENCH_IR_REQS=%s BENCH_TLS_SECONDS=%s BENCH_TLS_IDLE=%s\n' \
         "$SECS" "$ROUNDS" "$rounds_done" "$CONNS" "$DEPTH" "$BODY" "$IDLE" "$IR_REQS" "$TLS_SECS" "$TLS_IDLE"
+    printf 'FACT\tconfig\tBENCH_SECONDS=%s BENCH_ROUNDS=%s (done: %s) BENCH_CONNS=%s BENCH_PIPELINE=%s BENCH_BODY=%s BENCH_IDLE=%s BENCH_IR_REQS=%s BENCH_WS_CONNS=%s BENCH_WS_IDLE=%s\n' \
+        "$SECS" "$ROUNDS" "$rounds_done" "$CONNS" "$DEPTH" "$BODY" "$IDLE" "$IR_REQS" "$WS_CONNS" "$WS_IDLE"
     printf 'FACT\telapsed\t%s\n' $((SECONDS - T_START))
 } >> "$RAW"
 

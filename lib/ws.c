@@ -26,6 +26,10 @@
 /* Queued sends this small are copied into the staging area; larger ones
  * are written from their own allocation. */
 #define COPY_MAX 512
+/* A data frame with at least this much payload still to come, once the
+ * input block is empty, is read straight into the message buffer (conn.c's
+ * body_heap path): one copy and far fewer reads for large messages. */
+#define DIRECT_MIN (16 * 1024)
 
 static const appsrv_ws_handlers_t *handlers(const appsrv_ws_t *ws)
 {
@@ -115,19 +119,21 @@ static void close_payload(uint8_t *out, size_t *len, unsigned code, const char *
     *len = 2 + rl;
 }
 
-/* Sends are over: no more host frames (those still pending are dropped). */
+/* Sends are over: no more host frames (those still pending are dropped;
+ * those the output queue holds already go out). */
 static void set_closing(appsrv_ws_t *ws)
 {
     appsrv__async_t *a = ws_async(ws);
     appsrv__async_lock(a);
     ws->closing = true;
     appsrv__ws_chunk_t *drop = ws->pend_head;
+    for (appsrv__ws_chunk_t *ch = drop; ch != NULL; ch = ch->next)
+        ws->pend_bytes -= ch->len;
     ws->pend_head = ws->pend_tail = NULL;
-    ws->pend_bytes = 0;
     ws->want_drain = false;
+    ws->pend_seen = ws->pend_bytes;
     appsrv__async_unlock(a);
     free_chunks(drop);
-    ws->pend_seen = 0;
 }
 
 /* Our close frame is queued: wait (bounded) for the peer's. */
@@ -159,11 +165,17 @@ static void fail(appsrv_ws_t *ws, unsigned code)
     c->must_linger = true; /* the peer may still be sending: no reset */
 }
 
+/* The output queue wrote (or dropped) a queued frame: it no longer counts
+ * towards the send limit. */
 static void chunk_written(void *data, void *ud)
 {
     appsrv__ws_chunk_t *ch = data;
     appsrv_ws_t *ws = ud;
+    appsrv__async_t *a = ws_async(ws);
     ws->inflight -= ch->len;
+    appsrv__async_lock(a);
+    ws->pend_bytes -= ch->len;
+    appsrv__async_unlock(a);
     free(ch);
 }
 
@@ -192,7 +204,8 @@ int appsrv__ws_pump(appsrv_ws_t *ws)
         ws->pend_head = ch->next;
         if (ws->pend_head == NULL)
             ws->pend_tail = NULL;
-        ws->pend_bytes -= ch->len;
+        if (dst != NULL)
+            ws->pend_bytes -= ch->len; /* copied; a referenced one counts until written */
         progress = 1;
         if (ch->close)
             closed_now = true;
@@ -230,6 +243,62 @@ static void deliver(appsrv_ws_t *ws, unsigned opcode, const void *data, size_t l
     appsrv_ws_type_t type = opcode == APPSRV__WS_OP_TEXT ? APPSRV_WS_TEXT : APPSRV_WS_BINARY;
     appsrv__stats_ws_message(&ws->conn->w->stats, true);
     handlers(ws)->on_message(ws, type, data, len, user(ws));
+}
+
+/* Hands the message reassembled in ws->msg to the host, then frees it. */
+static void deliver_msg(appsrv_ws_t *ws, unsigned opcode)
+{
+    ws->msg[ws->msg_len] = 0;
+    uint8_t *m = ws->msg;
+    size_t n = ws->msg_len;
+    ws->msg = NULL;
+    ws->msg_len = ws->msg_cap = 0;
+    deliver(ws, opcode, m, n);
+    free(m); /* nothing is kept between messages */
+}
+
+/* Direct reads: conn.c reads the rest of the current frame into
+ * ws->msg[msg_len .. msg_len + rx.left) (room was made when the frame
+ * began: msg_cap covers the announced length). */
+static void direct_begin(appsrv_ws_t *ws)
+{
+    appsrv__conn_t *c = ws->conn;
+    c->state = APPSRV__ST_BODY;
+    c->body_in_heap = true;
+    c->body_heap = (char *)ws->msg;
+    c->body_len = ws->msg_len;
+    c->body_cap = ws->msg_len + (size_t)ws->rx.left;
+}
+
+static void direct_end(appsrv_ws_t *ws)
+{
+    appsrv__conn_t *c = ws->conn;
+    c->state = APPSRV__ST_HEAD;
+    c->body_in_heap = false;
+    c->body_heap = NULL;
+    c->body_len = c->body_cap = 0;
+}
+
+/* The bytes read directly since last time. Returns 1 on progress. */
+static int direct_step(appsrv_ws_t *ws)
+{
+    appsrv__conn_t *c = ws->conn;
+    size_t got = c->body_len - ws->msg_len;
+    if (got == 0)
+        return 0;
+    appsrv__ws_ev_t ev = appsrv__ws_rx_payload(&ws->rx, ws->msg + ws->msg_len, got);
+    if (ev.kind == APPSRV__WS_EV_ERROR) {
+        direct_end(ws);
+        fail(ws, ev.code);
+        return 1;
+    }
+    ws->msg_len += ev.len;
+    if (!ws->rx.in_frame) {
+        direct_end(ws);
+        if (ev.last)
+            deliver_msg(ws, ev.opcode);
+    }
+    return 1;
 }
 
 /* A piece of a data message. Returns 0, or -1 when out of memory (the
@@ -273,15 +342,10 @@ static int on_data(appsrv_ws_t *ws, const appsrv__ws_ev_t *ev)
     }
     memcpy(ws->msg + ws->msg_len, ev->data, ev->len);
     ws->msg_len += ev->len;
-    if (ev->last) {
-        ws->msg[ws->msg_len] = 0;
-        uint8_t *m = ws->msg;
-        size_t n = ws->msg_len;
-        ws->msg = NULL;
-        ws->msg_len = ws->msg_cap = 0;
-        deliver(ws, ev->opcode, m, n);
-        free(m); /* nothing is kept between messages */
-    }
+    if (ev->last)
+        deliver_msg(ws, ev->opcode);
+    else if (ws->rx.in_frame && ws->rx.left >= DIRECT_MIN && c->rlen == c->rpos)
+        direct_begin(ws);
     return 0;
 }
 
@@ -329,9 +393,20 @@ static int ws_process(appsrv__conn_t *c)
     ws->in_process = true;
     progress |= appsrv__ws_pump(ws);
     while (!c->closed && !c->close_after) {
+        if (c->state == APPSRV__ST_BODY) {
+            /* A large frame read straight into the message buffer. */
+            int r = direct_step(ws);
+            progress |= r;
+            if (r > 0)
+                ws->ping_out = false;
+            if (c->state == APPSRV__ST_BODY || c->close_after)
+                break;
+            appsrv__ws_pump(ws); /* what on_message sent */
+            continue;
+        }
         /* Output backpressure holds input back: a peer that does not read
          * cannot make us queue without bound. */
-        if (appsrv__out_room(c) < STEP_ROOM || ws->pend_seen > 0)
+        if (appsrv__out_room(c) < STEP_ROOM || ws->pend_seen >= APPSRV__STREAM_LOW)
             break;
         if (c->rblk == NULL || c->rlen == c->rpos)
             break;
@@ -450,6 +525,8 @@ static void ws_closed(appsrv__conn_t *c)
     appsrv_ws_t *ws = c->proto_data;
     appsrv__timer_stop(&c->w->loop, &ws->timer);
     set_closing(ws);
+    if (c->body_heap == (char *)ws->msg)
+        c->body_heap = NULL; /* ours, not conn.c's to free */
     free(ws->msg);
     ws->msg = NULL;
     ws->msg_len = ws->msg_cap = 0;

@@ -63,7 +63,8 @@ struct appsrv_ws {
     /* shared (async lock) */
     appsrv__aitem_t aitem; /* on the worker's completion queue */
     appsrv__ws_chunk_t *pend_head, *pend_tail;
-    size_t pend_bytes;
+    size_t pend_bytes;    /* queued by sends, not yet written: the pending
+                             chunks and those the output queue references */
     unsigned refs;   /* the host's references */
     bool closing;    /* sends fail: close asked, sent or received, or gone */
     bool want_drain; /* a send returned -EAGAIN */

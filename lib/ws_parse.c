@@ -298,19 +298,26 @@ appsrv__ws_ev_t appsrv__ws_rx_step(appsrv__ws_rx_t *rx, uint8_t *p, size_t n)
         if (f.len > 0 && n == 0)
             return ev; /* the header alone: payload next time */
     }
+    appsrv__ws_ev_t pe = appsrv__ws_rx_payload(rx, p, n);
+    pe.used += ev.used;
+    return pe;
+}
+
+appsrv__ws_ev_t appsrv__ws_rx_payload(appsrv__ws_rx_t *rx, uint8_t *p, size_t n)
+{
+    appsrv__ws_ev_t ev = {.kind = APPSRV__WS_EV_DATA};
     size_t k = n < rx->left ? n : (size_t)rx->left;
     if (rx->fr.masked)
         appsrv__ws_mask(p, p, k, rx->fr.mask, (size_t)(rx->seen & 3));
     int r = appsrv__ws_msg_data(&rx->msg, p, k);
     if (r < 0)
         return ev_error(r);
-    ev.kind = APPSRV__WS_EV_DATA;
     ev.data = p;
     ev.len = k;
     ev.opcode = rx->msg.opcode;
     ev.first = rx->first;
     rx->first = false;
-    ev.used += k;
+    ev.used = k;
     rx->seen += k;
     rx->left -= k;
     if (rx->left == 0) {

@@ -161,6 +161,12 @@ typedef struct appsrv__ws_ev {
  */
 appsrv__ws_ev_t appsrv__ws_rx_step(appsrv__ws_rx_t *rx, uint8_t *p, size_t n);
 
+/* With a data frame's payload in progress (rx->in_frame): the next
+ * min(n, rx->left) payload bytes, wherever the caller put them (ws.c reads
+ * a large payload straight into its message buffer). A DATA event or
+ * ERROR, as from appsrv__ws_rx_step(). */
+appsrv__ws_ev_t appsrv__ws_rx_payload(appsrv__ws_rx_t *rx, uint8_t *p, size_t n);
+
 /* ------------------------------------------------------------------ close */
 
 /* May code appear in a close frame (RFC 6455 §7.4.1, §7.4.2; 1012-1014

@@ -183,9 +183,12 @@ Test(ws_life, backpressure_eagain_then_drain, TMO)
     while ((rc = appsrv_ws_send(ws, APPSRV_WS_BINARY, big, sizeof(big))) == 0 && sent < 1000)
         sent++;
     cr_assert_eq(rc, -EAGAIN, "sent %d without -EAGAIN", sent);
-    /* Bounded: about 256 KiB waits beyond what the socket holds. */
-    cr_assert_lt(sent, 64);
-    cr_assert_eq(atomic_load(&k.drains), 0);
+    /* Bounded: 256 KiB wait beyond what the sockets' buffers hold (a few
+     * MiB on loopback, autotuned). */
+    cr_assert_lt(sent, 400);
+    cr_log_info("backpressure: -EAGAIN after %d messages of 64 KiB", sent);
+    /* on_drain may come before the client reads (the kernel's socket
+     * buffers take what the server writes); it must come by the end. */
     for (int i = 0; i < sent; i++) {
         unsigned op;
         uint8_t *m;
@@ -553,6 +556,81 @@ Test(ws_life, stalled_frame_head_timeout, TMO)
     cr_assert_eq(wsc_expect_close(&c, 5000), 1008);
     cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
     cr_assert_eq(atomic_load(&k.codes[0]), 1006);
+    e2e_conn_close(&c);
+    cr_assert_eq(e2e_server_stop(&s, 10000), 0);
+}
+
+/* A large frame is read straight into the message buffer; a peer that
+ * stalls inside it meets the idle timeout, one that resets leaves nothing
+ * behind (the buffer is freed once, by the WebSocket side). */
+static size_t big_frame_prefix(uint8_t **out, size_t total, size_t sent)
+{
+    uint8_t *pl = malloc(total);
+    cr_assert_not_null(pl);
+    e2e_fill_pattern(pl, total, 11);
+    uint8_t *f = malloc(total + 14);
+    cr_assert_not_null(f);
+    static const uint8_t key[4] = {9, 8, 7, 6};
+    size_t n = wsc_build(f, WSC_FIN | WSC_BIN, pl, total, key);
+    free(pl);
+    *out = f;
+    return n - (total - sent);
+}
+
+Test(ws_life, large_frame_stalled_meets_idle_timeout, TMO)
+{
+    keeper_t k = {0};
+    appsrv_config_t cfg = quiet_cfg();
+    cfg.idle_timeout_ms = 300;
+    e2e_server_t s;
+    keeper_server(&s, &k, &cfg);
+    e2e_conn_t c;
+    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    uint8_t *f;
+    size_t n = big_frame_prefix(&f, 200 * 1024, 90 * 1024);
+    cr_assert_eq(e2e_send(&c, f, n), 0);
+    free(f);
+    cr_assert_eq(wsc_expect_close(&c, 5000), 1008);
+    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
+    cr_assert_eq(atomic_load(&k.codes[0]), 1006);
+    cr_assert_eq(atomic_load(&k.messages), 0);
+    e2e_conn_close(&c);
+    cr_assert_eq(e2e_server_stop(&s, 10000), 0);
+}
+
+Test(ws_life, reset_inside_large_frame, TMO)
+{
+    keeper_t k = {0};
+    appsrv_config_t cfg = quiet_cfg();
+    e2e_server_t s;
+    keeper_server(&s, &k, &cfg);
+    for (int i = 0; i < 4; i++) {
+        e2e_conn_t c;
+        cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+        uint8_t *f;
+        size_t n = big_frame_prefix(&f, 512 * 1024, (size_t)(40 + 100 * i) * 1024);
+        cr_assert_eq(e2e_send(&c, f, n), 0);
+        free(f);
+        e2e_pause_ms(20);
+        e2e_conn_reset(&c);
+    }
+    cr_assert_eq(e2e_wait_atomic(&k.closed, 4, 5000), 4);
+    /* The server still echoes a large message whole. */
+    e2e_conn_t c;
+    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    uint8_t *f;
+    size_t n = big_frame_prefix(&f, 300 * 1024, 300 * 1024);
+    cr_assert_eq(e2e_send(&c, f, n), 0);
+    free(f);
+    unsigned op;
+    uint8_t *m;
+    size_t len;
+    cr_assert_eq(wsc_read_message(&c, &op, &m, &len, NULL, 5000), 0);
+    uint8_t *want = malloc(len);
+    e2e_fill_pattern(want, len, 11);
+    cr_assert(op == WSC_BIN && len == 300 * 1024 && memcmp(m, want, len) == 0);
+    free(want);
+    free(m);
     e2e_conn_close(&c);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
 }
