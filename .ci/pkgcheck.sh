@@ -11,9 +11,13 @@ pid=
 prefix=/usr/local
 make -s install DESTDIR="$tmp/root" PREFIX=$prefix
 
+# The scratch install first, then the system's own .pc files (openssl, for
+# a build with TLS: appsrv.pc then says Requires.private: openssl), but no
+# appsrv.pc installed elsewhere on the machine.
+syspc=$(pkg-config --variable pc_path pkg-config 2>/dev/null || true)
 export PKG_CONFIG_SYSROOT_DIR="$tmp/root"
 export PKG_CONFIG_PATH="$tmp/root$prefix/lib/pkgconfig"
-export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH"
+export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH${syspc:+:$syspc}"
 cc=${CC:-cc}
 # shellcheck disable=SC2046
 $cc -std=c11 -Wall -Wextra -Werror -o "$tmp/echo_shared" examples/blocking_echo.c \
