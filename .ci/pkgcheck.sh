@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 pid=
+# The scratch install first, then the system's own .pc files (openssl, for
+# a build with TLS: appsrv.pc then says Requires.private: openssl), but no
+# appsrv.pc installed elsewhere on the machine.
+syspc=$(pkg-config --variable pc_path pkg-config 2>/dev/null || true)
 cc=${CC:-cc}
 
 # check_prefix PREFIX ROOT: install with PREFIX into DESTDIR ROOT and check it.
@@ -29,7 +33,7 @@ check_prefix() {
 
     export PKG_CONFIG_SYSROOT_DIR="$root"
     export PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig"
-    export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH"
+    export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH${syspc:+:$syspc}"
     # shellcheck disable=SC2046
     $cc -std=c11 -Wall -Wextra -Werror -o "$tmp/echo_shared" examples/blocking_echo.c \
         $(pkg-config --cflags --libs appsrv)

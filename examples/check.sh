@@ -39,12 +39,14 @@ done
          "'make install DESTDIR=$root PREFIX=$prefix' first"
 
 # pkg-config sees the DESTDIR copy of appsrv and nothing else of
-# /usr/local. jansson comes from the system: its directory (asked before
-# the search path is narrowed) goes on PKG_CONFIG_PATH.
+# /usr/local. jansson and openssl (appsrv.pc's Requires.private in a TLS
+# build) come from the system: their directories (asked before the search
+# path is narrowed) go on PKG_CONFIG_PATH.
 jansson_dir=$(pkg-config --variable=pcfiledir jansson 2>/dev/null || true)
+openssl_dir=$(pkg-config --variable=pcfiledir openssl 2>/dev/null || true)
 export PKG_CONFIG_SYSROOT_DIR="$root"
 export PKG_CONFIG_LIBDIR="$root$prefix/lib/pkgconfig"
-export PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig${jansson_dir:+:$jansson_dir}"
+export PKG_CONFIG_PATH="$root$prefix/lib/pkgconfig${jansson_dir:+:$jansson_dir}${openssl_dir:+:$openssl_dir}"
 export LD_LIBRARY_PATH="$root$prefix/lib"
 
 tmp=$(mktemp -d)
