@@ -11,7 +11,8 @@
 # does not; the others take the whole library. fuzz/corpus/*/capture_* (and
 # conn/http_capture_*) are the exact bytes of real clients (curl, Python
 # urllib and requests, Node fetch and http), recorded by fuzz/capture.py.
-# A driver uses fuzz/NAME.dict when there is one (ws.dict), else http.dict.
+# A driver uses fuzz/NAME.dict when there is one, NAME cut at its first '_'
+# (ws.dict for ws and ws_conn), else http.dict.
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
@@ -68,7 +69,7 @@ fuzz-smoke-one:
 	    if [ -f "$$f" ]; then cp "$$f" $$dir/; fi; \
 	done; \
 	echo "fuzz-smoke: fuzz_$$drv for $(FUZZ_SECONDS)s (log: $$log)"; \
-	dict=fuzz/$$seeds.dict; [ -f $$dict ] || dict=fuzz/http.dict; \
+	dict=fuzz/$${seeds%%_*}.dict; [ -f $$dict ] || dict=fuzz/http.dict; \
 	if $(BUILD)/fuzz/fuzz_$$drv -max_total_time=$(FUZZ_SECONDS) -dict=$$dict \
 	        -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/artifacts/$$drv- \
 	        $(FUZZ_ARGS) $$dir >$$log 2>&1; then \
@@ -111,5 +112,6 @@ test: fuzz-replay
 
 -include $(REPLAY_OBJS:.o=.d)
 
-# fuzz_line.c is fuzz_conn.c in line mode (it #includes it).
+# fuzz_line.c is fuzz_conn.c in line mode (it #includes it). fuzz_ws_conn.c
+# is the WebSocket connection (upgrade, frames, host sends and closes).
 $(BUILD)/fuzz/fuzz_line $(REPLAY_DIR)/fuzz_line.o: fuzz/fuzz_conn.c
