@@ -8,8 +8,12 @@
  * Server, Date, Content-Length or chunked, Connection) into the
  * connection's output queue; deferred and streamed responses are framed
  * here as the host finishes them (res.c). Error replies are made here
- * too. Invariant: a request's views point into rbuf or the body buffer,
- * both kept until its response has been written.
+ * too, through the host's error responder when one is set; middleware
+ * hooks (mw.c) run around routing and before every head; request IDs and
+ * metrics (stats.h) are taken per request; a response that upgrades
+ * (WebSocket's 101) switches the connection's protocol after it is
+ * queued. Invariant: a request's views point into rbuf or the body
+ * buffer, both kept until its response has been written.
  */
 #include "http.h"
 
