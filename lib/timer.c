@@ -36,14 +36,16 @@ typedef struct task {
     void *user;
 } task_t;
 
-/* CLOCK_MONOTONIC in ms, as loop.c keeps it. Read afresh when a timer is
- * started: the loop's cached now_ms dates from the start of this pass, and
- * a delay counted from it could end early. */
-static uint64_t now_ms(void)
+/* CLOCK_MONOTONIC in ms, rounded up. Read afresh when a timer is started:
+ * the loop's cached now_ms dates from the start of this pass, and a delay
+ * counted from it could end early. Rounded up because the loop compares
+ * against the clock rounded down: a deadline of floor(now) + delay fires up
+ * to 1 ms before the delay has passed. */
+static uint64_t now_ms_ceil(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + ((uint64_t)ts.tv_nsec + 999999u) / 1000000u;
 }
 
 static appsrv__worker_t *worker_of(appsrv_loop_t *loop)
@@ -110,7 +112,7 @@ int appsrv_timer_start(appsrv_timer_t *t, uint64_t delay_ms, uint64_t repeat_ms)
     if (t == NULL || t->freed || delay_ms > APPSRV_TIMER_MAX_MS || repeat_ms > APPSRV_TIMER_MAX_MS)
         return -EINVAL;
     t->repeat_ms = repeat_ms;
-    return appsrv__timer_start(&t->w->loop, &t->lt, now_ms() + delay_ms);
+    return appsrv__timer_start(&t->w->loop, &t->lt, now_ms_ceil() + delay_ms);
 }
 
 void appsrv_timer_stop(appsrv_timer_t *t)

@@ -14,8 +14,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "expect.h"
 
@@ -94,6 +96,83 @@ Test(timers, posted_task_starts_one_shot_on_loop_thread, .timeout = 30)
     cr_assert_geq(took, 29, "a 30 ms timer fired after %lld ms", (long long)took);
     poll(NULL, 0, 80);
     cr_assert_eq(atomic_load(&t.fired), 1, "a one-shot timer fired again");
+    stop_srv(&s);
+}
+
+/* A one-shot timer never fires before its delay, measured in microseconds
+ * from the start call: the loop's clock is in whole milliseconds, and a
+ * deadline counted from the clock rounded down fired up to 1 ms early (seen
+ * as "/delay?ms=200 answered after 0.200 s" in a CI run). Twenty timers in
+ * a row, each started from the previous one's callback, so their start
+ * falls at different fractions of a millisecond; a repeating 1 ms timer
+ * wakes the loop at every millisecond, as other traffic would. */
+typedef struct early {
+    appsrv_timer_t *tm, *ticker;
+    struct timespec t0;
+    int runs;
+    _Atomic int64_t min_us;
+    atomic_int done, failed;
+} early_t;
+
+static int64_t since_us(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (int64_t)(t1.tv_sec - t0->tv_sec) * 1000000 + (t1.tv_nsec - t0->tv_nsec) / 1000;
+}
+
+static void early_cb(appsrv_timer_t *tm, void *user)
+{
+    early_t *e = user;
+    int64_t us = since_us(&e->t0);
+    if (us < atomic_load(&e->min_us))
+        atomic_store(&e->min_us, us);
+    if (++e->runs == 20) {
+        appsrv_timer_free(tm);
+        appsrv_timer_free(e->ticker);
+        atomic_store(&e->done, 1);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &e->t0);
+    if (appsrv_timer_start(tm, 3, 0) != 0)
+        atomic_store(&e->failed, 1);
+}
+
+static void tick_cb(appsrv_timer_t *tm, void *user)
+{
+    (void)tm;
+    (void)user;
+}
+
+static void task_early(appsrv_loop_t *loop, void *user)
+{
+    early_t *e = user;
+    if (appsrv_timer_new(loop, tick_cb, e, &e->ticker) != 0 ||
+        appsrv_timer_start(e->ticker, 1, 1) != 0 ||
+        appsrv_timer_new(loop, early_cb, e, &e->tm) != 0) {
+        atomic_store(&e->failed, 1);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &e->t0);
+    if (appsrv_timer_start(e->tm, 3, 0) != 0)
+        atomic_store(&e->failed, 1);
+}
+
+Test(timers, one_shot_never_fires_early, .timeout = 30)
+{
+    e2e_server_t s;
+    start_plain(&s);
+    early_t e = {.min_us = INT64_MAX};
+    int rc = appsrv_loop_post(appsrv_server_loop(s.srv, 0), task_early, &e);
+    cr_assert_eq(rc, 0, "appsrv_loop_post: %s", appsrv_strerror(rc));
+    int64_t t0 = e2e_now_ms();
+    while (!atomic_load(&e.done) && !atomic_load(&e.failed) && e2e_now_ms() - t0 < WAIT_MS)
+        poll(NULL, 0, 5);
+    cr_assert_eq(atomic_load(&e.failed), 0, "a timer could not be made or started");
+    cr_assert(atomic_load(&e.done), "20 timers of 3 ms not done within %d ms (%d fired)", WAIT_MS,
+              e.runs);
+    cr_assert_geq(atomic_load(&e.min_us), 3000, "a 3 ms timer fired after %lld us",
+                  (long long)atomic_load(&e.min_us));
     stop_srv(&s);
 }
 
