@@ -43,7 +43,7 @@ $(FUZZ_PARSER:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(PARSE_SRCS) -o $@
 
-$(FUZZ_LIBBED:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) \
+$(FUZZ_LIBBED:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/conn_harness.h $(LIB_SRCS) \
         $(wildcard lib/*.h) include/appsrv.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@ $(LIBS)

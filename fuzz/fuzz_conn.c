@@ -32,17 +32,11 @@
  * FUZZ_CONN_IGNORE=cut,zombie steps over those known findings while their
  * fix is pending, so that fuzzing can go on.
  */
-#include <errno.h>
-#include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "conn.h"
 #include "res.h"
-#include "server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -53,6 +47,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
             abort();                                                                               \
         }                                                                                          \
     } while (0)
+
+/* When the socket stays full the client reads, then the host finishes
+ * what it holds (a deferred response keeps later input in the socket). */
+static void finish_pending(bool all);
+#define FZ_ON_STUCK(z, stuck)                                                                      \
+    do {                                                                                           \
+        if ((stuck) >= 3)                                                                          \
+            finish_pending((stuck) >= 4);                                                          \
+    } while (0)
+#include "conn_harness.h"
 
 enum {
     F_LINE = 1 << 0,        /* line protocol instead of HTTP */
@@ -411,98 +415,12 @@ static void finish_pending(bool all)
 
 /* --------------------------------------------------------------- driver */
 
-typedef struct fz {
-    appsrv_server_t *srv;
-    appsrv__worker_t *w;
-    int cfd; /* the client's end */
-    bool client_open;
-    char *out;
-    size_t out_len, out_cap;
-    bool out_cut;      /* more than OUT_KEEP bytes came: the copy is a prefix */
-    uint64_t in_total; /* bytes the client received */
-} fz_t;
-
-#define OUT_KEEP (1u << 20) /* output bytes kept for the checks */
-
-/* Reads what the server sent. Returns the bytes read. */
-static size_t client_read(fz_t *z)
-{
-    size_t total = 0;
-    char buf[16384];
-    for (;;) {
-        ssize_t n = recv(z->cfd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-        z->in_total += (uint64_t)n;
-        if (z->out_len + (size_t)n > OUT_KEEP)
-            z->out_cut = true;
-        if (!z->out_cut) {
-            if (z->out_len + (size_t)n > z->out_cap) {
-                size_t cap = z->out_cap ? z->out_cap * 2 : 16384;
-                while (cap < z->out_len + (size_t)n)
-                    cap *= 2;
-                char *p = realloc(z->out, cap);
-                CHECK(p != NULL);
-                z->out = p;
-                z->out_cap = cap;
-            }
-            memcpy(z->out + z->out_len, buf, (size_t)n);
-            z->out_len += (size_t)n;
-        }
-    }
-    return total;
-}
-
-/* Runs the worker's loop until nothing happens twice in a row. */
-static void settle(fz_t *z, bool read_out)
-{
-    int quiet = 0;
-    for (int pass = 0; quiet < 2; pass++) {
-        CHECK(pass < 20000); /* a livelock: the loop never settles */
-        int n = appsrv__server_pass(z->srv, 0); /* as worker_main does */
-        CHECK(n >= 0);
-        size_t got = read_out && z->client_open ? client_read(z) : 0;
-        quiet = n == 0 && got == 0 ? quiet + 1 : 0;
-    }
-}
-
-/* Writes all of buf, running the loop between attempts. When the socket
- * stays full the client reads after all, then the host finishes what it
- * holds (a deferred response keeps later input in the socket); a server
- * that still takes nothing and does not close is hung. */
-static void client_write(fz_t *z, const uint8_t *buf, size_t len)
-{
-    int stuck = 0;
-    while (len > 0) {
-        ssize_t n = send(z->cfd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
-            stuck = 0;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN)
-            return; /* the server closed: the rest is lost, as over TCP */
-        if (z->w->nconns == 0)
-            return;
-        stuck++;
-        if (stuck >= 3)
-            finish_pending(stuck >= 4);
-        settle(z, true);
-        CHECK(stuck < 100);
-    }
-}
-
-/* Makes every deadline pass: what the timers would do after the wait. */
+/* Every deadline passes, and the heartbeats of held streams are due. */
 static void warp(appsrv__worker_t *w)
 {
-    for (uint32_t i = 1; i <= w->loop.nheap; i++)
-        w->loop.heap[i]->when_ms = 0;
-    for (appsrv__conn_t *c = w->conns; c != NULL; c = c->next)
-        c->deadline_ms = 0;
+    fz_warp(w);
     for (int i = 0; i < g.npending; i++)
-        g.pending[i].res->last_out_ms = 0; /* heartbeats due */
+        g.pending[i].res->last_out_ms = 0;
 }
 
 /* forced: a forced close (write stall, drain timeout) may cut the last
@@ -591,43 +509,16 @@ static appsrv_server_t *make_server(const appsrv_config_t *cfg)
     return srv;
 }
 
-static uint32_t xorshift(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
-
-static int cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t ctl[3] = {0, 0, 0};
-    for (size_t i = 0; i < 3 && i < size; i++)
-        ctl[i] = data[i];
-    const uint8_t *payload = size > 3 ? data + 3 : data + size;
-    size_t plen = size > 3 ? size - 3 : 0;
-    unsigned flags = ctl[0];
+    unsigned flags;
+    const uint8_t *payload;
+    size_t plen, cuts[5];
+    int nchunks = fz_split(data, size, &flags, &payload, &plen, cuts);
 #ifdef FUZZ_LINE_ONLY
     flags |= F_LINE;
 #endif
     bool line = flags & F_LINE;
-
-    /* Cut points: 1-4 chunks. */
-    size_t cuts[5];
-    int nchunks = 1 + (ctl[1] & 3);
-    uint32_t seed = ((uint32_t)ctl[1] << 8 | ctl[2]) * 2654435761u | 1u;
-    cuts[0] = 0;
-    for (int i = 1; i < nchunks; i++)
-        cuts[i] = plen ? xorshift(&seed) % (plen + 1) : 0;
-    cuts[nchunks] = plen;
-    qsort(cuts + 1, (size_t)nchunks - 1, sizeof(size_t), cmp_size);
 
     appsrv_config_t cfg;
     config(&cfg, flags & F_TINY);
@@ -636,53 +527,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fz_t z = {0};
     z.srv = make_server(&cfg);
-    z.w = appsrv__server_worker(z.srv, 0);
-
-    int sv[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    z.cfd = sv[1];
-    z.client_open = true;
-    if (flags & F_SMALLBUF) {
-        int small = 4096;
-        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-        setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    }
-    /* What accept_cb() does with a new connection. */
-    appsrv__server_adopt(z.srv, 0, sv[0], line);
+    fz_connect(&z, flags & F_SMALLBUF, line);
 
     bool read_out = !(flags & F_NOREAD);
-    settle(&z, read_out);
+    fz_settle(&z, read_out);
     for (int i = 0; i < nchunks; i++) {
-        client_write(&z, payload + cuts[i], cuts[i + 1] - cuts[i]);
-        settle(&z, read_out);
+        fz_client_write(&z, payload + cuts[i], cuts[i + 1] - cuts[i]);
+        fz_settle(&z, read_out);
         if (flags & F_FINISH_EACH) {
             finish_pending(false);
-            settle(&z, read_out);
+            fz_settle(&z, read_out);
         }
     }
     if (flags & F_HALFCLOSE) {
         shutdown(z.cfd, SHUT_WR);
-        settle(&z, read_out);
+        fz_settle(&z, read_out);
     }
     if (flags & F_STOP) {
         appsrv_server_stop(z.srv);
-        settle(&z, read_out);
+        fz_settle(&z, read_out);
     }
     if (flags & F_WARP) {
         warp(z.w);
-        settle(&z, read_out);
+        fz_settle(&z, read_out);
         /* A second period: linger and write-stall deadlines set by the
          * first one. */
         warp(z.w);
-        settle(&z, read_out);
+        fz_settle(&z, read_out);
     }
     /* The host finishes what it holds (its contract), and the client
      * reads everything; requests behind a finished one may defer again. */
-    settle(&z, true);
+    fz_settle(&z, true);
     for (int i = 0; g.npending > 0; i++) {
         CHECK(i < 1000);
         finish_pending(true);
-        settle(&z, true);
+        fz_settle(&z, true);
     }
     if (getenv("FUZZ_CONN_DEBUG") != NULL) /* triage: what the client got */
         fprintf(stderr, "--- flags 0x%02x, %d chunk(s), %zu bytes out:\n%.*s\n---\n", flags,
@@ -692,14 +571,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_output(&z, line, (flags & F_WARP) || ignore("cut"));
 
     /* The client leaves: nothing may stay behind. */
-    close(z.cfd);
-    z.client_open = false;
-    settle(&z, false);
+    fz_client_close(&z);
     /* Input read before the close may still have reached a handler. */
     for (int i = 0; g.npending > 0; i++) {
         CHECK(i < 1000);
         finish_pending(true);
-        settle(&z, false);
+        fz_settle(&z, false);
     }
     CHECK(z.w->conns == NULL && z.w->nconns == 0);
     /* FUZZ_CONN_IGNORE=zombie: step over closed connections still held

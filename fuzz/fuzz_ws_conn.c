@@ -26,11 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include "conn.h"
-#include "server.h"
 #include "ws_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,6 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
             abort();                                                                               \
         }                                                                                          \
     } while (0)
+
+#include "conn_harness.h"
 
 enum {
     F_SMALLBUF = 1 << 0,  /* small socket buffers: partial writes, backpressure */
@@ -104,89 +102,11 @@ static const appsrv_ws_handlers_t handlers = {
 
 /* ------------------------------------------------------------- client */
 
-typedef struct fz {
-    appsrv_server_t *srv;
-    appsrv__worker_t *w;
-    int cfd;
-    bool client_open;
-    uint8_t *out;
-    size_t out_len, out_cap;
-} fz_t;
-
-#define OUT_KEEP (4u << 20)
-
-static size_t client_read(fz_t *z)
-{
-    size_t total = 0;
-    uint8_t buf[16384];
-    for (;;) {
-        ssize_t n = recv(z->cfd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-        if (z->out_len + (size_t)n > OUT_KEEP)
-            continue; /* keep a prefix */
-        if (z->out_len + (size_t)n > z->out_cap) {
-            size_t cap = z->out_cap ? z->out_cap * 2 : 16384;
-            while (cap < z->out_len + (size_t)n)
-                cap *= 2;
-            uint8_t *p = realloc(z->out, cap);
-            CHECK(p != NULL);
-            z->out = p;
-            z->out_cap = cap;
-        }
-        memcpy(z->out + z->out_len, buf, (size_t)n);
-        z->out_len += (size_t)n;
-    }
-    return total;
-}
-
-static void settle(fz_t *z, bool read_out)
-{
-    int quiet = 0;
-    for (int pass = 0; quiet < 2; pass++) {
-        CHECK(pass < 20000);
-        int n = appsrv__server_pass(z->srv, 0);
-        CHECK(n >= 0);
-        size_t got = read_out && z->client_open ? client_read(z) : 0;
-        quiet = n == 0 && got == 0 ? quiet + 1 : 0;
-    }
-}
-
-static void client_write(fz_t *z, const uint8_t *buf, size_t len)
-{
-    int stuck = 0;
-    while (len > 0) {
-        ssize_t n = send(z->cfd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
-            stuck = 0;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN)
-            return; /* the server closed */
-        if (z->w->nconns == 0)
-            return;
-        stuck++;
-        settle(z, true); /* the server waits for us to read */
-        CHECK(stuck < 100);
-    }
-}
-
-static void warp(appsrv__worker_t *w)
-{
-    for (uint32_t i = 1; i <= w->loop.nheap; i++)
-        w->loop.heap[i]->when_ms = 0;
-    for (appsrv__conn_t *c = w->conns; c != NULL; c = c->next)
-        c->deadline_ms = 0;
-}
-
 /* The 101, then well-formed server frames, nothing after a close. */
 static void check_output(const fz_t *z)
 {
     static const char pre[] = "HTTP/1.1 101 Switching Protocols\r\n";
-    const uint8_t *p = z->out, *end = z->out + z->out_len;
+    const uint8_t *p = (const uint8_t *)z->out, *end = p + z->out_len;
     if (z->out_len == 0)
         return;
     CHECK(memcmp(p, pre, z->out_len < sizeof(pre) - 1 ? z->out_len : sizeof(pre) - 1) == 0);
@@ -219,39 +139,12 @@ static void check_output(const fz_t *z)
     }
 }
 
-static uint32_t xorshift(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *s = x;
-}
-
-static int cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t ctl[3] = {0, 0, 0};
-    for (size_t i = 0; i < 3 && i < size; i++)
-        ctl[i] = data[i];
-    const uint8_t *payload = size > 3 ? data + 3 : data + size;
-    size_t plen = size > 3 ? size - 3 : 0;
     memset(&g, 0, sizeof(g));
-    g.flags = ctl[0];
-
-    size_t cuts[5];
-    int nchunks = 1 + (ctl[1] & 3);
-    uint32_t seed = ((uint32_t)ctl[1] << 8 | ctl[2]) * 2654435761u | 1u;
-    cuts[0] = 0;
-    for (int i = 1; i < nchunks; i++)
-        cuts[i] = plen ? xorshift(&seed) % (plen + 1) : 0;
-    cuts[nchunks] = plen;
-    qsort(cuts + 1, (size_t)nchunks - 1, sizeof(size_t), cmp_size);
+    const uint8_t *payload;
+    size_t plen, cuts[5];
+    int nchunks = fz_split(data, size, &g.flags, &payload, &plen, cuts);
 
     appsrv_config_t cfg;
     appsrv_config_init(&cfg);
@@ -265,64 +158,52 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_t z = {0};
     CHECK(appsrv_server_new(&z.srv, &cfg) == 0);
     CHECK(appsrv_route_ws(z.srv, "/ws", &handlers, NULL) == 0);
-    z.w = appsrv__server_worker(z.srv, 0);
-    int sv[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    z.cfd = sv[1];
-    z.client_open = true;
-    if (g.flags & F_SMALLBUF) {
-        int small = 4096;
-        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-        setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    }
-    appsrv__server_adopt(z.srv, 0, sv[0], false);
+    fz_connect(&z, g.flags & F_SMALLBUF, false);
 
     static const char hs[] =
         "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n";
     bool read_out = !(g.flags & F_NOREAD);
-    client_write(&z, (const uint8_t *)hs, sizeof(hs) - 1);
-    settle(&z, read_out);
+    fz_client_write(&z, (const uint8_t *)hs, sizeof(hs) - 1);
+    fz_settle(&z, read_out);
     CHECK(g.opened == 1);
     for (int i = 0; i < nchunks; i++) {
-        client_write(&z, payload + cuts[i], cuts[i + 1] - cuts[i]);
-        settle(&z, read_out);
+        fz_client_write(&z, payload + cuts[i], cuts[i + 1] - cuts[i]);
+        fz_settle(&z, read_out);
         if ((g.flags & F_PUSH) && g.ws != NULL) {
             int rc = appsrv_ws_send(g.ws, APPSRV_WS_BINARY, payload, cuts[i + 1] - cuts[i]);
             CHECK(rc == 0 || rc == -EAGAIN || rc == APPSRV_ECLOSED);
-            settle(&z, read_out);
+            fz_settle(&z, read_out);
         }
     }
     if ((g.flags & F_HOSTCLOSE) && g.ws != NULL) {
         int rc = appsrv_ws_close(g.ws, 4000, "host");
         CHECK(rc == 0 || rc == APPSRV_ECLOSED);
-        settle(&z, read_out);
+        fz_settle(&z, read_out);
     }
     if (g.flags & F_STOP) {
         appsrv_server_stop(z.srv);
-        settle(&z, read_out);
+        fz_settle(&z, read_out);
     }
     if (g.flags & F_WARP) {
-        warp(z.w);
-        settle(&z, read_out);
-        warp(z.w);
-        settle(&z, read_out);
+        fz_warp(z.w);
+        fz_settle(&z, read_out);
+        fz_warp(z.w);
+        fz_settle(&z, read_out);
     }
-    settle(&z, true);
+    fz_settle(&z, true);
     check_output(&z);
 
     /* The client leaves, then the host lets go: nothing may stay. */
-    close(z.cfd);
-    z.client_open = false;
-    settle(&z, false);
+    fz_client_close(&z);
     CHECK(g.closed == 1);
     if (g.ws != NULL) {
         CHECK(appsrv_ws_send(g.ws, APPSRV_WS_TEXT, "x", 1) == APPSRV_ECLOSED);
         appsrv_ws_release(g.ws);
         g.ws = NULL;
     }
-    settle(&z, false);
+    fz_settle(&z, false);
     CHECK(z.w->conns == NULL && z.w->nconns == 0);
     CHECK(z.w->nheld == 0 && z.w->held == NULL);
     CHECK(appsrv__server_nconns(z.srv) == 0);
