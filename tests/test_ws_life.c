@@ -95,6 +95,28 @@ static void keeper_server(e2e_server_t *s, keeper_t *k, appsrv_config_t *cfg)
     cr_assert_eq(wsc_server_start(s, cfg, &r, 1), 0);
 }
 
+/* A keeper server on cfg and one client connected to /ws. */
+static void keeper_open(e2e_server_t *s, keeper_t *k, appsrv_config_t *cfg, e2e_conn_t *c)
+{
+    keeper_server(s, k, cfg);
+    cr_assert_eq(wsc_connect(c, s->port, "/ws"), 0);
+}
+
+/* The server saw its one connection end, with code. */
+static void keeper_closed(keeper_t *k, int code)
+{
+    cr_assert_eq(e2e_wait_atomic(&k->closed, 1, 5000), 1, "on_close not called within 5 s");
+    cr_assert_eq(atomic_load(&k->codes[0]), code);
+}
+
+/* ... and then the client closes and the server stops. */
+static void keeper_end(e2e_server_t *s, keeper_t *k, e2e_conn_t *c, int code)
+{
+    keeper_closed(k, code);
+    e2e_conn_close(c);
+    cr_assert_eq(e2e_server_stop(s, 10000), 0);
+}
+
 static appsrv_config_t quiet_cfg(void)
 {
     appsrv_config_t cfg;
@@ -145,9 +167,8 @@ Test(ws_life, sends_from_another_thread_in_order, TMO)
     keeper_t k = {0};
     appsrv_config_t cfg = quiet_cfg();
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     cr_assert_eq(e2e_wait_atomic(&k.opened, 1, 5000), 1);
     sender_t snd = {keeper_take(&k), e2e_valgrind() ? 500 : 5000, 0};
     pthread_t th;
@@ -172,9 +193,8 @@ Test(ws_life, backpressure_eagain_then_drain, TMO)
     keeper_t k = {0};
     appsrv_config_t cfg = quiet_cfg();
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     cr_assert_eq(e2e_wait_atomic(&k.opened, 1, 5000), 1);
     appsrv_ws_t *ws = keeper_take(&k);
     static uint8_t big[64 * 1024];
@@ -248,9 +268,8 @@ Test(ws_life, flood_without_reading_is_throttled, TMO)
     keeper_t k = {0};
     appsrv_config_t cfg = quiet_cfg();
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     static uint8_t frame[16 * 1024 + 14];
     static uint8_t pl[16 * 1024];
     e2e_fill_pattern(pl, sizeof(pl), 9);
@@ -399,9 +418,8 @@ Test(ws_life, host_close_answered, TMO)
     keeper_t k = {0};
     appsrv_config_t cfg = quiet_cfg();
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     cr_assert_eq(e2e_wait_atomic(&k.opened, 1, 5000), 1);
     appsrv_ws_t *ws = keeper_take(&k);
     cr_assert_eq(appsrv_ws_send(ws, APPSRV_WS_TEXT, "last words", 10), 0);
@@ -420,8 +438,7 @@ Test(ws_life, host_close_answered, TMO)
     cr_assert_eq(atomic_load(&k.closed), 0); /* not before the handshake ends */
     cr_assert_eq(wsc_send(&c, WSC_FIN | WSC_CLOSE, "\x10\x04", 2), 0);
     cr_assert_eq(e2e_wait_closed(&c, 5000), 0);
-    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
-    cr_assert_eq(atomic_load(&k.codes[0]), 4100);
+    keeper_closed(&k, 4100);
     appsrv_ws_release(ws); /* still valid after on_close: the test's reference */
     e2e_conn_close(&c);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
@@ -433,9 +450,8 @@ Test(ws_life, host_close_unanswered_times_out, TMO)
     appsrv_config_t cfg = quiet_cfg();
     cfg.ws_close_timeout_ms = 200;
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     cr_assert_eq(e2e_wait_atomic(&k.opened, 1, 5000), 1);
     appsrv_ws_t *ws = keeper_take(&k);
     int64_t t0 = e2e_now_ms();
@@ -444,10 +460,7 @@ Test(ws_life, host_close_unanswered_times_out, TMO)
     cr_assert_eq(wsc_expect_close(&c, 5000), 1000);
     int64_t took = e2e_now_ms() - t0;
     cr_assert(took >= 150 && took < 3000, "closed after %lld ms", (long long)took);
-    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
-    cr_assert_eq(atomic_load(&k.codes[0]), 1006);
-    e2e_conn_close(&c);
-    cr_assert_eq(e2e_server_stop(&s, 10000), 0);
+    keeper_end(&s, &k, &c, 1006);
 }
 
 Test(ws_life, peer_reset_gives_1006, TMO)
@@ -455,14 +468,12 @@ Test(ws_life, peer_reset_gives_1006, TMO)
     keeper_t k = {0};
     appsrv_config_t cfg = quiet_cfg();
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     cr_assert_eq(wsc_send(&c, WSC_TEXT, "half a message", 14), 0);
     cr_assert_eq(e2e_wait_atomic(&k.opened, 1, 5000), 1);
     e2e_conn_reset(&c);
-    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
-    cr_assert_eq(atomic_load(&k.codes[0]), 1006);
+    keeper_closed(&k, 1006);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
 }
 
@@ -474,9 +485,8 @@ Test(ws_life, pings_answered_keep_it_open, TMO)
     appsrv_config_t cfg = quiet_cfg();
     cfg.ws_ping_ms = 100;
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     int pings = 0;
     int64_t end = e2e_now_ms() + 700;
     while (e2e_now_ms() < end) {
@@ -500,17 +510,15 @@ Test(ws_life, silent_peer_closed_after_a_ping, TMO)
     appsrv_config_t cfg = quiet_cfg();
     cfg.ws_ping_ms = 100;
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     int64_t t0 = e2e_now_ms();
     wsc_trace_t t = {0};
     cr_assert_eq(wsc_collect(&c, &t, NULL, 0, 5000), 0);
     int64_t took = e2e_now_ms() - t0;
     cr_assert_str_eq(wsc_trace_str(&t), "P:617070737276 X ");
     cr_assert(took >= 150 && took < 2000, "closed after %lld ms", (long long)took);
-    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
-    cr_assert_eq(atomic_load(&k.codes[0]), 1006);
+    keeper_closed(&k, 1006);
     wsc_trace_free(&t);
     e2e_conn_close(&c);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
@@ -524,9 +532,8 @@ Test(ws_life, idle_timeout_closes, TMO)
     appsrv_config_t cfg = quiet_cfg();
     cfg.idle_timeout_ms = 200;
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     /* Activity restarts the clock. */
     for (int i = 0; i < 4; i++) {
         e2e_pause_ms(100);
@@ -537,10 +544,7 @@ Test(ws_life, idle_timeout_closes, TMO)
     cr_assert_geq(e2e_wait_closed(&c, 5000), 0);
     int64_t took = e2e_now_ms() - t0;
     cr_assert(took >= 100 && took < 2000, "closed after %lld ms", (long long)took);
-    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
-    cr_assert_eq(atomic_load(&k.codes[0]), 1006);
-    e2e_conn_close(&c);
-    cr_assert_eq(e2e_server_stop(&s, 10000), 0);
+    keeper_end(&s, &k, &c, 1006);
 }
 
 Test(ws_life, stalled_frame_head_timeout, TMO)
@@ -549,15 +553,11 @@ Test(ws_life, stalled_frame_head_timeout, TMO)
     appsrv_config_t cfg = quiet_cfg();
     cfg.head_timeout_ms = 200;
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     cr_assert_eq(e2e_send(&c, "\x81", 1), 0); /* half a header */
     cr_assert_eq(wsc_expect_close(&c, 5000), 1008);
-    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
-    cr_assert_eq(atomic_load(&k.codes[0]), 1006);
-    e2e_conn_close(&c);
-    cr_assert_eq(e2e_server_stop(&s, 10000), 0);
+    keeper_end(&s, &k, &c, 1006);
 }
 
 /* A large frame is read straight into the message buffer; a peer that
@@ -583,16 +583,14 @@ Test(ws_life, large_frame_stalled_meets_idle_timeout, TMO)
     appsrv_config_t cfg = quiet_cfg();
     cfg.idle_timeout_ms = 300;
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     uint8_t *f;
     size_t n = big_frame_prefix(&f, 200 * 1024, 90 * 1024);
     cr_assert_eq(e2e_send(&c, f, n), 0);
     free(f);
     cr_assert_eq(wsc_expect_close(&c, 5000), 1008);
-    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
-    cr_assert_eq(atomic_load(&k.codes[0]), 1006);
+    keeper_closed(&k, 1006);
     cr_assert_eq(atomic_load(&k.messages), 0);
     e2e_conn_close(&c);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
@@ -650,9 +648,8 @@ Test(ws_life, graceful_stop_says_going_away, TMO)
     keeper_t k = {.keep_ref = true};
     appsrv_config_t cfg = quiet_cfg();
     e2e_server_t s;
-    keeper_server(&s, &k, &cfg);
     e2e_conn_t c;
-    cr_assert_eq(wsc_connect(&c, s.port, "/ws"), 0);
+    keeper_open(&s, &k, &cfg, &c);
     cr_assert_eq(e2e_wait_atomic(&k.opened, 1, 5000), 1);
     pthread_mutex_lock(&k.lock);
     appsrv_ws_t *ws = k.ws[0];
@@ -665,8 +662,7 @@ Test(ws_life, graceful_stop_says_going_away, TMO)
     wsc_frame_free(&f);
     cr_assert_eq(wsc_send(&c, WSC_FIN | WSC_CLOSE, "\x03\xe9", 2), 0);
     cr_assert_eq(e2e_wait_closed(&c, 5000), 0);
-    cr_assert_eq(e2e_wait_atomic(&k.closed, 1, 5000), 1);
-    cr_assert_eq(atomic_load(&k.codes[0]), 1001);
+    keeper_closed(&k, 1001);
     /* run waits for the host's last reference. */
     pthread_t th;
     int64_t t0 = e2e_now_ms();
