@@ -181,7 +181,11 @@ Test(tls_hostile, truncated_client_hello, .init = setup, .fini = teardown, .time
     cr_assert_eq(e2e_send(&c, HELLO_START, sizeof(HELLO_START)), 0);
     cr_expect_geq(e2e_wait_closed(&c, HEAD_MS + 3000), 0, "stalled ClientHello not closed");
     int64_t dt = e2e_now_ms() - t0;
-    cr_expect(dt >= HEAD_MS - 50 && dt < HEAD_MS + 1500, "closed after %lld ms, head timeout %d",
+    /* The lower bound is loose: the server counts from its loop's clock,
+     * read at the start of the pass that accepted, which under valgrind on
+     * a loaded machine can lag the test's clock by a large fraction of
+     * HEAD_MS (seen: 659 ms). Closing at once is the failure it guards. */
+    cr_expect(dt >= HEAD_MS / 2 && dt < HEAD_MS + 1500, "closed after %lld ms, head timeout %d",
               (long long)dt, HEAD_MS);
     e2e_conn_close(&c);
     expect_serving("after truncated ClientHellos");
@@ -197,7 +201,11 @@ Test(tls_hostile, stalled_handshake_closed_at_head_timeout, .init = setup, .fini
     int64_t t0 = e2e_now_ms();
     cr_expect_geq(e2e_wait_closed(&c, HEAD_MS + 3000), 0, "silent client not closed");
     int64_t dt = e2e_now_ms() - t0;
-    cr_expect(dt >= HEAD_MS - 50 && dt < HEAD_MS + 1500, "closed after %lld ms, head timeout %d",
+    /* The lower bound is loose: the server counts from its loop's clock,
+     * read at the start of the pass that accepted, which under valgrind on
+     * a loaded machine can lag the test's clock by a large fraction of
+     * HEAD_MS (seen: 659 ms). Closing at once is the failure it guards. */
+    cr_expect(dt >= HEAD_MS / 2 && dt < HEAD_MS + 1500, "closed after %lld ms, head timeout %d",
               (long long)dt, HEAD_MS);
     e2e_conn_close(&c);
     stop_server();
