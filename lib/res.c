@@ -67,6 +67,9 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
     res->cancel_ud = NULL;
     res->on_stop = NULL;
     res->stop_ud = NULL;
+    res->coding = NULL;
+    res->coding_state = NULL;
+    res->no_compress = false;
 }
 
 static void body_release(appsrv_res_t *res)
@@ -76,6 +79,14 @@ static void body_release(appsrv_res_t *res)
     else if (res->body_is_ref && res->ref_free != NULL)
         res->ref_free(res->body, res->ref_ud);
     appsrv__res_body_taken(res);
+}
+
+void appsrv__res_take_body(appsrv_res_t *res, char *buf, size_t len)
+{
+    body_release(res);
+    res->body = buf;
+    res->body_len = res->body_cap = len;
+    res->body_is_heap = true;
 }
 
 void appsrv__res_body_taken(appsrv_res_t *res)
@@ -106,6 +117,8 @@ void appsrv__res_dispose(appsrv_res_t *res)
     if (res->hdrs != res->hdrs_inline)
         free(res->hdrs);
     body_release(res);
+    if (res->coding != NULL)
+        res->coding->free(res->coding_state);
     appsrv__res_reset(res, c);
 }
 
