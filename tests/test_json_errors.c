@@ -123,42 +123,37 @@ Test(json_errors, request_errors_and_routing)
     stop_and_check(&s, fds0);
 }
 
-Test(json_errors, head_timeout_408)
+/* A request left waiting on a server with cfg: answered status (JSON)
+ * and closed once its timeout fires. */
+static void timed_out(const appsrv_config_t *cfg, const char *req, int status)
 {
-    appsrv_config_t cfg = base_cfg();
-    cfg.head_timeout_ms = SCALE(200, 2000);
     int fds0 = e2e_fd_count();
     e2e_server_t s;
-    start_json(&s, &cfg);
+    start_json(&s, cfg);
     e2e_conn_t c;
     open_conn(&c, s.port);
-    send_str(&c, "GET /hello HTTP/1.1\r\nHost: x\r\n"); /* never finished */
+    send_str(&c, req);
     e2e_resp_t r;
     read_resp(&c, &r, 0);
-    expect_json(&r, 408, true);
+    expect_json(&r, status, true);
     e2e_resp_free(&r);
     expect_closed(&c, RD);
     e2e_conn_close(&c);
     stop_and_check(&s, fds0);
 }
 
+Test(json_errors, head_timeout_408)
+{
+    appsrv_config_t cfg = base_cfg();
+    cfg.head_timeout_ms = SCALE(200, 2000);
+    timed_out(&cfg, "GET /hello HTTP/1.1\r\nHost: x\r\n", 408); /* head never finished */
+}
+
 Test(json_errors, deferred_response_timeout_503)
 {
     appsrv_config_t cfg = base_cfg();
     cfg.response_timeout_ms = SCALE(200, 2000);
-    int fds0 = e2e_fd_count();
-    e2e_server_t s;
-    start_json(&s, &cfg);
-    e2e_conn_t c;
-    open_conn(&c, s.port);
-    send_str(&c, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n");
-    e2e_resp_t r;
-    read_resp(&c, &r, 0);
-    expect_json(&r, 503, true);
-    e2e_resp_free(&r);
-    expect_closed(&c, RD);
-    e2e_conn_close(&c);
-    stop_and_check(&s, fds0);
+    timed_out(&cfg, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n", 503);
 }
 
 /* The refusal at the cap bypasses the responder (see the top comment). */
