@@ -1108,9 +1108,10 @@ APPSRV_API int appsrv_cors_use(appsrv_server_t *srv, const appsrv_cors_t *cors);
  * Every response of a compressible type, compressed or not, gets Vary:
  * Accept-Encoding (RFC 9110 §12.5.5). A HEAD request gets the headers
  * the GET would (Content-Encoding and the compressed Content-Length; the
- * body is compressed to know that length, then not sent). Memory: one
- * deflate state per compressing response, released with it (whole bodies:
- * during the hook only); none is kept on an idle connection.
+ * body is compressed to know that length, then not sent). Memory: a
+ * stream owns one deflate state, released with the response; whole bodies
+ * are compressed in the hook with one reused state per worker thread
+ * (freed when the worker ends); none is held by a connection.
  */
 typedef struct appsrv_gzip_opts {
     int level;       /* 1 (fastest) .. 9 (smallest); 0: 6 */

@@ -206,22 +206,9 @@ static bool is_managed(const char *name, size_t nl)
     }
 }
 
-int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value)
+/* Makes the header buffer hold need bytes. Returns 0, -ENOSPC, -ENOMEM. */
+static int hdrs_reserve(appsrv_res_t *res, size_t need)
 {
-    if (name == NULL || value == NULL)
-        return -EINVAL;
-    size_t nl = strlen(name), vl = strlen(value);
-    if (nl == 0)
-        return -EINVAL;
-    for (size_t i = 0; i < nl; i++)
-        if (!tchar[(unsigned char)name[i]])
-            return -EINVAL;
-    for (size_t i = 0; i < vl; i++)
-        if (!is_text_byte((unsigned char)value[i]))
-            return -EINVAL; /* CR, LF, NUL: header injection */
-    if (is_managed(name, nl))
-        return -EINVAL;
-    size_t need = res->hdrs_len + nl + vl + 4;
     if (need > APPSRV__RES_MAX_HDRS)
         return -ENOSPC;
     if (need > res->hdrs_cap) {
@@ -243,6 +230,41 @@ int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value
         res->hdrs = h;
         res->hdrs_cap = cap;
     }
+    return 0;
+}
+
+int appsrv__res_add_line(appsrv_res_t *res, const char *line, size_t len)
+{
+    size_t need = res->hdrs_len + len;
+    if (appsrv__unlikely(need > res->hdrs_cap)) {
+        int rc = hdrs_reserve(res, need);
+        if (rc < 0)
+            return rc;
+    }
+    memcpy(res->hdrs + res->hdrs_len, line, len);
+    res->hdrs_len = need;
+    return 0;
+}
+
+int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value)
+{
+    if (name == NULL || value == NULL)
+        return -EINVAL;
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < nl; i++)
+        if (!tchar[(unsigned char)name[i]])
+            return -EINVAL;
+    for (size_t i = 0; i < vl; i++)
+        if (!is_text_byte((unsigned char)value[i]))
+            return -EINVAL; /* CR, LF, NUL: header injection */
+    if (is_managed(name, nl))
+        return -EINVAL;
+    size_t need = res->hdrs_len + nl + vl + 4;
+    int rc = hdrs_reserve(res, need);
+    if (rc < 0)
+        return rc;
     char *p = res->hdrs + res->hdrs_len;
     memcpy(p, name, nl);
     p += nl;

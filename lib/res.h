@@ -110,6 +110,12 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c);
 void appsrv__res_dispose(appsrv_res_t *res);
 /* Fills res with a library answer: status, text/plain reason body. */
 void appsrv__res_simple(appsrv_res_t *res, int status);
+/* Appends a whole "Name: value\r\n" line the library wrote itself (a
+ * constant, already valid): appsrv_res_add_header() without its checks,
+ * for hooks that add the same field to every response (CORS' Vary).
+ * Returns 0, -ENOSPC, -ENOMEM. */
+int appsrv__res_add_line(appsrv_res_t *res, const char *line, size_t len);
+#define APPSRV__RES_ADD_LINE(res, lit) appsrv__res_add_line((res), (lit), sizeof(lit) - 1)
 /* Replaces the body (released) with buf[0..len), a malloc'd buffer res
  * now owns (gzip.c's compressed body). */
 void appsrv__res_take_body(appsrv_res_t *res, char *buf, size_t len);
