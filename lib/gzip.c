@@ -21,10 +21,18 @@
 #include "res.h"
 #include "server.h"
 
+/* A compressible media type of the options. */
+typedef struct gz_type {
+    char *s; /* lower case; a major type without its "*" ("text/") */
+    size_t len;
+    enum { TYPE_EXACT, TYPE_MAJOR, TYPE_SUFFIX } kind;
+} gz_type_t;
+
 typedef struct gz {
     int level;
     size_t min_size;
-    char **types; /* NULL-terminated, lower case */
+    gz_type_t *types;
+    size_t ntypes;
 } gz_t;
 
 static const char *const default_types[] = {
@@ -44,8 +52,8 @@ static void gz_free(void *p)
     gz_t *g = p;
     if (g == NULL)
         return;
-    for (size_t i = 0; g->types != NULL && g->types[i] != NULL; i++)
-        free(g->types[i]);
+    for (size_t i = 0; i < g->ntypes; i++)
+        free(g->types[i].s);
     free(g->types);
     free(g);
 }
@@ -63,24 +71,34 @@ static char *lower_dup(const char *s)
 
 /* ------------------------------------------------------------- the match */
 
-/* The value of the response header name (lower case), or ptr NULL. */
-static appsrv_str_t res_header(const appsrv_res_t *res, const char *name, size_t nlen)
+/* What the hook reads of a response's own header fields, in one pass. */
+typedef struct res_fields {
+    appsrv_str_t type; /* Content-Type (ptr NULL: none) */
+    bool coded;        /* a Content-Encoding or Content-Range of its own */
+} res_fields_t;
+
+static res_fields_t scan_fields(const appsrv_res_t *res)
 {
+    res_fields_t f = {{NULL, 0}, false};
     const char *p = res->hdrs, *end = res->hdrs + res->hdrs_len;
     while (p < end) {
         const char *eol = memchr(p, '\r', (size_t)(end - p));
         if (eol == NULL)
             break;
         const char *colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon != NULL && appsrv__ieq(p, (size_t)(colon - p), name, nlen)) {
+        size_t nl = colon != NULL ? (size_t)(colon - p) : 0;
+        if (nl == 12 && appsrv__ieq(p, nl, "content-type", 12)) {
             const char *v = colon + 1;
             while (v < eol && (*v == ' ' || *v == '\t'))
                 v++;
-            return (appsrv_str_t){v, (size_t)(eol - v)};
+            f.type = (appsrv_str_t){v, (size_t)(eol - v)};
+        } else if ((nl == 16 && appsrv__ieq(p, nl, "content-encoding", 16)) ||
+                   (nl == 13 && appsrv__ieq(p, nl, "content-range", 13))) {
+            f.coded = true;
         }
         p = eol + 2;
     }
-    return (appsrv_str_t){NULL, 0};
+    return f;
 }
 
 /* Whether the media type of a Content-Type value is in g's list. */
@@ -90,16 +108,21 @@ static bool type_ok(const gz_t *g, appsrv_str_t ct)
     while (n < ct.len && ct.ptr[n] != ';' && ct.ptr[n] != ' ' && ct.ptr[n] != '\t')
         n++;
     const char *t = ct.ptr;
-    for (char **e = g->types; *e != NULL; e++) {
-        size_t el = strlen(*e);
-        if ((*e)[0] == '+') { /* a structured syntax suffix (RFC 6838 §4.2.8) */
-            if (n > el && appsrv__ieq(t + n - el, el, *e, el))
+    for (size_t i = 0; i < g->ntypes; i++) {
+        const gz_type_t *e = &g->types[i];
+        switch (e->kind) {
+        case TYPE_SUFFIX: /* a structured syntax suffix (RFC 6838 §4.2.8) */
+            if (n > e->len && appsrv__ieq(t + n - e->len, e->len, e->s, e->len))
                 return true;
-        } else if (el >= 2 && (*e)[el - 1] == '*' && (*e)[el - 2] == '/') {
-            if (n > el - 1 && appsrv__ieq(t, el - 1, *e, el - 1))
+            break;
+        case TYPE_MAJOR:
+            if (n > e->len && appsrv__ieq(t, e->len, e->s, e->len))
                 return true;
-        } else if (appsrv__ieq(t, n, *e, el)) {
-            return true;
+            break;
+        case TYPE_EXACT:
+            if (appsrv__ieq(t, n, e->s, e->len))
+                return true;
+            break;
         }
     }
     return false;
@@ -242,12 +265,13 @@ static void gz_after(const appsrv_req_t *req, appsrv_res_t *res, void *user)
     int st = res->status;
     if (st < 200 || st == 204 || st == 206 || st == 304)
         return;
-    appsrv_str_t ct = res_header(res, "content-type", 12);
-    if (ct.ptr == NULL || !type_ok(g, ct) || res_header(res, "content-encoding", 16).ptr != NULL ||
-        res_header(res, "content-range", 13).ptr != NULL)
+    res_fields_t f = scan_fields(res);
+    if (f.type.ptr == NULL || f.coded || !type_ok(g, f.type))
         return;
     /* The answer depends on Accept-Encoding, compressed or not. */
     if (APPSRV__RES_ADD_LINE(res, "Vary: Accept-Encoding\r\n") < 0)
+        return;
+    if (!res->streaming && res->body_len < g->min_size)
         return;
     appsrv_str_t ae = appsrv_req_header(req, "Accept-Encoding");
     if (!appsrv__accepts_gzip(ae.ptr, ae.len))
@@ -264,7 +288,7 @@ static void gz_after(const appsrv_req_t *req, appsrv_res_t *res, void *user)
             res->coding = &gzip_coding;
             res->coding_state = z;
         }
-    } else if (res->body_len < g->min_size || !compress_body(g, res)) {
+    } else if (!compress_body(g, res)) {
         return;
     }
     APPSRV__RES_ADD_LINE(res, "Content-Encoding: gzip\r\n");
@@ -287,13 +311,23 @@ int appsrv_gzip_use(appsrv_server_t *srv, const appsrv_gzip_opts_t *opts)
         return -ENOMEM;
     g->level = opts->level > 0 ? opts->level : 6;
     g->min_size = opts->min_size > 0 ? opts->min_size : 1024;
-    g->types = calloc(n + 1, sizeof(char *));
+    g->types = calloc(n > 0 ? n : 1, sizeof(gz_type_t));
     int rc = -ENOMEM;
     if (g->types == NULL)
         goto fail;
-    for (size_t i = 0; i < n; i++)
-        if ((g->types[i] = lower_dup(types[i])) == NULL)
+    for (size_t i = 0; i < n; i++, g->ntypes++) {
+        gz_type_t *e = &g->types[i];
+        if ((e->s = lower_dup(types[i])) == NULL)
             goto fail;
+        e->len = strlen(e->s);
+        e->kind = TYPE_EXACT;
+        if (e->s[0] == '+') {
+            e->kind = TYPE_SUFFIX;
+        } else if (e->len >= 2 && e->s[e->len - 1] == '*' && e->s[e->len - 2] == '/') {
+            e->kind = TYPE_MAJOR;
+            e->s[--e->len] = '\0'; /* "text/" */
+        }
+    }
     rc = appsrv__server_use(srv, NULL, gz_after, g, gz_free);
     if (rc < 0)
         goto fail;
