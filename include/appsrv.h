@@ -1128,8 +1128,9 @@ typedef struct appsrv_gzip_opts {
 /* True when the library was built with zlib. Any thread. */
 APPSRV_API bool appsrv_gzip_available(void);
 
-/* Registers the gzip hook with opts (NULL: all defaults; copied). Register
- * it after hooks that add body-changing headers. Returns the hook's slot,
+/* Registers the gzip hook with opts (NULL: all defaults; copied). After
+ * hooks run last registered first: register it before any hook that sets
+ * Content-Type or Content-Encoding, so it sees them. Returns the hook's slot,
  * -EINVAL (level outside 0..9, an empty type), -ENOMEM, -ENOSPC,
  * APPSRV_ESTATE once run has started, -ENOTSUP without zlib. Before run;
  * any thread. */
