@@ -27,9 +27,9 @@ ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 # User CFLAGS/LDFLAGS append, never replace.
-ALL_CFLAGS  = $(BASE_CFLAGS) $(TLS_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+ALL_CFLAGS  = $(BASE_CFLAGS) $(TLS_CFLAGS) $(ZLIB_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
-LIBS = $(TLS_LIBS) -pthread
+LIBS = $(TLS_LIBS) $(ZLIB_LIBS) -pthread
 
 # TLS (OpenSSL 3 through pkg-config) is optional: TLS=auto (default) builds
 # it in when pkg-config finds openssl >= 3, TLS=yes insists, TLS=no builds
@@ -55,7 +55,30 @@ else
 $(error TLS must be auto, yes or no (got '$(TLS)'))
 endif
 
-LIB_SRCS := $(filter-out $(TLS_OUT),$(sort $(wildcard lib/*.c)))
+# gzip (zlib through pkg-config) is optional the same way: ZLIB=auto
+# (default) builds it in when pkg-config finds zlib, ZLIB=yes insists,
+# ZLIB=no leaves it out (appsrv_gzip_use() then returns -ENOTSUP).
+ZLIB ?= auto
+ifeq ($(ZLIB),auto)
+override ZLIB := $(shell pkg-config --exists zlib 2>/dev/null && echo yes || echo no)
+endif
+ifeq ($(ZLIB),yes)
+ifneq ($(shell pkg-config --exists zlib 2>/dev/null && echo ok),ok)
+$(error ZLIB=yes needs zlib found by pkg-config: install zlib1g-dev and pkg-config (Debian/Ubuntu), or build with ZLIB=no)
+endif
+ZLIB_CFLAGS := $(shell pkg-config --cflags zlib) -DAPPSRV_HAVE_ZLIB=1
+ZLIB_LIBS   := $(shell pkg-config --libs zlib)
+ZLIB_OUT    := lib/gzip_none.c
+PC_REQUIRES := $(if $(PC_REQUIRES),$(PC_REQUIRES) zlib,Requires.private: zlib)
+else ifeq ($(ZLIB),no)
+ZLIB_CFLAGS :=
+ZLIB_LIBS   :=
+ZLIB_OUT    := lib/gzip.c
+else
+$(error ZLIB must be auto, yes or no (got '$(ZLIB)'))
+endif
+
+LIB_SRCS := $(filter-out $(TLS_OUT) $(ZLIB_OUT),$(sort $(wildcard lib/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 CLI_OBJS := $(BUILD)/cli/appsrv.o
 # tests/support/: the toolkit every suite shares (README in e2e.h). Files
@@ -80,8 +103,8 @@ PC     := $(BUILD)/appsrv.pc
 
 all: $(STATIC) $(SHARED) $(CLI) $(PC)
 
-# Every object depends on the TLS choice: switching TLS= rebuilds in place.
-TLS_STAMP := $(BUILD)/tls-$(TLS).stamp
+# Every object depends on the TLS and ZLIB choices: switching rebuilds in place.
+TLS_STAMP := $(BUILD)/tls-$(TLS)-zlib-$(ZLIB).stamp
 $(TLS_STAMP):
 	@mkdir -p $(dir $@)
 	@rm -f $(BUILD)/tls-*.stamp

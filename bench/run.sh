@@ -15,10 +15,13 @@
 #   BENCH_IDLE=10000     idle connections (scenario d)
 #   BENCH_IR_REQS=20000  requests counted under callgrind (instructions/request)
 #   BENCH_SERVERS="appsrv limit nginx h2o lighttpd mhd civetweb evhttp"
-#   BENCH_SCENARIOS="a b c d e f g ir ta th tr td wsa wsb wsd"
+#   BENCH_SCENARIOS="a b c d e f g ir ta th tr td wsa wsb wsd hk gz"
 #                        g: observability overhead: scenario (a) against
 #                        appsrv with --access-log (to a file), --metrics,
 #                        and request IDs on, beside plain appsrv
+#                        hk, gz: bench/toolkit.sh (three hooks against none;
+#                        gzip of 16 KiB JSON against nginx), appended to
+#                        the report, outside BENCH_BUDGET
 #   BENCH_TLS_SERVERS="appsrv nginx h2o"   servers of the TLS scenarios
 #   BENCH_TLS_IDLE=5000  idle TLS connections (scenario td)
 #   BENCH_TLS_SECONDS=5  length of one TLS run (ta th tr); the TLS rounds
@@ -47,7 +50,7 @@ BODY=${BENCH_BODY:-65536}
 IDLE=${BENCH_IDLE:-10000}
 IR_REQS=${BENCH_IR_REQS:-20000}
 SERVERS=${BENCH_SERVERS:-"appsrv limit nginx h2o lighttpd mhd civetweb evhttp"}
-SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd"}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd hk gz"}
 TLS_SERVERS=${BENCH_TLS_SERVERS:-"appsrv nginx h2o"}
 TLS_IDLE=${BENCH_TLS_IDLE:-5000}
 TLS_SECS=${BENCH_TLS_SECONDS:-5}
@@ -813,5 +816,13 @@ dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
 
 python3 bench/report.py "$RAW" > "$RUN/RESULTS.md" || { echo "bench: report failed" >&2; exit 1; }
 cp "$RUN/RESULTS.md" "$OUT"
+# The application-toolkit scenarios (issue 17): their own script and table.
+tk=""
+for s in hk gz; do has $s "$SCENARIOS" && tk+="$s "; done
+if [ -n "$tk" ]; then
+    { printf '\n## Application toolkit: hooks and gzip (bench/toolkit.sh)\n\n'
+      TOOLKIT_SCENARIOS="$tk" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS \
+          bench/toolkit.sh; } >> "$OUT" || log "bench/toolkit.sh failed"
+fi
 cat "$OUT"
 log "done in $((SECONDS - T_START)) s; written to $OUT"

@@ -39,7 +39,7 @@ static void usage(FILE *out)
             "              [--max-ws-message BYTES] [--ws-ping SEC]\n"
             "              [--access-log-format combined|json] [--metrics]\n"
             "              [--no-request-ids]\n"
-            "              [--cors ORIGIN]... [--json-errors]\n"
+            "              [--cors ORIGIN]... [--json-errors] [--gzip]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -65,6 +65,8 @@ static void usage(FILE *out)
             "      --cors ORIGIN      allow cross-origin calls from ORIGIN (repeatable;\n"
             "                         * for any origin, without credentials)\n"
             "      --json-errors      the library's own answers as JSON\n"
+            "      --gzip             gzip text and JSON answers of 1 KiB or more, and\n"
+            "                         streams, for clients that accept it (level 6)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -491,7 +493,8 @@ enum {
     OPT_METRICS,
     OPT_NO_REQUEST_IDS,
     OPT_CORS,
-    OPT_JSON_ERRORS
+    OPT_JSON_ERRORS,
+    OPT_GZIP
 };
 
 #define MAX_CORS 16
@@ -518,6 +521,7 @@ int main(int argc, char **argv)
         {"no-request-ids", no_argument, NULL, OPT_NO_REQUEST_IDS},
         {"cors", required_argument, NULL, OPT_CORS},
         {"json-errors", no_argument, NULL, OPT_JSON_ERRORS},
+        {"gzip", no_argument, NULL, OPT_GZIP},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -534,7 +538,7 @@ int main(int argc, char **argv)
     appsrv_log_format_t log_format = 0; /* 0: no access log */
     /* Every response carries an X-Request-ID (the client's when valid). */
     cfg.request_ids = true;
-    bool json_errors = false;
+    bool json_errors = false, gzip = false;
     const char *cors[MAX_CORS];
     size_t ncors = 0;
 
@@ -616,6 +620,9 @@ int main(int argc, char **argv)
         case OPT_JSON_ERRORS:
             json_errors = true;
             break;
+        case OPT_GZIP:
+            gzip = true;
+            break;
         case 'q':
             quiet = true;
             break;
@@ -635,6 +642,11 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         bad_usage("unexpected argument %s", argv[optind]);
+    if (gzip && !appsrv_gzip_available()) {
+        fprintf(stderr, "appsrv: --gzip: this build has no gzip (rebuild with zlib: "
+                        "install zlib1g-dev)\n");
+        return 2;
+    }
     if ((tls_cert == NULL) != (tls_key == NULL))
         bad_usage("%s: --tls-cert and --tls-key go together",
                   tls_cert ? "--tls-cert" : "--tls-key");
@@ -681,6 +693,8 @@ int main(int argc, char **argv)
     }
     if (json_errors)
         CHECK(appsrv_set_error_responder(srv, appsrv_error_json, NULL));
+    if (gzip)
+        CHECK(appsrv_gzip_use(srv, NULL));
     CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));

@@ -1089,6 +1089,58 @@ typedef struct appsrv_cors {
  * -ENOMEM, -ENOSPC, APPSRV_ESTATE. Before run; any thread. */
 APPSRV_API int appsrv_cors_use(appsrv_server_t *srv, const appsrv_cors_t *cors);
 
+/* ------------------------------------------------- compression (gzip) */
+/*
+ * gzip content coding (RFC 9110 §8.4.1.3, §12.5.3) as an after hook.
+ * zlib is an optional build dependency: in a build without it (make
+ * ZLIB=no) appsrv_gzip_use() fails with -ENOTSUP (appsrv_gzip_available()
+ * says which). A response is compressed when all of these hold:
+ *   - the request's (first) Accept-Encoding field accepts gzip or x-gzip
+ *     with a q-value above 0, directly or through "*";
+ *   - its Content-Type is a compressible type (see types below);
+ *   - its status is 2xx (not 204, not 206), 3xx (not 304), 4xx or 5xx;
+ *   - it has no Content-Encoding and no Content-Range of its own, no
+ *     protocol switch, and appsrv_res_no_compress() was not called;
+ *   - a whole body has at least min_size bytes (a stream always qualifies).
+ * It then gets Content-Encoding: gzip and the compressed Content-Length
+ * (streams: compressed as they are written, each write flushed with
+ * Z_SYNC_FLUSH so SSE events and other pieces reach the client at once).
+ * Every response of a compressible type, compressed or not, gets Vary:
+ * Accept-Encoding (RFC 9110 §12.5.5). A HEAD request gets the headers
+ * the GET would (Content-Encoding and the compressed Content-Length; the
+ * body is compressed to know that length, then not sent). Memory: a
+ * stream owns one deflate state, released with the response; whole bodies
+ * are compressed in the hook with one reused state per worker thread
+ * (freed when the worker ends); none is held by a connection.
+ */
+typedef struct appsrv_gzip_opts {
+    int level;       /* 1 (fastest) .. 9 (smallest); 0: 6 */
+    size_t min_size; /* smallest whole body compressed; 0: 1024 bytes */
+    /* Compressible media types, NULL-terminated; NULL: every text type,
+     * application/json, application/javascript, application/xml,
+     * image/svg+xml and any type ending in +json or +xml. An entry is an
+     * exact type ("application/wasm"), a major type ("text/" then "*")
+     * or a suffix ("+json"); compared case-insensitively, parameters
+     * (";charset=...") ignored. */
+    const char *const *types;
+} appsrv_gzip_opts_t;
+
+/* True when the library was built with zlib. Any thread. */
+APPSRV_API bool appsrv_gzip_available(void);
+
+/* Registers the gzip hook with opts (NULL: all defaults; copied). After
+ * hooks run last registered first: register it before any hook that sets
+ * Content-Type or Content-Encoding, so it sees them. Returns the hook's slot,
+ * -EINVAL (level outside 0..9, an empty type), -ENOMEM, -ENOSPC,
+ * APPSRV_ESTATE once run has started, -ENOTSUP without zlib. Before run;
+ * any thread. */
+APPSRV_API int appsrv_gzip_use(appsrv_server_t *srv, const appsrv_gzip_opts_t *opts);
+
+/* Keeps res uncompressed (per response; for a whole route, call it in the
+ * route's handler). Returns 0, or -EINVAL for NULL. The thread holding
+ * res, before it is sent or streamed. */
+APPSRV_API int appsrv_res_no_compress(appsrv_res_t *res);
+
 #ifdef __cplusplus
 }
 #endif

@@ -86,7 +86,7 @@ static const char *cstr(appsrv_str_t v, char *buf, size_t cap)
 static void add_origin(const cors_t *c, appsrv_res_t *res, appsrv_str_t o, bool allowed)
 {
     if (!c->any)
-        appsrv_res_add_header(res, "Vary", "Origin");
+        APPSRV__RES_ADD_LINE(res, "Vary: Origin\r\n");
     if (!allowed)
         return;
     char buf[512];
@@ -159,7 +159,7 @@ static void cors_after(const appsrv_req_t *req, appsrv_res_t *res, void *user)
     appsrv_str_t o = appsrv_req_header(req, "Origin");
     if (o.ptr == NULL) {
         if (!c->any)
-            appsrv_res_add_header(res, "Vary", "Origin");
+            APPSRV__RES_ADD_LINE(res, "Vary: Origin\r\n");
         return;
     }
     bool allowed = origin_allowed(c, o);

@@ -629,6 +629,73 @@ static void finish_deferred(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *
     finish_request(c);
 }
 
+/* "<hex size>\r\n", a chunk's size line (RFC 9112 §7.1). */
+static char *put_chunk_size(char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    int k = 0;
+    do {
+        tmp[k++] = hex[n & 15];
+        n >>= 4;
+    } while (n != 0);
+    while (k > 0)
+        *p++ = tmp[--k];
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* Largest input encoded per call: bounds the encoder's output to what one
+ * output block holds. */
+#define CODED_MAX_IN (8 * 1024)
+
+/* Stream data through the response's content coding (gzip.c), flushed so
+ * the client can decode it at once, framed as one chunk; finish: the
+ * coding's end (len 0), after which the coding is released. Returns the
+ * input bytes taken (0: no room until the next flush). */
+static size_t take_coded(appsrv__conn_t *c, appsrv_res_t *res, const char *data, size_t len,
+                         bool finish)
+{
+    const appsrv__coding_t *cd = res->coding;
+    size_t room = appsrv__out_room(c);
+    size_t n = len < CODED_MAX_IN ? len : CODED_MAX_IN;
+    while (n > 64 && cd->bound(n) + 32 > room)
+        n /= 2;
+    size_t cap = cd->bound(n);
+    if (cap + 32 > room)
+        return 0;
+    char *p0 = appsrv__out_reserve(c, cap + 32);
+    if (p0 == NULL)
+        return 0;
+    /* Encoded after room for the size line, then moved up to it. */
+    long m = cd->encode(res->coding_state, data, n, finish, p0 + 20, cap);
+    if (finish) {
+        cd->free(res->coding_state);
+        res->coding = NULL;
+        res->coding_state = NULL;
+    }
+    if (m < 0) {
+        c->close_after = true; /* the body cannot go on: cut it short */
+        return finish ? 1 : len;
+    }
+    if (m == 0)
+        return n; /* nothing out yet: no empty chunk (it would end the body) */
+    char *p = p0;
+    if (res->chunked)
+        p = put_chunk_size(p, (size_t)m);
+    memmove(p, p0 + 20, (size_t)m);
+    p += m;
+    if (res->chunked) {
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    appsrv__out_commit(c, p0, (size_t)(p - p0));
+    res->out_bytes += (uint64_t)(p - p0);
+    res->out_body += (uint64_t)m;
+    return finish ? 1 : n;
+}
+
 /* Frames up to len bytes of stream data; returns how many it took (0: no
  * room until the next flush). Called by appsrv__res_pump(). */
 static size_t take_stream(const char *data, size_t len, void *ud)
@@ -637,6 +704,8 @@ static size_t take_stream(const char *data, size_t len, void *ud)
     http_ctx_t *x = ctx_of(c);
     if (x->req.is_head || x->res.no_body)
         return len; /* HEAD, 204, 304: never body bytes */
+    if (appsrv__unlikely(x->res.coding != NULL))
+        return take_coded(c, &x->res, data, len, false);
     size_t room = appsrv__out_room(c);
     if (room < 64)
         return 0;
@@ -647,20 +716,8 @@ static size_t take_stream(const char *data, size_t len, void *ud)
     if (p0 == NULL)
         return 0;
     char *p = p0;
-    if (x->res.chunked) {
-        static const char hex[] = "0123456789abcdef";
-        char tmp[16];
-        int k = 0;
-        size_t v = n;
-        do {
-            tmp[k++] = hex[v & 15];
-            v >>= 4;
-        } while (v != 0);
-        while (k > 0)
-            *p++ = tmp[--k];
-        *p++ = '\r';
-        *p++ = '\n';
-    }
+    if (x->res.chunked)
+        p = put_chunk_size(p, n);
     p = put(p, data, n);
     if (x->res.chunked) {
         *p++ = '\r';
@@ -680,6 +737,9 @@ static int pump_stream(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
     int progress = appsrv__res_pump(res, take_stream, c, &ended);
     if (!ended)
         return progress;
+    if (appsrv__unlikely(res->coding != NULL) && !req->is_head && !res->no_body &&
+        take_coded(c, res, NULL, 0, true) == 0)
+        return progress; /* no room for the coding's end: after the next flush */
     if (res->chunked && !req->is_head) {
         if (appsrv__out_copy(c, "0\r\n\r\n", 5) < 0)
             return progress; /* no room: after the next flush */

@@ -67,6 +67,9 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
     res->cancel_ud = NULL;
     res->on_stop = NULL;
     res->stop_ud = NULL;
+    res->coding = NULL;
+    res->coding_state = NULL;
+    res->no_compress = false;
 }
 
 static void body_release(appsrv_res_t *res)
@@ -76,6 +79,14 @@ static void body_release(appsrv_res_t *res)
     else if (res->body_is_ref && res->ref_free != NULL)
         res->ref_free(res->body, res->ref_ud);
     appsrv__res_body_taken(res);
+}
+
+void appsrv__res_take_body(appsrv_res_t *res, char *buf, size_t len)
+{
+    body_release(res);
+    res->body = buf;
+    res->body_len = res->body_cap = len;
+    res->body_is_heap = true;
 }
 
 void appsrv__res_body_taken(appsrv_res_t *res)
@@ -106,6 +117,8 @@ void appsrv__res_dispose(appsrv_res_t *res)
     if (res->hdrs != res->hdrs_inline)
         free(res->hdrs);
     body_release(res);
+    if (res->coding != NULL)
+        res->coding->free(res->coding_state);
     appsrv__res_reset(res, c);
 }
 
@@ -193,22 +206,9 @@ static bool is_managed(const char *name, size_t nl)
     }
 }
 
-int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value)
+/* Makes the header buffer hold need bytes. Returns 0, -ENOSPC, -ENOMEM. */
+static int hdrs_reserve(appsrv_res_t *res, size_t need)
 {
-    if (name == NULL || value == NULL)
-        return -EINVAL;
-    size_t nl = strlen(name), vl = strlen(value);
-    if (nl == 0)
-        return -EINVAL;
-    for (size_t i = 0; i < nl; i++)
-        if (!tchar[(unsigned char)name[i]])
-            return -EINVAL;
-    for (size_t i = 0; i < vl; i++)
-        if (!is_text_byte((unsigned char)value[i]))
-            return -EINVAL; /* CR, LF, NUL: header injection */
-    if (is_managed(name, nl))
-        return -EINVAL;
-    size_t need = res->hdrs_len + nl + vl + 4;
     if (need > APPSRV__RES_MAX_HDRS)
         return -ENOSPC;
     if (need > res->hdrs_cap) {
@@ -230,6 +230,41 @@ int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value
         res->hdrs = h;
         res->hdrs_cap = cap;
     }
+    return 0;
+}
+
+int appsrv__res_add_line(appsrv_res_t *res, const char *line, size_t len)
+{
+    size_t need = res->hdrs_len + len;
+    if (appsrv__unlikely(need > res->hdrs_cap)) {
+        int rc = hdrs_reserve(res, need);
+        if (rc < 0)
+            return rc;
+    }
+    memcpy(res->hdrs + res->hdrs_len, line, len);
+    res->hdrs_len = need;
+    return 0;
+}
+
+int appsrv_res_add_header(appsrv_res_t *res, const char *name, const char *value)
+{
+    if (name == NULL || value == NULL)
+        return -EINVAL;
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < nl; i++)
+        if (!tchar[(unsigned char)name[i]])
+            return -EINVAL;
+    for (size_t i = 0; i < vl; i++)
+        if (!is_text_byte((unsigned char)value[i]))
+            return -EINVAL; /* CR, LF, NUL: header injection */
+    if (is_managed(name, nl))
+        return -EINVAL;
+    size_t need = res->hdrs_len + nl + vl + 4;
+    int rc = hdrs_reserve(res, need);
+    if (rc < 0)
+        return rc;
     char *p = res->hdrs + res->hdrs_len;
     memcpy(p, name, nl);
     p += nl;

@@ -28,6 +28,18 @@
 #define APPSRV__STREAM_HIGH (256 * 1024)
 #define APPSRV__STREAM_LOW (64 * 1024)
 
+/*
+ * A content coding applied to a response's stream data as http.c frames
+ * it (gzip.c's). encode compresses in[0..len) with a flush (finish: the
+ * last call, len may be 0) into out[0..cap) and returns the bytes written,
+ * or -1 on failure; cap >= bound(len). free releases the state.
+ */
+typedef struct appsrv__coding {
+    size_t (*bound)(size_t len);
+    long (*encode)(void *state, const char *in, size_t len, bool finish, char *out, size_t cap);
+    void (*free)(void *state);
+} appsrv__coding_t;
+
 /* A piece of stream data written by the host, waiting for the loop. */
 typedef struct appsrv__chunk {
     struct appsrv__chunk *next;
@@ -84,6 +96,11 @@ struct appsrv_res {
     void *stop_ud;
     char hdrs_inline[APPSRV__RES_INLINE_HDRS];
     char body_inline[APPSRV__RES_INLINE_BODY];
+    /* Content coding (gzip.c): the stream's encoder, freed with res, and
+     * appsrv_res_no_compress(). Loop thread / the thread holding res. */
+    const appsrv__coding_t *coding;
+    void *coding_state;
+    bool no_compress;
 };
 
 /* A fresh response for c (when its input block is taken). */
@@ -93,6 +110,15 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c);
 void appsrv__res_dispose(appsrv_res_t *res);
 /* Fills res with a library answer: status, text/plain reason body. */
 void appsrv__res_simple(appsrv_res_t *res, int status);
+/* Appends a whole "Name: value\r\n" line the library wrote itself (a
+ * constant, already valid): appsrv_res_add_header() without its checks,
+ * for hooks that add the same field to every response (CORS' Vary).
+ * Returns 0, -ENOSPC, -ENOMEM. */
+int appsrv__res_add_line(appsrv_res_t *res, const char *line, size_t len);
+#define APPSRV__RES_ADD_LINE(res, lit) appsrv__res_add_line((res), (lit), sizeof(lit) - 1)
+/* Replaces the body (released) with buf[0..len), a malloc'd buffer res
+ * now owns (gzip.c's compressed body). */
+void appsrv__res_take_body(appsrv_res_t *res, char *buf, size_t len);
 /* Body ownership moves to the output queue: forget it without freeing. */
 void appsrv__res_body_taken(appsrv_res_t *res);
 
