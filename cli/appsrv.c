@@ -40,6 +40,7 @@ static void usage(FILE *out)
             "              [--access-log-format combined|json] [--metrics]\n"
             "              [--no-request-ids]\n"
             "              [--cors ORIGIN]... [--json-errors]\n"
+            "              [--root DIR]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -65,6 +66,9 @@ static void usage(FILE *out)
             "      --cors ORIGIN      allow cross-origin calls from ORIGIN (repeatable;\n"
             "                         * for any origin, without credentials)\n"
             "      --json-errors      the library's own answers as JSON\n"
+            "      --root DIR         serve the files under DIR for GET/HEAD paths\n"
+            "                         no built-in route takes (Range, ETag, 304,\n"
+            "                         index.html, precompressed .gz siblings)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -491,7 +495,8 @@ enum {
     OPT_METRICS,
     OPT_NO_REQUEST_IDS,
     OPT_CORS,
-    OPT_JSON_ERRORS
+    OPT_JSON_ERRORS,
+    OPT_ROOT
 };
 
 #define MAX_CORS 16
@@ -518,6 +523,7 @@ int main(int argc, char **argv)
         {"no-request-ids", no_argument, NULL, OPT_NO_REQUEST_IDS},
         {"cors", required_argument, NULL, OPT_CORS},
         {"json-errors", no_argument, NULL, OPT_JSON_ERRORS},
+        {"root", required_argument, NULL, OPT_ROOT},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -535,6 +541,7 @@ int main(int argc, char **argv)
     /* Every response carries an X-Request-ID (the client's when valid). */
     cfg.request_ids = true;
     bool json_errors = false;
+    const char *root = NULL; /* --root */
     const char *cors[MAX_CORS];
     size_t ncors = 0;
 
@@ -616,6 +623,11 @@ int main(int argc, char **argv)
         case OPT_JSON_ERRORS:
             json_errors = true;
             break;
+        case OPT_ROOT:
+            if (optarg[0] == '\0')
+                bad_usage("%s: empty directory", "--root");
+            root = optarg;
+            break;
         case 'q':
             quiet = true;
             break;
@@ -681,6 +693,17 @@ int main(int argc, char **argv)
     }
     if (json_errors)
         CHECK(appsrv_set_error_responder(srv, appsrv_error_json, NULL));
+    if (root != NULL) {
+        /* "/": every GET path the routes above do not take. */
+        appsrv_static_opts_t so = {.index = NULL, .precompressed = true, .max_age = 0};
+        int rc = appsrv_static(srv, "/", root, &so);
+        if (rc < 0) {
+            fprintf(stderr, "appsrv: --root %s: %s\n", root, appsrv_strerror(rc));
+            appsrv_server_free(srv);
+            appsrv_tls_free(tls);
+            return 1;
+        }
+    }
     CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "status.h"
 
@@ -67,6 +68,7 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
     res->cancel_ud = NULL;
     res->on_stop = NULL;
     res->stop_ud = NULL;
+    res->file_fd = -1;
 }
 
 static void body_release(appsrv_res_t *res)
@@ -106,6 +108,8 @@ void appsrv__res_dispose(appsrv_res_t *res)
     if (res->hdrs != res->hdrs_inline)
         free(res->hdrs);
     body_release(res);
+    if (appsrv__unlikely(res->file_fd >= 0))
+        close(res->file_fd);
     appsrv__res_reset(res, c);
 }
 

@@ -2,12 +2,13 @@
 /*
  * transport_plain.c - the plain-socket transport: recv() and sendmsg()
  * with MSG_NOSIGNAL, EINTR retried, EAGAIN reported as -EAGAIN. No
- * handshake, no buffered bytes. Used by conn.c through the transport
+ * handshake, no buffered bytes; file bodies go out with sendfile(2). Used by conn.c through the transport
  * table; server.c chooses it for cleartext listeners.
  */
 #include "transport.h"
 
 #include <errno.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +27,15 @@ static ssize_t plain_writev(appsrv__tsock_t *s, const struct iovec *iov, int iov
     ssize_t n;
     do
         n = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t plain_sendfile(appsrv__tsock_t *s, int fd, off_t off, size_t len)
+{
+    ssize_t n;
+    do
+        n = sendfile(s->fd, fd, &off, len);
     while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
 }
@@ -52,4 +62,5 @@ const appsrv__transport_t appsrv__transport_plain = {
     .shutdown = plain_shutdown,
     .close = plain_close,
     .info = NULL,
+    .sendfile = plain_sendfile,
 };
