@@ -112,6 +112,19 @@ const char *appsrv_mime_type(const char *name)
 
 /* ------------------------------------------------------------- the body */
 
+/* Makes fd[off, off + len) the body of res (checked by the caller). */
+static void set_file(appsrv_res_t *res, int fd, off_t off, off_t len)
+{
+    appsrv_res_set_body(res, NULL, 0);
+    if (res->file_fd >= 0)
+        close(res->file_fd);
+    res->file_fd = fd;
+    res->file_off = off;
+    res->file_len = (uint64_t)len;
+    if (res->status == 0)
+        res->status = 200;
+}
+
 int appsrv_res_fd(appsrv_res_t *res, int fd, off_t off, off_t len)
 {
     if (fd < 0)
@@ -133,14 +146,7 @@ int appsrv_res_fd(appsrv_res_t *res, int fd, off_t off, off_t len)
     }
     if (len < 0)
         len = st.st_size - off;
-    appsrv_res_set_body(res, NULL, 0);
-    if (res->file_fd >= 0)
-        close(res->file_fd);
-    res->file_fd = fd;
-    res->file_off = off;
-    res->file_len = (uint64_t)len;
-    if (res->status == 0)
-        res->status = 200;
+    set_file(res, fd, off, len);
     return 0;
 }
 
@@ -332,6 +338,13 @@ int appsrv_res_file_fd(appsrv_res_t *res, const appsrv_req_t *req, int fd, const
         close(fd);
         return err;
     }
+    return appsrv__res_file_st(res, req, fd, &st, type);
+}
+
+int appsrv__res_file_st(appsrv_res_t *res, const appsrv_req_t *req, int fd,
+                        const struct stat *stp, const char *type)
+{
+    const struct stat st = *stp;
     char etag[64], lm[30];
     size_t elen = make_etag(etag, sizeof(etag), &st);
     appsrv__http_date(lm, st.st_mtim.tv_sec);
@@ -413,8 +426,8 @@ int appsrv_res_file_fd(appsrv_res_t *res, const appsrv_req_t *req, int fd, const
         rc |= appsrv_res_add_header(res, "Content-Range", cr);
     }
     res->status = status;
-    int r = appsrv_res_fd(res, fd, (off_t)first, size ? (off_t)(last - first + 1) : 0);
-    return r < 0 ? r : rc < 0 ? -ENOMEM : 0;
+    set_file(res, fd, (off_t)first, size ? (off_t)(last - first + 1) : 0);
+    return rc < 0 ? -ENOMEM : 0;
 }
 
 int appsrv_res_file(appsrv_res_t *res, const appsrv_req_t *req, const char *path)

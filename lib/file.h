@@ -12,7 +12,14 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <sys/stat.h>
+
 #include "common.h"
+
+/* appsrv_res_file_fd() for a regular file whose fstat the caller has
+ * (static.c): one fstat per request. */
+int appsrv__res_file_st(appsrv_res_t *res, const appsrv_req_t *req, int fd,
+                        const struct stat *st, const char *type);
 
 /* Parses an IMF-fixdate; false for anything else. */
 bool appsrv__parse_http_date(const char *s, size_t n, time_t *out);

@@ -229,15 +229,14 @@ static int redirect_slash(const appsrv_req_t *req, appsrv_res_t *res)
 }
 
 /* The regular file at rel (NUL-terminated, room for 4 more bytes), or
- * its ".gz" sibling when gz: fd or -1. */
-static int open_regular(const sdir_t *d, char *rel, size_t n, bool gz)
+ * its ".gz" sibling when gz: fd (*st its fstat) or -1. */
+static int open_regular(const sdir_t *d, char *rel, size_t n, bool gz, struct stat *st)
 {
     if (gz)
         memcpy(rel + n, ".gz", 4);
     int fd = open_beneath(d->rootfd, rel, OPEN_FLAGS);
     rel[n] = '\0';
-    struct stat st;
-    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+    if (fd >= 0 && (fstat(fd, st) < 0 || !S_ISREG(st->st_mode))) {
         close(fd);
         fd = -1;
     }
@@ -286,7 +285,7 @@ static int static_get(appsrv_req_t *req, appsrv_res_t *res, void *user)
             rel[len++] = '/';
         memcpy(rel + len, d->index, ilen + 1);
         len += ilen;
-        fd = open_regular(d, rel, len, false);
+        fd = open_regular(d, rel, len, false, &st);
         if (fd < 0)
             return not_found(res);
     } else if (slash || !S_ISREG(st.st_mode)) {
@@ -298,16 +297,18 @@ static int static_get(appsrv_req_t *req, appsrv_res_t *res, void *user)
         appsrv_res_add_header(res, "Vary", "Accept-Encoding");
         appsrv_str_t ae = appsrv_req_header(req, "Accept-Encoding");
         int gfd;
+        struct stat gst;
         if (ae.ptr != NULL && appsrv__accepts_gzip(ae.ptr, ae.len) &&
-            (gfd = open_regular(d, rel, len, true)) >= 0) {
+            (gfd = open_regular(d, rel, len, true, &gst)) >= 0) {
             close(fd);
             fd = gfd;
+            st = gst;
             appsrv_res_add_header(res, "Content-Encoding", "gzip");
         }
     }
     if (d->cache[0] != '\0')
         appsrv_res_add_header(res, "Cache-Control", d->cache);
-    int rc = appsrv_res_file_fd(res, req, fd, type);
+    int rc = appsrv__res_file_st(res, req, fd, &st, type);
     return rc < 0 ? not_found(res) : 0;
 }
 
