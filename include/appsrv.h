@@ -1153,6 +1153,7 @@ typedef struct appsrv_static_opts {
                            client accepts gzip (Content-Encoding: gzip,
                            the original's type, Vary: Accept-Encoding) */
     int max_age;        /* > 0: Cache-Control: max-age=N; else none */
+    bool no_cache;      /* no in-memory copies (see below) */
 } appsrv_static_opts_t;
 
 /*
@@ -1169,7 +1170,11 @@ typedef struct appsrv_static_opts {
  * root, so a symlink may point within root but not out of it; on kernels
  * without openat2 (before 5.6) each component is opened with O_NOFOLLOW,
  * and every symlink is refused. Non-regular files (FIFOs, devices) are
- * 404. root is opened now (it must be a directory; renaming it later
+ * 404. Files up to 32 KiB are kept in memory (at most 64 per directory,
+ * shared by the workers) and revalidated (open + fstat) when their copy
+ * is a second old: a changed file may be served unchanged for up to one
+ * second, as with nginx's open_file_cache_valid; opts->no_cache turns
+ * this off. root is opened now (it must be a directory; renaming it later
  * does not move what is served); opts may be NULL (the defaults above,
  * precompressed off). Returns 0, -EINVAL (prefix not starting with '/',
  * NULL root), -ENOTDIR, -ENOENT, -EACCES (root), -EEXIST (a GET route

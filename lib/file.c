@@ -338,11 +338,20 @@ int appsrv_res_file_fd(appsrv_res_t *res, const appsrv_req_t *req, int fd, const
         close(fd);
         return err;
     }
-    return appsrv__res_file_st(res, req, fd, &st, type);
+    return appsrv__res_file_st(res, req, fd, NULL, &st, type);
+}
+
+/* Gives back what the answer will not send: the fd or the memory. */
+static void drop(int fd, const appsrv__fmem_t *mem)
+{
+    if (mem != NULL)
+        mem->release(NULL, mem->ud);
+    else
+        close(fd);
 }
 
 int appsrv__res_file_st(appsrv_res_t *res, const appsrv_req_t *req, int fd,
-                        const struct stat *stp, const char *type)
+                        const appsrv__fmem_t *mem, const struct stat *stp, const char *type)
 {
     const struct stat st = *stp;
     char etag[64], lm[30];
@@ -399,7 +408,7 @@ int appsrv__res_file_st(appsrv_res_t *res, const appsrv_req_t *req, int fd,
     /* From here res changes: every add may only fail for lack of memory. */
     int rc = 0;
     if (status == 412 || status == 416) {
-        close(fd);
+        drop(fd, mem);
         if (status == 416) {
             char cr[48];
             snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
@@ -412,7 +421,7 @@ int appsrv__res_file_st(appsrv_res_t *res, const appsrv_req_t *req, int fd,
         rc |= appsrv_res_add_header(res, "ETag", etag);
     rc |= appsrv_res_add_header(res, "Last-Modified", lm);
     if (status == 304) {
-        close(fd);
+        drop(fd, mem);
         appsrv_res_set_status(res, 304);
         return rc < 0 ? -ENOMEM : 0;
     }
@@ -426,7 +435,11 @@ int appsrv__res_file_st(appsrv_res_t *res, const appsrv_req_t *req, int fd,
         rc |= appsrv_res_add_header(res, "Content-Range", cr);
     }
     res->status = status;
-    set_file(res, fd, (off_t)first, size ? (off_t)(last - first + 1) : 0);
+    if (mem != NULL)
+        appsrv_res_set_body_ref(res, mem->data + first, size ? last - first + 1 : 0, mem->release,
+                                mem->ud);
+    else
+        set_file(res, fd, (off_t)first, size ? (off_t)(last - first + 1) : 0);
     return rc < 0 ? -ENOMEM : 0;
 }
 

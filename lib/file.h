@@ -16,10 +16,20 @@
 
 #include "common.h"
 
+/* A file's bytes already in memory (static.c's cache): data[0..st_size),
+ * given back with release(NULL, ud) exactly once, when the response no
+ * longer needs them (at once when it does not send them). */
+typedef struct appsrv__fmem {
+    const char *data;
+    void (*release)(void *data, void *ud);
+    void *ud;
+} appsrv__fmem_t;
+
 /* appsrv_res_file_fd() for a regular file whose fstat the caller has
- * (static.c): one fstat per request. */
+ * (static.c: one fstat per request), its body from fd (owned) or, with
+ * mem (fd unused), from memory. */
 int appsrv__res_file_st(appsrv_res_t *res, const appsrv_req_t *req, int fd,
-                        const struct stat *st, const char *type);
+                        const appsrv__fmem_t *mem, const struct stat *st, const char *type);
 
 /* Parses an IMF-fixdate; false for anything else. */
 bool appsrv__parse_http_date(const char *s, size_t n, time_t *out);

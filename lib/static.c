@@ -9,18 +9,21 @@
  * UTF-8), then opened with openat2(RESOLVE_BENEATH) below the root's fd,
  * or component by component with O_NOFOLLOW where openat2 is missing.
  * Precompressed "<file>.gz" siblings use accept.c's Accept-Encoding test.
+ * Files up to 32 KiB are cached in memory, revalidated every second.
  */
 #include "static.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__has_include)
 #if __has_include(<linux/openat2.h>)
@@ -33,21 +36,57 @@
 #include "file.h"
 #include "server.h"
 
+/* Small files are kept in memory (per directory, shared by the workers
+ * under one lock): a hit costs no system call; an entry is revalidated
+ * (open + fstat; the bytes are read again only when size, mtime or inode
+ * changed) once it is CACHE_VALID_MS old, so a changed file shows within
+ * that time, as with nginx's open_file_cache_valid. At most CACHE_SLOTS
+ * files of up to CACHE_MAX_FILE bytes: 2 MiB per directory. */
+#define CACHE_SLOTS 64
+#define CACHE_MAX_FILE (32 * 1024)
+#define CACHE_VALID_MS 1000
+
+/* A cached file's bytes, shared by the slot and the responses sending
+ * them (freed by the last). */
+typedef struct cbuf {
+    atomic_uint refs;
+    char data[];
+} cbuf_t;
+
+typedef struct cslot {
+    cbuf_t *buf; /* NULL: empty */
+    char key[200];
+    size_t klen;
+    bool slash;
+    struct stat st;
+    const char *type;
+    int64_t checked_ms;
+} cslot_t;
+
 typedef struct sdir {
     int rootfd;
     size_t prefix_len; /* the prefix without trailing '/' */
     char *index;
     bool gz;
-    char cache[40]; /* Cache-Control value, "" for none */
+    bool no_cache;
+    char cache_control[40]; /* Cache-Control value, "" for none */
+    pthread_mutex_t lock;   /* the slots */
+    cslot_t slots[CACHE_SLOTS];
 } sdir_t;
 
 atomic_bool appsrv__static_no_openat2;
+
+static void cbuf_release(void *data, void *ud);
 
 static void sdir_free(void *p)
 {
     sdir_t *d = p;
     if (d->rootfd >= 0)
         close(d->rootfd);
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        if (d->slots[i].buf != NULL)
+            cbuf_release(NULL, d->slots[i].buf);
+    pthread_mutex_destroy(&d->lock);
     free(d->index);
     free(d);
 }
@@ -243,9 +282,124 @@ static int open_regular(const sdir_t *d, char *rel, size_t n, bool gz, struct st
     return fd;
 }
 
+/* ---------------------------------------------------------- the cache */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void cbuf_release(void *data, void *ud)
+{
+    (void)data;
+    cbuf_t *b = ud;
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        free(b);
+}
+
+static cslot_t *slot_of(sdir_t *d, const char *key, size_t klen, bool slash)
+{
+    uint32_t h = 2166136261u ^ (slash ? 0x9e3779b9u : 0);
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return &d->slots[h % CACHE_SLOTS];
+}
+
+static bool slot_is(const cslot_t *s, const char *key, size_t klen, bool slash)
+{
+    return s->buf != NULL && s->slash == slash && s->klen == klen &&
+           memcmp(s->key, key, klen) == 0;
+}
+
+static void slot_take(cslot_t *s, appsrv__fmem_t *mem, struct stat *st, const char **type)
+{
+    atomic_fetch_add_explicit(&s->buf->refs, 1, memory_order_relaxed);
+    *mem = (appsrv__fmem_t){.data = s->buf->data, .release = cbuf_release, .ud = s->buf};
+    *st = s->st;
+    *type = s->type;
+}
+
+/* A fresh cached copy of key: true with mem, st and type set. */
+static bool cache_get(sdir_t *d, const char *key, size_t klen, bool slash, appsrv__fmem_t *mem,
+                      struct stat *st, const char **type)
+{
+    if (d->no_cache || klen > sizeof(d->slots[0].key))
+        return false;
+    cslot_t *s = slot_of(d, key, klen, slash);
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&d->lock);
+    bool hit = slot_is(s, key, klen, slash) && now - s->checked_ms < CACHE_VALID_MS;
+    if (hit)
+        slot_take(s, mem, st, type);
+    pthread_mutex_unlock(&d->lock);
+    return hit;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Caches the small regular file fd (its fstat st) under key: true with
+ * mem set (the caller then closes fd), false when it is not cached. */
+static bool cache_put(sdir_t *d, const char *key, size_t klen, bool slash, int fd,
+                      const struct stat *st, const char *type, appsrv__fmem_t *mem)
+{
+    if (d->no_cache || klen > sizeof(d->slots[0].key) || st->st_size > CACHE_MAX_FILE)
+        return false;
+    cslot_t *s = slot_of(d, key, klen, slash);
+    int64_t now = mono_ms();
+    struct stat dummy;
+    const char *t;
+    pthread_mutex_lock(&d->lock);
+    if (slot_is(s, key, klen, slash) && same_file(&s->st, st)) {
+        /* Revalidated: unchanged, keep the bytes. */
+        s->checked_ms = now;
+        slot_take(s, mem, &dummy, &t);
+        pthread_mutex_unlock(&d->lock);
+        return true;
+    }
+    pthread_mutex_unlock(&d->lock);
+    size_t n = (size_t)st->st_size;
+    cbuf_t *b = malloc(sizeof(*b) + n + 1);
+    if (b == NULL)
+        return false;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, b->data + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(b);
+            return false; /* shrank or unreadable: served from the fd */
+        }
+        got += (size_t)r;
+    }
+    atomic_init(&b->refs, 2); /* the slot's and this response's */
+    pthread_mutex_lock(&d->lock);
+    cbuf_t *old = s->buf;
+    s->buf = b;
+    memcpy(s->key, key, klen);
+    s->klen = klen;
+    s->slash = slash;
+    s->st = *st;
+    s->type = type;
+    s->checked_ms = now;
+    pthread_mutex_unlock(&d->lock);
+    if (old != NULL)
+        cbuf_release(NULL, old);
+    *mem = (appsrv__fmem_t){.data = b->data, .release = cbuf_release, .ud = b};
+    return true;
+}
+
+/* ---------------------------------------------------------- the handler */
+
 static int static_get(appsrv_req_t *req, appsrv_res_t *res, void *user)
 {
-    const sdir_t *d = user;
+    sdir_t *d = user;
     appsrv_str_t path = appsrv_req_path(req);
     if (path.len < d->prefix_len)
         return not_found(res);
@@ -268,8 +422,22 @@ static int static_get(appsrv_req_t *req, appsrv_res_t *res, void *user)
         memcpy(rel, ".", 2);
         len = 1;
     }
-    int fd = open_beneath(d->rootfd, rel, OPEN_FLAGS);
+    size_t klen = len; /* the cache key: rel[0..klen) and slash */
+    bool gz = false;
+    if (d->gz) {
+        appsrv_res_add_header(res, "Vary", "Accept-Encoding");
+        appsrv_str_t ae = appsrv_req_header(req, "Accept-Encoding");
+        gz = ae.ptr != NULL && appsrv__accepts_gzip(ae.ptr, ae.len);
+    }
+    if (d->cache_control[0] != '\0')
+        appsrv_res_add_header(res, "Cache-Control", d->cache_control);
+    appsrv__fmem_t mem;
     struct stat st;
+    const char *type;
+    /* Only the plain variant is cached: a gzip client may get a sibling. */
+    if (!gz && cache_get(d, rel, klen, slash, &mem, &st, &type))
+        return appsrv__res_file_st(res, req, -1, &mem, &st, type) < 0 ? not_found(res) : 0;
+    int fd = open_beneath(d->rootfd, rel, OPEN_FLAGS);
     if (fd < 0 || fstat(fd, &st) < 0) {
         if (fd >= 0)
             close(fd);
@@ -292,23 +460,19 @@ static int static_get(appsrv_req_t *req, appsrv_res_t *res, void *user)
         close(fd);
         return not_found(res);
     }
-    const char *type = appsrv_mime_type(rel);
-    if (d->gz) {
-        appsrv_res_add_header(res, "Vary", "Accept-Encoding");
-        appsrv_str_t ae = appsrv_req_header(req, "Accept-Encoding");
-        int gfd;
-        struct stat gst;
-        if (ae.ptr != NULL && appsrv__accepts_gzip(ae.ptr, ae.len) &&
-            (gfd = open_regular(d, rel, len, true, &gst)) >= 0) {
-            close(fd);
-            fd = gfd;
-            st = gst;
-            appsrv_res_add_header(res, "Content-Encoding", "gzip");
-        }
+    type = appsrv_mime_type(rel);
+    int gfd;
+    struct stat gst;
+    if (gz && (gfd = open_regular(d, rel, len, true, &gst)) >= 0) {
+        close(fd);
+        fd = gfd;
+        st = gst;
+        appsrv_res_add_header(res, "Content-Encoding", "gzip");
+    } else if (!gz && cache_put(d, rel, klen, slash, fd, &st, type, &mem)) {
+        close(fd);
+        fd = -1;
     }
-    if (d->cache[0] != '\0')
-        appsrv_res_add_header(res, "Cache-Control", d->cache);
-    int rc = appsrv__res_file_st(res, req, fd, &st, type);
+    int rc = appsrv__res_file_st(res, req, fd, fd < 0 ? &mem : NULL, &st, type);
     return rc < 0 ? not_found(res) : 0;
 }
 
@@ -337,7 +501,9 @@ int appsrv_static(appsrv_server_t *srv, const char *prefix, const char *root,
     d->prefix_len = pl;
     d->gz = opts != NULL && opts->precompressed;
     if (opts != NULL && opts->max_age > 0)
-        snprintf(d->cache, sizeof(d->cache), "max-age=%d", opts->max_age);
+        snprintf(d->cache_control, sizeof(d->cache_control), "max-age=%d", opts->max_age);
+    d->no_cache = opts != NULL && opts->no_cache;
+    pthread_mutex_init(&d->lock, NULL);
     d->index = strdup(index);
     d->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int rc = d->index == NULL ? -ENOMEM : d->rootfd < 0 ? -errno : 0;

@@ -119,10 +119,13 @@ static int h_missing(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return 0;
 }
 
+static bool g_no_cache; /* the next start() turns the small-file cache off */
+
 static int setup_static(appsrv_server_t *srv, void *arg)
 {
     (void)arg;
-    appsrv_static_opts_t o = {.index = NULL, .precompressed = true, .max_age = 60};
+    appsrv_static_opts_t o = {
+        .index = NULL, .precompressed = true, .max_age = 60, .no_cache = g_no_cache};
     return appsrv_static(srv, "/files", g_root, &o);
 }
 
@@ -136,6 +139,7 @@ static int start(e2e_server_t *s)
     int fds0 = e2e_fd_count();
     make_tree();
     start_srv_with(s, NULL, routes, ARRAY_LEN(routes), setup_static, NULL);
+    g_no_cache = false;
     return fds0;
 }
 
@@ -441,6 +445,7 @@ Test(files, ranges_206_416_if_range, .timeout = 60)
 Test(files, traversal_refused, .timeout = 60)
 {
     e2e_server_t s;
+    g_no_cache = true; /* each pass must open the files itself */
     int fds0 = start(&s);
     static const char *const bad[] = {
         "/files/../outside/secret.txt", "/files/%2e%2e/outside/secret.txt",
@@ -689,5 +694,69 @@ Test(files, curl_resume_download, .timeout = 90)
     cr_expect_eq(st, 0, "curl: %s", out);
     cr_expect_str_eq(out, "1000000\n206\nsame\n416\n3\n");
     free(out);
+    finish(&s, fds0);
+}
+
+/* The small-file cache: a change shows once the copy is a second old
+ * (size change, and a same-size rewrite with a new mtime); Range and 304
+ * work on cached copies too. */
+Test(files, cache_revalidates, .timeout = 60)
+{
+    e2e_server_t s;
+    int fds0 = start(&s);
+    e2e_resp_t r;
+    for (int i = 0; i < 3; i++) {
+        get(&s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+        check_body(&r, "hello, file\n");
+        e2e_resp_free(&r);
+    }
+    get(&s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=7-10\r\n\r\n", &r);
+    check_status(&r, 206, NULL);
+    check_body(&r, "file");
+    e2e_resp_free(&r);
+    char et[96], lm[64], h[256];
+    validators(&s, "/files/hello.txt", et, lm);
+    snprintf(h, sizeof(h), "If-None-Match: %s\r\n", et);
+    cond(&s, "/files/hello.txt", h, 304, 0);
+    write_file("hello.txt", "changed, and longer\n", 20);
+    int64_t dl = e2e_now_ms() + 5000;
+    bool seen = false;
+    while (!seen && e2e_now_ms() < dl) {
+        get(&s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+        seen = r.body_len == 20 && memcmp(r.body, "changed, and longer\n", 20) == 0;
+        cr_assert(seen || (r.body_len == 12 && memcmp(r.body, "hello, file\n", 12) == 0),
+                  "neither old nor new: %s", r.body);
+        e2e_resp_free(&r);
+        if (!seen)
+            e2e_pause_ms(100);
+    }
+    cr_expect(seen, "the new content did not show within 5 s");
+    /* Same size, new mtime. */
+    e2e_pause_ms(20);
+    write_file("hello.txt", "CHANGED, AND LONGER\n", 20);
+    dl = e2e_now_ms() + 5000;
+    seen = false;
+    while (!seen && e2e_now_ms() < dl) {
+        get(&s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+        seen = r.body_len == 20 && memcmp(r.body, "CHANGED", 7) == 0;
+        e2e_resp_free(&r);
+        if (!seen)
+            e2e_pause_ms(100);
+    }
+    cr_expect(seen, "the same-size rewrite did not show within 5 s");
+    /* Gone: 404 once revalidated. */
+    char p[256];
+    snprintf(p, sizeof(p), "%s/hello.txt", g_root);
+    cr_assert_eq(unlink(p), 0);
+    dl = e2e_now_ms() + 5000;
+    int st = 200;
+    while (st != 404 && e2e_now_ms() < dl) {
+        get(&s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+        st = r.status;
+        e2e_resp_free(&r);
+        if (st != 404)
+            e2e_pause_ms(100);
+    }
+    cr_expect_eq(st, 404, "a deleted file is still served after 5 s");
     finish(&s, fds0);
 }
