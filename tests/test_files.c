@@ -475,10 +475,14 @@ Test(files, traversal_refused, .timeout = 60)
             e2e_resp_free(&r);
             e2e_conn_close(&c);
         }
-        /* A symlink within the root: served with openat2, refused by the walk. */
+        /* A symlink within the root: served with openat2, refused by the
+         * walk (also in pass 0 where openat2 answered ENOSYS: old kernels,
+         * valgrind). */
+        bool walk = atomic_load(&appsrv__static_no_openat2);
         e2e_resp_t r;
         get(&s, "GET /files/alias.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
-        cr_expect_eq(r.status, pass == 0 ? 200 : 404, "alias.txt (pass %d): %d", pass, r.status);
+        cr_expect_eq(r.status, walk ? 404 : 200, "alias.txt (pass %d, %s): %d", pass,
+                     walk ? "walk" : "openat2", r.status);
         e2e_resp_free(&r);
         get(&s, "GET /files/sub/index.html HTTP/1.1\r\nHost: x\r\n\r\n", &r);
         check_status(&r, 200, "OK");
