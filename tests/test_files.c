@@ -119,6 +119,36 @@ static int h_missing(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return 0;
 }
 
+/* appsrv_res_fd(): bytes 100..149 of big.bin; and its refusals, as text. */
+static int h_slice(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    char p[256];
+    snprintf(p, sizeof(p), "%s/big.bin", g_root);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    appsrv_res_add_header(res, "Content-Type", "application/octet-stream");
+    return appsrv_res_fd(res, fd, 100, 50);
+}
+
+static int h_slice_errors(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)req;
+    (void)user;
+    char p[256];
+    snprintf(p, sizeof(p), "%s/big.bin", g_root);
+    int a = appsrv_res_fd(res, -1, 0, 1);
+    int b = appsrv_res_fd(res, open(p, O_RDONLY | O_CLOEXEC), (off_t)BIG_LEN, 1);
+    int c = appsrv_res_fd(res, open(p, O_RDONLY | O_CLOEXEC), -1, 1);
+    int d = appsrv_res_fd(res, open(g_root, O_RDONLY | O_CLOEXEC), 0, -1);
+    int e = appsrv_res_file_fd(res, req, open(g_root, O_RDONLY | O_CLOEXEC), NULL);
+    appsrv_res_set_status(res, 200);
+    appsrv_res_printf(res, "%d %d %d %d %d", a, b, c, d, e);
+    return 0;
+}
+
 static bool g_no_cache; /* the next start() turns the small-file cache off */
 
 static int setup_static(appsrv_server_t *srv, void *arg)
@@ -132,6 +162,8 @@ static int setup_static(appsrv_server_t *srv, void *arg)
 static const e2e_route_t routes[] = {
     {"GET", "/one", h_file, NULL, false},
     {"GET", "/missing", h_missing, NULL, false},
+    {"GET", "/slice", h_slice, NULL, false},
+    {"GET", "/slice-errors", h_slice_errors, NULL, false},
 };
 
 static int start(e2e_server_t *s)
@@ -762,5 +794,33 @@ Test(files, cache_revalidates, .timeout = 60)
             e2e_pause_ms(100);
     }
     cr_expect_eq(st, 404, "a deleted file is still served after 5 s");
+    finish(&s, fds0);
+}
+
+/* appsrv_res_fd(): a slice with the handler's status and type, and every
+ * refusal closing the fd it was given (the fd count at the end). */
+Test(files, res_fd_slice_and_errors, .timeout = 60)
+{
+    e2e_server_t s;
+    int fds0 = start(&s);
+    e2e_resp_t r;
+    get(&s, "GET /slice HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+    check_status(&r, 200, "OK");
+    hdr_is(&r, "Content-Length", "50");
+    hdr_is(&r, "Content-Type", "application/octet-stream");
+    char *want = malloc(BIG_LEN);
+    cr_assert_not_null(want);
+    e2e_fill_pattern(want, BIG_LEN, 16);
+    cr_expect(r.body_len == 50 && memcmp(r.body, want + 100, 50) == 0, "slice bytes");
+    free(want);
+    e2e_resp_free(&r);
+    get(&s, "HEAD /slice HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+    hdr_is(&r, "Content-Length", "50");
+    e2e_resp_free(&r);
+    get(&s, "GET /slice-errors HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+    char exp[64];
+    snprintf(exp, sizeof(exp), "%d %d %d %d %d", -EBADF, -EINVAL, -EINVAL, -EINVAL, -EISDIR);
+    check_body(&r, exp);
+    e2e_resp_free(&r);
     finish(&s, fds0);
 }
