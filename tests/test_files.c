@@ -45,6 +45,17 @@ static void write_file(const char *rel, const void *data, size_t len)
     fclose(f);
 }
 
+/* Whether body[0..n) is big.bin's bytes from off. */
+static bool big_bytes(const char *body, size_t n, size_t off)
+{
+    char *want = malloc(BIG_LEN);
+    cr_assert_not_null(want);
+    e2e_fill_pattern(want, BIG_LEN, 16);
+    bool ok = off + n <= BIG_LEN && memcmp(body, want + off, n) == 0;
+    free(want);
+    return ok;
+}
+
 static void make_tree(void)
 {
     snprintf(g_dir, sizeof(g_dir), "/tmp/appsrv-files-XXXXXX");
@@ -429,12 +440,8 @@ static void ranged(e2e_server_t *s, const char *hdrs, int status, const char *cr
     hdr_is(&r, "Content-Range", crange);
     if (status != 416) {
         cr_expect_eq(r.body_len, len, "%s: %zu bytes, want %zu", hdrs, r.body_len, len);
-        char *want = malloc(BIG_LEN);
-        cr_assert_not_null(want);
-        e2e_fill_pattern(want, BIG_LEN, 16);
         if (r.body_len == len)
-            cr_expect(memcmp(r.body, want + off, len) == 0, "%s: wrong bytes", hdrs);
-        free(want);
+            cr_expect(big_bytes(r.body, len, off), "%s: wrong bytes", hdrs);
     }
     e2e_resp_free(&r);
 }
@@ -582,10 +589,7 @@ Test(files, keepalive_pipelined_after_big_file, .timeout = 60)
     read_resp_t(&c, &r, 0, 20000);
     check_status(&r, 200, "OK");
     cr_expect_eq(r.body_len, BIG_LEN);
-    char *want = malloc(BIG_LEN);
-    cr_assert_not_null(want);
-    e2e_fill_pattern(want, BIG_LEN, 16);
-    cr_expect(r.body_len == BIG_LEN && memcmp(r.body, want, BIG_LEN) == 0, "big.bin bytes");
+    cr_expect(r.body_len == BIG_LEN && big_bytes(r.body, BIG_LEN, 0), "big.bin bytes");
     e2e_resp_free(&r);
     read_resp(&c, &r, 0);
     check_body(&r, "hello, file\n");
@@ -595,9 +599,8 @@ Test(files, keepalive_pipelined_after_big_file, .timeout = 60)
     e2e_resp_free(&r);
     read_resp(&c, &r, 0);
     check_status(&r, 206, NULL);
-    cr_expect(r.body_len == 5 && memcmp(r.body, want + BIG_LEN - 5, 5) == 0);
+    cr_expect(r.body_len == 5 && big_bytes(r.body, 5, BIG_LEN - 5));
     e2e_resp_free(&r);
-    free(want);
     /* Still open: one more on the same connection. */
     send_str(&c, "GET /files/data.json HTTP/1.1\r\nHost: x\r\n\r\n");
     read_resp(&c, &r, 0);
@@ -808,11 +811,7 @@ Test(files, res_fd_slice_and_errors, .timeout = 60)
     check_status(&r, 200, "OK");
     hdr_is(&r, "Content-Length", "50");
     hdr_is(&r, "Content-Type", "application/octet-stream");
-    char *want = malloc(BIG_LEN);
-    cr_assert_not_null(want);
-    e2e_fill_pattern(want, BIG_LEN, 16);
-    cr_expect(r.body_len == 50 && memcmp(r.body, want + 100, 50) == 0, "slice bytes");
-    free(want);
+    cr_expect(r.body_len == 50 && big_bytes(r.body, 50, 100), "slice bytes");
     e2e_resp_free(&r);
     get(&s, "HEAD /slice HTTP/1.1\r\nHost: x\r\n\r\n", &r);
     hdr_is(&r, "Content-Length", "50");
