@@ -40,6 +40,7 @@ static void usage(FILE *out)
             "              [--access-log-format combined|json] [--metrics]\n"
             "              [--no-request-ids]\n"
             "              [--cors ORIGIN]... [--json-errors] [--gzip]\n"
+            "              [--root DIR]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -67,6 +68,9 @@ static void usage(FILE *out)
             "      --json-errors      the library's own answers as JSON\n"
             "      --gzip             gzip text and JSON answers of 1 KiB or more, and\n"
             "                         streams, for clients that accept it (level 6)\n"
+            "      --root DIR         serve the files under DIR for GET/HEAD paths\n"
+            "                         no built-in route takes (Range, ETag, 304,\n"
+            "                         index.html, precompressed .gz siblings)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -494,7 +498,8 @@ enum {
     OPT_NO_REQUEST_IDS,
     OPT_CORS,
     OPT_JSON_ERRORS,
-    OPT_GZIP
+    OPT_GZIP,
+    OPT_ROOT
 };
 
 #define MAX_CORS 16
@@ -522,6 +527,7 @@ int main(int argc, char **argv)
         {"cors", required_argument, NULL, OPT_CORS},
         {"json-errors", no_argument, NULL, OPT_JSON_ERRORS},
         {"gzip", no_argument, NULL, OPT_GZIP},
+        {"root", required_argument, NULL, OPT_ROOT},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -539,6 +545,7 @@ int main(int argc, char **argv)
     /* Every response carries an X-Request-ID (the client's when valid). */
     cfg.request_ids = true;
     bool json_errors = false, gzip = false;
+    const char *root = NULL; /* --root */
     const char *cors[MAX_CORS];
     size_t ncors = 0;
 
@@ -623,6 +630,11 @@ int main(int argc, char **argv)
         case OPT_GZIP:
             gzip = true;
             break;
+        case OPT_ROOT:
+            if (optarg[0] == '\0')
+                bad_usage("%s: empty directory", "--root");
+            root = optarg;
+            break;
         case 'q':
             quiet = true;
             break;
@@ -695,6 +707,17 @@ int main(int argc, char **argv)
         CHECK(appsrv_set_error_responder(srv, appsrv_error_json, NULL));
     if (gzip)
         CHECK(appsrv_gzip_use(srv, NULL));
+    if (root != NULL) {
+        /* "/": every GET path the routes above do not take. */
+        appsrv_static_opts_t so = {.index = NULL, .precompressed = true, .max_age = 0};
+        int rc = appsrv_static(srv, "/", root, &so);
+        if (rc < 0) {
+            fprintf(stderr, "appsrv: --root %s: %s\n", root, appsrv_strerror(rc));
+            appsrv_server_free(srv);
+            appsrv_tls_free(tls);
+            return 1;
+        }
+    }
     CHECK(appsrv_route_line(srv, "PING", l_ping, NULL));
     CHECK(appsrv_route_line(srv, "ECHO", l_echo, NULL));
     CHECK(appsrv_route_line(srv, "QUIT", l_quit, NULL));

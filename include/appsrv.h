@@ -1140,6 +1140,100 @@ APPSRV_API int appsrv_gzip_use(appsrv_server_t *srv, const appsrv_gzip_opts_t *o
  * route's handler). Returns 0, or -EINVAL for NULL. The thread holding
  * res, before it is sent or streamed. */
 APPSRV_API int appsrv_res_no_compress(appsrv_res_t *res);
+/* ------------------------------------------------ files and static dirs */
+/*
+ * File responses (HTTP listeners). The body is read from an open file as
+ * the socket drains: sendfile(2) on cleartext connections, pread into a
+ * pooled block + write over TLS; a huge file to a slow client holds no
+ * more memory than a small one. The fd belongs to res from the call on
+ * (also when the call fails): the library closes it when the response
+ * is written, dropped (HEAD, 304, an error), or its connection closes.
+ * Call like the other builders (in the handler, or on the thread holding
+ * an APPSRV_LATER response before appsrv_res_send()); not for streams.
+ *
+ * Validators: Last-Modified is the file's mtime (IMF-fixdate); the ETag
+ * is strong, "<mtime seconds hex>.<mtime ns hex>-<size hex>": a file
+ * rewritten with the same size within the same nanosecond would keep it.
+ * Conditionals (RFC 9110 §13.2.2, in order): If-Match (strong) and else
+ * If-Unmodified-Since -> 412; If-None-Match (list or "*", weak
+ * comparison) -> 304 for GET/HEAD, and only without it If-Modified-Since
+ * -> 304. Range (GET only, RFC 9110 §14.2): one "bytes=" range
+ * (first-last, first-, -suffix) -> 206 + Content-Range; If-Range (an ETag,
+ * compared strongly, or a date equal to Last-Modified) that does not match
+ * -> the whole file; unsatisfiable -> 416 + "Content-Range: bytes
+ * * /size"; several ranges -> the whole file, 200 (no multipart/byteranges);
+ * a malformed Range is ignored (200). Every file answer says
+ * Accept-Ranges: bytes.
+ */
+
+/* Sends len bytes of fd from offset off as the body (len < 0: up to the
+ * end of the file); the status stays what was set (200 when none). No
+ * validators, no Range. Returns 0, -EBADF (fd < 0), -EINVAL (off < 0,
+ * off + len past the end, not a regular file), APPSRV_ESTATE (a line
+ * request). fd is closed on every path. */
+APPSRV_API int appsrv_res_fd(appsrv_res_t *res, int fd, off_t off, off_t len);
+
+/* Answers req with the regular file fd (owned from here on), as described
+ * above: sets status (200, 206, 304, 412 or 416), Content-Type
+ * (content_type; NULL adds none, e.g. when the handler added its own),
+ * Last-Modified, ETag, Accept-Ranges, Content-Range. req NULL: the
+ * whole file, 200. Returns 0 (answered), -EISDIR (a directory),
+ * -EINVAL (not a regular file), -errno from fstat; fd is closed on every
+ * path, and on error res is unchanged. */
+APPSRV_API int appsrv_res_file_fd(appsrv_res_t *res, const appsrv_req_t *req, int fd,
+                                  const char *content_type);
+
+/* Opens path (read-only; a FIFO or device is refused without blocking)
+ * and answers as appsrv_res_file_fd() with appsrv_mime_type(path).
+ * Returns 0, -ENOENT, -EACCES, -EISDIR, -EINVAL, or another -errno from
+ * open/fstat; on error res is unchanged (the handler picks 404, 403...). */
+APPSRV_API int appsrv_res_file(appsrv_res_t *res, const appsrv_req_t *req, const char *path);
+
+/* The Content-Type for a file name by its extension (ASCII
+ * case-insensitive): JSON, HTML, CSS, JS/mjs, images (png, jpeg, gif,
+ * webp, avif, heic, svg, ico), video (mp4, webm, mov), audio (mp3, ogg,
+ * wav, flac, m4a, opus), fonts (woff, woff2, ttf, otf), pdf, wasm, txt,
+ * xml, csv, zip, gz; "application/octet-stream" for anything else. A
+ * static string; never NULL. Any thread. */
+APPSRV_API const char *appsrv_mime_type(const char *name);
+
+typedef struct appsrv_static_opts {
+    const char *index;  /* served for a directory path ending in '/';
+                           NULL: "index.html" */
+    bool precompressed; /* serve "<file>.gz" when it exists and the
+                           client accepts gzip (Content-Encoding: gzip,
+                           the original's type, Vary: Accept-Encoding) */
+    int max_age;        /* > 0: Cache-Control: max-age=N; else none */
+    bool no_cache;      /* no in-memory copies (see below) */
+} appsrv_static_opts_t;
+
+/*
+ * Serves the directory root under the URL prefix (e.g. "/static", or "/"
+ * for everything no more specific route takes) with GET and HEAD, through
+ * appsrv_res_file_fd(). A path naming a directory without a trailing
+ * slash is redirected (301) to the same path with one; with the slash its
+ * index file is served, or 404: no listings. Refused with 404 (the same
+ * answer as a missing file, so nothing leaks): ".." and "." segments,
+ * empty segments ("//"), encoded '/', '\' or NUL (%2f, %5c, %00), a raw
+ * '\', decoded bytes that are controls or not valid UTF-8 (overlong
+ * forms such as %c0%ae), and anything that resolves outside root: files
+ * are opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) below
+ * root, so a symlink may point within root but not out of it; on kernels
+ * without openat2 (before 5.6) each component is opened with O_NOFOLLOW,
+ * and every symlink is refused. Non-regular files (FIFOs, devices) are
+ * 404. Files up to 32 KiB are kept in memory (at most 64 per directory,
+ * shared by the workers) and revalidated (open + fstat) when their copy
+ * is a second old: a changed file may be served unchanged for up to one
+ * second, as with nginx's open_file_cache_valid; opts->no_cache turns
+ * this off. root is opened now (it must be a directory; renaming it later
+ * does not move what is served); opts may be NULL (the defaults above,
+ * precompressed off). Returns 0, -EINVAL (prefix not starting with '/',
+ * NULL root), -ENOTDIR, -ENOENT, -EACCES (root), -EEXIST (a GET route
+ * with that prefix exists), -ENOMEM, APPSRV_ESTATE once run has started.
+ * Before run; any thread.
+ */
+APPSRV_API int appsrv_static(appsrv_server_t *srv, const char *prefix, const char *root,
+                             const appsrv_static_opts_t *opts);
 
 #ifdef __cplusplus
 }

@@ -11,13 +11,17 @@
  * referenced by queued responses (request views), so rbuf is compacted or
  * released only when the queue is empty. A connection is freed only when
  * its last reference goes (conn.h), and then only after the loop's
- * dispatch pass.
+ * dispatch pass. A file segment in the output queue (pool.h) is sent
+ * through the transport's sendfile operation, or read into a pool block
+ * and written when the transport has none: conn.c never knows whether
+ * that is TLS.
  */
 #include "conn.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stats.h"
 
@@ -188,17 +192,62 @@ static void idle_unlink(appsrv__conn_t *c)
 
 /* ------------------------------------------------------------- out queue */
 
+/* File bytes one flush sends before the connection yields to the others
+ * on its worker (a fast reader of a big file would otherwise never see
+ * EAGAIN), and the most one sendfile(2) call is asked for. */
+#define FILE_BUDGET (8u << 20)
+
+/* Sends from the file segment s at the head of the queue: sendfile when
+ * the transport has it, else pread into a pool block and writev (TLS;
+ * after a short write the same bytes are read again, which a TLS record
+ * retry needs). Memory stays one block whatever the file's size. Returns
+ * what the transport returned (bytes, -EAGAIN, -errno); *want is what
+ * was offered. A file that ends early is -EIO: the head promised more. */
+static ssize_t out_file(appsrv__conn_t *c, const appsrv__seg_t *s, size_t *want)
+{
+    const appsrv__fseg_t *f = s->free_data;
+    size_t rest = s->len - c->out.off;
+    off_t pos = f->off + (off_t)c->out.off;
+    ssize_t w;
+    if (c->sock.tp->sendfile != NULL) {
+        *want = rest < FILE_BUDGET ? rest : FILE_BUDGET;
+        w = c->sock.tp->sendfile(&c->sock, f->fd, pos, *want);
+        if (w != -EINVAL && w != -ENOSYS)
+            return w == 0 ? -EIO : w;
+    }
+    appsrv__pool_t *pool = &c->w->pool;
+    appsrv__block_t *b = appsrv__block_get(pool);
+    if (b == NULL)
+        return -ENOMEM;
+    char *buf = appsrv__block_data(pool, b);
+    size_t n = rest < pool->data_cap ? rest : pool->data_cap;
+    do
+        w = pread(f->fd, buf, n, pos);
+    while (w < 0 && errno == EINTR);
+    if (w > 0) {
+        struct iovec iov = {buf, (size_t)w};
+        *want = (size_t)w;
+        w = c->sock.tp->writev(&c->sock, &iov, 1);
+    } else {
+        w = w == 0 ? -EIO : -errno;
+    }
+    appsrv__block_put(pool, b);
+    return w;
+}
+
 /* Writes as much of the queue as the transport takes. Returns 1 if
  * something was written, 0 if it takes nothing now, -errno on a dead
  * peer. */
 static int out_flush(appsrv__conn_t *c)
 {
     int progress = 0;
+    size_t file_sent = 0;
     while (appsrv__outq_busy(&c->out)) {
         struct iovec iov[APPSRV__MAX_SEGS];
         int n = appsrv__outq_iov(&c->out, iov, APPSRV__MAX_SEGS);
         size_t want = 0;
         ssize_t w = 0;
+        const appsrv__seg_t *fs;
         if (n > 0) {
             for (int i = 0; i < n; i++)
                 want += iov[i].iov_len;
@@ -207,6 +256,20 @@ static int out_flush(appsrv__conn_t *c)
                 return progress;
             if (w < 0)
                 return (int)w;
+            appsrv__ctr_add(&c->w->stats.bytes_out, (uint64_t)w);
+            progress = 1;
+        } else if (appsrv__unlikely((fs = appsrv__outq_file_head(&c->out)) != NULL)) {
+            if (file_sent >= FILE_BUDGET) {
+                /* Yield; EPOLL_CTL_MOD re-reports a writable socket. */
+                appsrv__loop_mod(&c->w->loop, &c->io, CONN_EVENTS);
+                return progress;
+            }
+            w = out_file(c, fs, &want);
+            if (w == -EAGAIN)
+                return progress;
+            if (w < 0)
+                return (int)w;
+            file_sent += (size_t)w;
             appsrv__ctr_add(&c->w->stats.bytes_out, (uint64_t)w);
             progress = 1;
         }

@@ -157,4 +157,10 @@ static inline int appsrv__out_ref(appsrv__conn_t *c, const void *data, size_t le
     return appsrv__outq_ref(&c->out, &c->w->pool, data, len, free_cb, data_to_free, ud);
 }
 
+/* A file body segment (pool.h): fd is the queue's from here on. */
+static inline int appsrv__out_file(appsrv__conn_t *c, int fd, off_t off, size_t len)
+{
+    return appsrv__outq_file(&c->out, &c->w->pool, fd, off, len);
+}
+
 #endif /* APPSRV_CONN_H */

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "http_parse.h"
@@ -215,6 +216,45 @@ static void protocol_error(appsrv__conn_t *c, int status)
 
 /* ---------------------------------------------------------------- framing */
 
+/* Files up to this size are read into the output block right behind
+ * their head (one write for both; the fd is closed at once); larger ones
+ * become a file segment sent with sendfile as the socket drains. */
+#define FILE_COPY_MAX (32u * 1024)
+
+/* Queues the file body of res (res->file_fd, taken) unless the request
+ * is HEAD or the status has no content. Returns the bytes queued. */
+static uint64_t queue_file(appsrv__conn_t *c, const appsrv_req_t *req, appsrv_res_t *res,
+                           bool no_content)
+{
+    int fd = res->file_fd;
+    size_t len = (size_t)res->file_len;
+    if (req->is_head || no_content || len == 0)
+        return 0; /* dispose closes the fd */
+    res->file_fd = -1;
+    char *dst = len <= FILE_COPY_MAX ? appsrv__out_reserve(c, len) : NULL;
+    if (dst != NULL) {
+        ssize_t n;
+        do
+            n = pread(fd, dst, len, res->file_off);
+        while (n < 0 && errno == EINTR);
+        close(fd);
+        if (n != (ssize_t)len) {
+            c->close_after = true; /* shrank or unreadable: the client sees a short body */
+            if (n <= 0)
+                return 0;
+        }
+        appsrv__out_commit(c, dst, (size_t)n);
+        res->out_body += (uint64_t)n;
+        return (uint64_t)n;
+    }
+    if (appsrv__out_file(c, fd, res->file_off, len) < 0) {
+        c->close_after = true; /* cannot happen: room checked first */
+        return 0;
+    }
+    res->out_body += len;
+    return len;
+}
+
 /* Frames the head (and, unless stream, the body) of res into the output
  * queue; takes the body's ownership. A stream head announces chunked
  * coding to HTTP/1.1 clients and a close-delimited body to HTTP/1.0 ones.
@@ -254,7 +294,7 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
     } else if (!no_content) {
         /* HEAD keeps the Content-Length a GET would have (RFC 9110 §9.3.2). */
         p = PUT_LIT(p, "Content-Length: ");
-        p += appsrv__fmt_u64(p, res->body_len);
+        p += appsrv__fmt_u64(p, appsrv__unlikely(res->file_fd >= 0) ? res->file_len : res->body_len);
         p = PUT_LIT(p, "\r\n");
     }
     p = put(p, res->hdrs, res->hdrs_len);
@@ -292,6 +332,8 @@ static uint64_t queue_head(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *r
     if (send_body)
         res->out_body += blen;
     res->body_len = 0;
+    if (appsrv__unlikely(res->file_fd >= 0) && !stream)
+        hlen += queue_file(c, req, res, no_content);
     return hlen;
 }
 

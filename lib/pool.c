@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_FREE_BLOCKS 32
 
@@ -102,6 +103,32 @@ void appsrv__outq_finish(appsrv__outq_t *q, appsrv__pool_t *p, char *p0, size_t 
         appsrv__outq_commit(q, p0, len);
     else if (appsrv__outq_ref(q, p, heap, len, appsrv__free_cb, heap, NULL) < 0)
         free(heap); /* cannot happen: callers check the room first */
+}
+
+void appsrv__fseg_release(void *data, void *ud)
+{
+    (void)ud;
+    appsrv__fseg_t *f = data;
+    close(f->fd);
+    free(f);
+}
+
+int appsrv__outq_file(appsrv__outq_t *q, appsrv__pool_t *p, int fd, off_t off, size_t len)
+{
+    appsrv__fseg_t *f = malloc(sizeof(*f));
+    int rc = f == NULL ? -ENOMEM : appsrv__outq_ensure(q, p);
+    if (rc == 0 && q->nsegs >= APPSRV__MAX_SEGS)
+        rc = -ENOSPC;
+    if (rc < 0) {
+        free(f);
+        close(fd);
+        return rc;
+    }
+    f->fd = fd;
+    f->off = off;
+    q->blk->segs[q->nsegs++] = (appsrv__seg_t){
+        .ptr = NULL, .len = len, .free_cb = appsrv__fseg_release, .free_data = f, .free_ud = NULL};
+    return 0;
 }
 
 void appsrv__outq_reset(appsrv__outq_t *q, appsrv__pool_t *p)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "common.h"
@@ -102,6 +103,37 @@ void appsrv__outq_finish(appsrv__outq_t *q, appsrv__pool_t *p, char *p0, size_t 
 /* Drops everything queued (releasing references) and gives the block back. */
 void appsrv__outq_reset(appsrv__outq_t *q, appsrv__pool_t *p);
 
+/* ------------------------------------------------------- file segments */
+
+/* A file segment: len bytes of an open file from offset off, written by
+ * conn.c (sendfile, or pread into a pool block + writev) when it reaches
+ * the head of the queue; segments after it wait. Its release callback
+ * closes the fd (the queue owns it) and frees the descriptor, whether
+ * the bytes were written or dropped. */
+typedef struct appsrv__fseg {
+    int fd;
+    off_t off; /* file offset of the segment's first byte */
+} appsrv__fseg_t;
+
+void appsrv__fseg_release(void *data, void *ud);
+
+static inline bool appsrv__seg_is_file(const appsrv__seg_t *s)
+{
+    return s->free_cb == appsrv__fseg_release;
+}
+
+/* Appends a file segment; fd is owned by the queue from here on (closed
+ * also when this fails). Returns 0, -ENOSPC (no segment slot) or -ENOMEM. */
+int appsrv__outq_file(appsrv__outq_t *q, appsrv__pool_t *p, int fd, off_t off, size_t len);
+
+/* The segment at the head of the queue when it is a file segment. */
+static inline appsrv__seg_t *appsrv__outq_file_head(const appsrv__outq_t *q)
+{
+    if (q->head >= q->nsegs || !appsrv__seg_is_file(&q->blk->segs[q->head]))
+        return NULL;
+    return &q->blk->segs[q->head];
+}
+
 /* ------------------------------------------- inline: the hot path */
 
 static inline size_t appsrv__outq_room(const appsrv__outq_t *q, const appsrv__pool_t *p)
@@ -156,6 +188,8 @@ static inline int appsrv__outq_iov(const appsrv__outq_t *q, struct iovec *iov, i
     for (unsigned i = q->head; i < q->nsegs && n < max; i++) {
         const appsrv__seg_t *s = &q->blk->segs[i];
         size_t off = i == q->head ? q->off : 0;
+        if (appsrv__unlikely(s->ptr == NULL) && appsrv__seg_is_file(s))
+            break; /* a file: conn.c sends it, then what follows */
         if (s->len - off == 0)
             continue;
         iov[n].iov_base = (void *)(uintptr_t)(s->ptr + off);

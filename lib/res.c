@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "status.h"
 
@@ -70,6 +71,7 @@ void appsrv__res_reset(appsrv_res_t *res, appsrv__conn_t *c)
     res->coding = NULL;
     res->coding_state = NULL;
     res->no_compress = false;
+    res->file_fd = -1;
 }
 
 static void body_release(appsrv_res_t *res)
@@ -119,6 +121,8 @@ void appsrv__res_dispose(appsrv_res_t *res)
     body_release(res);
     if (res->coding != NULL)
         res->coding->free(res->coding_state);
+    if (appsrv__unlikely(res->file_fd >= 0))
+        close(res->file_fd);
     appsrv__res_reset(res, c);
 }
 

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "async.h"
 #include "common.h"
@@ -94,6 +95,12 @@ struct appsrv_res {
     void *cancel_ud;
     appsrv_res_cb on_stop;
     void *stop_ud;
+    /* A file body (file.c: appsrv_res_fd()): file_len bytes of file_fd
+     * from file_off, sent instead of body. res owns file_fd (-1: none)
+     * until http.c moves it into the output queue; dispose closes it. */
+    int file_fd;
+    off_t file_off;
+    uint64_t file_len;
     char hdrs_inline[APPSRV__RES_INLINE_HDRS];
     char body_inline[APPSRV__RES_INLINE_BODY];
     /* Content coding (gzip.c): the stream's encoder, freed with res, and

@@ -99,6 +99,7 @@ struct appsrv_server {
     appsrv__alog_t alog;  /* the access-log file (appsrv_access_log_fd) */
     int64_t start_time_s; /* wall clock at appsrv_server_new() */
     appsrv__mw_t mw; /* hooks and error responder (mw.c) */
+    struct owned *owned; /* freed with the server (appsrv__server_own) */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -623,6 +624,40 @@ int appsrv_server_run(appsrv_server_t *srv)
     return rc;
 }
 
+/* Objects the library's own features keep for the server's life (static
+ * directories: static.c), released at appsrv_server_free(). */
+struct owned {
+    struct owned *next;
+    void *p;
+    void (*free_fn)(void *p);
+};
+
+int appsrv__server_own(appsrv_server_t *srv, void *p, void (*free_fn)(void *p))
+{
+    if (srv->ran) {
+        free_fn(p);
+        return APPSRV_ESTATE;
+    }
+    struct owned *o = malloc(sizeof(*o));
+    if (o == NULL) {
+        free_fn(p);
+        return -ENOMEM;
+    }
+    *o = (struct owned){.next = srv->owned, .p = p, .free_fn = free_fn};
+    srv->owned = o;
+    return 0;
+}
+
+static void owned_free(appsrv_server_t *srv)
+{
+    while (srv->owned != NULL) {
+        struct owned *o = srv->owned;
+        srv->owned = o->next;
+        o->free_fn(o->p);
+        free(o);
+    }
+}
+
 void appsrv_server_free(appsrv_server_t *srv)
 {
     if (srv == NULL)
@@ -651,6 +686,7 @@ void appsrv_server_free(appsrv_server_t *srv)
     appsrv__ws_routes_free(srv->ws_routes);
     appsrv__router_free(srv->router);
     appsrv__mw_free(&srv->mw);
+    owned_free(srv);
     free(srv);
 }
 

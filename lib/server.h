@@ -30,6 +30,10 @@ void appsrv__server_expire_drain(appsrv_server_t *srv, int i);
  * for the library's own hooks (CORS, gzip). */
 int appsrv__server_use(appsrv_server_t *srv, appsrv_before_cb before, appsrv_after_cb after,
                        void *user, void (*free_user)(void *user));
+/* Hands p to the server, which calls free_fn(p) at appsrv_server_free()
+ * (static.c's directories). On failure p is released at once. Returns 0,
+ * -ENOMEM, APPSRV_ESTATE once run has started. Before run. */
+int appsrv__server_own(appsrv_server_t *srv, void *p, void (*free_fn)(void *p));
 /* Open connections of all workers (the cap's count). */
 int appsrv__server_nconns(appsrv_server_t *srv);
 

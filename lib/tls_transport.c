@@ -361,4 +361,5 @@ const appsrv__transport_t appsrv__transport_tls = {
     .shutdown = tls_shutdown,
     .close = tls_close,
     .info = tls_info,
+    .sendfile = NULL, /* no kTLS: file bodies are read and sealed (conn.c) */
 };

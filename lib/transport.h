@@ -51,6 +51,12 @@ typedef struct appsrv__transport {
      * or NULL when it has none (yet, or any more). NULL op: a cleartext
      * transport. */
     const char *(*info)(const appsrv__tsock_t *s, int what);
+    /* Sends up to len bytes of the file fd from offset off straight from
+     * the page cache (sendfile(2)): bytes sent (> 0), 0 when the file
+     * ended early, -EAGAIN, or -errno (-EINVAL/-ENOSYS: this file cannot
+     * be sent so; the caller falls back to pread + writev). NULL: the
+     * transport cannot (TLS without kTLS): conn.c always falls back. */
+    ssize_t (*sendfile)(appsrv__tsock_t *s, int fd, off_t off, size_t len);
 } appsrv__transport_t;
 
 /* A connection's socket as its transport sees it. */
