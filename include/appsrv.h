@@ -1089,6 +1089,76 @@ typedef struct appsrv_cors {
  * -ENOMEM, -ENOSPC, APPSRV_ESTATE. Before run; any thread. */
 APPSRV_API int appsrv_cors_use(appsrv_server_t *srv, const appsrv_cors_t *cors);
 
+/* ------------------------------- routes that decide before the body (issue 16) */
+/*
+ * appsrv_route_ex() registers a route with options:
+ *   on_head: runs on the loop thread as soon as the head is complete,
+ *     before any body byte is read (and before "100 Continue": the 100
+ *     goes out only when on_head accepts). req has the method, target,
+ *     params, headers; not the body. Return 0 to accept, or an HTTP
+ *     status 400..599 to refuse with it (res's headers and body, or the
+ *     standard text): the body is never read; when one was announced the
+ *     answer carries "Connection: close" and the connection closes after
+ *     it with a lingering close (RFC 9112 §9.6), so a client with
+ *     Expect: 100-continue never sends it. Any other value answers 500.
+ *     appsrv_req_set_max_body() sets this request's limit here.
+ *   max_body: this route's body limit, in place of cfg.max_body (0: the
+ *     config's). A Content-Length over it is answered 413 before any
+ *     body byte is read (and before 100 Continue).
+ *   stream_body: the body is not buffered. The handler runs when the
+ *     head is accepted, before the body, and takes the body as it
+ *     arrives with appsrv_req_body_stream() (normally returning
+ *     APPSRV_LATER and finishing res once the body ended, or earlier).
+ *     Memory per upload is the connection's input block, whatever the
+ *     body's size. A response finished before the body ended closes the
+ *     connection after it (the rest is not read). appsrv_req_body() is
+ *     empty on such routes.
+ * Middleware before hooks run as for other routes (for stream_body
+ * routes: before the handler, so before the body).
+ */
+typedef struct appsrv_route_opts {
+    appsrv_handler_cb on_head; /* NULL: accept every head */
+    uint64_t max_body;         /* 0: cfg.max_body */
+    bool stream_body;
+} appsrv_route_opts_t;
+
+/* As appsrv_route(), with opts (copied; NULL: none). Returns as
+ * appsrv_route(). Before run; any thread. */
+APPSRV_API int appsrv_route_ex(appsrv_server_t *srv, const char *method, const char *pattern,
+                               appsrv_handler_cb handler, const appsrv_route_opts_t *opts,
+                               void *user);
+
+/* In on_head only: this request's body limit (bytes). Returns 0,
+ * APPSRV_ESTATE outside on_head. */
+APPSRV_API int appsrv_req_set_max_body(appsrv_req_t *req, uint64_t max);
+
+/*
+ * A piece of a streamed body, on the loop thread, in order: end 0 with
+ * data[0..len) (len > 0; valid during the call only); then exactly one
+ * last call with data NULL, len 0 and end 1 (the body ended: chunked
+ * trailers too) or end < 0: -EMSGSIZE (over the limit; the rest is not
+ * read: answer 413 unless the response head is out, in which case the
+ * connection is cut), APPSRV_EPARSE (bad chunked framing), or
+ * APPSRV_ECANCELED (the client left; the cancel callback follows).
+ * Return 0 to go on, APPSRV_PAUSE to stop reading after this piece (the
+ * socket is no longer read, so the TCP window closes) until
+ * appsrv_req_body_resume(), or a negative value to stop for good (the
+ * connection closes once the response is out). Must not block.
+ */
+#define APPSRV_PAUSE 3
+typedef int (*appsrv_body_cb)(appsrv_req_t *req, const void *data, size_t len, int end,
+                              void *ud);
+
+/* In the handler of a stream_body route: hands the body to cb (ud goes
+ * to each call). Without it the body is read and dropped. Returns 0, or
+ * APPSRV_ESTATE (not a stream_body route, or not in its handler). */
+APPSRV_API int appsrv_req_body_stream(appsrv_req_t *req, appsrv_body_cb cb, void *ud);
+
+/* Resumes a body paused by APPSRV_PAUSE. Any thread, while the host
+ * holds the request's response (before appsrv_res_send/end). Returns 0,
+ * -EINVAL. A pause longer than idle_timeout_ms times the body out. */
+APPSRV_API int appsrv_req_body_resume(appsrv_req_t *req);
+
 /* ------------------------------------------ uploads: multipart, forms, cookies */
 /*
  * multipart/form-data (RFC 7578 over RFC 2046 §5.1) as a streaming parser:

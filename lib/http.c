@@ -39,6 +39,18 @@ typedef struct http_ctx {
     struct appsrv_res res;
     bool logged; /* this request's access-log line is out */
     bool filled; /* req holds a whole parsed head (fill_request) */
+    /* appsrv_route_ex() routes (valid when w->route_ex): */
+    bool routed;    /* matched before the body: req->match is set */
+    bool in_head;   /* on_head is running */
+    bool streaming; /* the body goes to body_cb as it comes */
+    bool in_stream_handler;
+    bool paused;    /* body_cb asked for APPSRV_PAUSE */
+    bool body_done; /* the body's last call was made */
+    uint64_t body_limit; /* this request's max body */
+    uint64_t body_seen;  /* streamed body bytes delivered */
+    appsrv_body_cb body_cb;
+    void *body_ud;
+    appsrv__aitem_t resume_item; /* appsrv_req_body_resume() */
     _Alignas(8) appsrv__hdr_t hdrs[];
 } http_ctx_t;
 
@@ -427,10 +439,13 @@ static int begin_body(appsrv__conn_t *c, uint32_t head_len)
         memset(&x->chunk, 0, sizeof(x->chunk));
         need_more = true;
     } else if (h->has_content_length && h->content_length > 0) {
-        if (h->content_length > cfg->max_body)
+        uint64_t limit = appsrv__unlikely(c->w->route_ex) ? x->body_limit : cfg->max_body;
+        if (h->content_length > limit)
             return 413;
         size_t cl = (size_t)h->content_length;
-        if (cl > avail) {
+        if (cl > avail && appsrv__unlikely(c->w->route_ex) && x->streaming) {
+            need_more = true; /* streamed through rbuf: no body buffer */
+        } else if (cl > avail) {
             need_more = true;
             if (c->rpos > 0 && c->rpos + head_len + cl > cap && !appsrv__out_busy(c)) {
                 memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
@@ -458,7 +473,8 @@ static int begin_body(appsrv__conn_t *c, uint32_t head_len)
         appsrv_req_t *req = &x->req;
         appsrv_res_t *res = &x->res;
         appsrv__res_dispose(res);
-        if (x->head.target_form != APPSRV__TARGET_ASTERISK && !route(c, req, res)) {
+        if (x->head.target_form != APPSRV__TARGET_ASTERISK &&
+            !(appsrv__unlikely(c->w->route_ex) && x->routed) && !route(c, req, res)) {
             c->keep_alive = false;
             int status = res->status;
             uint64_t bytes = queue_response(c, req, res);
@@ -594,7 +610,7 @@ static void dispatch(appsrv__conn_t *c)
         /* A before hook answered (or failed: 500). */
         if (hrc < 0 || res->status == 0)
             lib_answer(c, req, res, 500);
-    } else if (route(c, req, res)) {
+    } else if ((appsrv__unlikely(c->w->route_ex) && x->routed) || route(c, req, res)) {
         int rc = req->match.handler(req, res, req->match.user);
         if (rc == APPSRV_LATER) {
             /* The host finishes res later (any thread): wait for it. */
@@ -722,6 +738,304 @@ static int pump(appsrv__conn_t *c)
     return 1;
 }
 
+/* ------------------------------------------ deciding before the body,
+ * streamed request bodies (appsrv_route_ex(), issue 16). Everything here
+ * runs only when some route was registered with appsrv_route_ex()
+ * (w->route_ex): heads are then routed before the body is read. */
+
+int appsrv__route_ex_call(appsrv_req_t *req, appsrv_res_t *res, void *ex)
+{
+    const appsrv__route_ex_t *e = ex;
+    return e->handler(req, res, e->user);
+}
+
+static bool body_announced(const appsrv__http_head_t *h)
+{
+    return h->is_chunked || (h->has_content_length && h->content_length > 0);
+}
+
+/* Answers res before the body was read: RFC 9112 §9.6, a body that was
+ * announced and will not be read means the connection closes after the
+ * answer (lingering, so the answer is not lost to a reset). */
+static void answer_before_body(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
+{
+    http_ctx_t *x = ctx_of(c);
+    x->streaming = false;
+    if (body_announced(&x->head)) {
+        c->keep_alive = false;
+        c->must_linger = true;
+    }
+    respond(c, req, res);
+}
+
+/* Routes the head and runs the route's on_head. Returns 1 when the
+ * request was answered (refused), else 0 with the body limit set. */
+static int head_decide(appsrv__conn_t *c)
+{
+    http_ctx_t *x = ctx_of(c);
+    appsrv__http_head_t *h = &x->head;
+    appsrv_req_t *req = &x->req;
+    appsrv_res_t *res = &x->res;
+    x->routed = x->streaming = x->paused = x->body_done = false;
+    x->in_head = x->in_stream_handler = false;
+    x->body_limit = c->w->cfg->max_body;
+    x->body_seen = 0;
+    x->body_cb = NULL;
+    x->body_ud = NULL;
+    if (h->target_form == APPSRV__TARGET_ASTERISK)
+        return 0;
+    if (!route(c, req, res)) {
+        appsrv__res_dispose(res); /* routed again (404/405) after the body */
+        return 0;
+    }
+    x->routed = true;
+    if (req->match.handler != appsrv__route_ex_call)
+        return 0;
+    const appsrv__route_ex_t *ex = req->match.user;
+    if (ex->opts.max_body > 0)
+        x->body_limit = ex->opts.max_body;
+    x->streaming = ex->opts.stream_body;
+    if (ex->opts.on_head == NULL)
+        return 0;
+    x->in_head = true;
+    int rc = ex->opts.on_head(req, res, ex->user);
+    x->in_head = false;
+    if (rc == 0)
+        return 0;
+    c->keep_alive = h->minor >= 1 ? !h->conn_close : (h->conn_keep_alive && !h->conn_close);
+    if (c->w->draining)
+        c->keep_alive = false;
+    if (rc < 400 || rc > 599) {
+        lib_answer(c, req, res, 500);
+    } else {
+        res->status = rc;
+        if (res->body_len == 0 && !res->body_is_ref) {
+            const char *r = appsrv__reason(rc); /* the standard text */
+            appsrv_res_add_header(res, "Content-Type", "text/plain");
+            appsrv_res_set_body(res, r, strlen(r));
+        }
+    }
+    answer_before_body(c, req, res);
+    return 1;
+}
+
+/* The handler of a stream_body route, right after the head (and the
+ * 100 Continue, if any). */
+static void stream_dispatch(appsrv__conn_t *c)
+{
+    http_ctx_t *x = ctx_of(c);
+    appsrv_req_t *req = &x->req;
+    appsrv_res_t *res = &x->res;
+    const appsrv__mw_t *mw = c->w->mw;
+    const appsrv__route_ex_t *ex = req->match.user;
+    int hrc;
+    if (appsrv__unlikely(mw != NULL && mw->any_before) &&
+        (hrc = appsrv__mw_before(mw, req, res)) != 0) {
+        if (hrc < 0 || res->status == 0)
+            lib_answer(c, req, res, 500);
+    } else {
+        x->in_stream_handler = true;
+        int rc = ex->handler(req, res, ex->user);
+        x->in_stream_handler = false;
+        if (rc == APPSRV_LATER) {
+            /* The body follows while the host holds res (state BODY). */
+            appsrv__res_defer(res);
+            appsrv__conn_hold(c);
+            c->wait_untimed = false;
+            if (c->w->draining)
+                appsrv__res_stop(res);
+            return;
+        }
+        if (rc < 0 || res->status == 0)
+            lib_answer(c, req, res, 500);
+    }
+    answer_before_body(c, req, res);
+}
+
+/* The body's last call: end 1 (complete) or an error. Returns 0. */
+static int stream_end(appsrv__conn_t *c, int end)
+{
+    http_ctx_t *x = ctx_of(c);
+    x->body_done = true;
+    if (x->body_cb != NULL)
+        x->body_cb(&x->req, NULL, 0, end, x->body_ud);
+    if (end < 0) {
+        c->keep_alive = false;
+        c->must_linger = true;
+    }
+    c->state = APPSRV__ST_WAIT; /* the host finishes res; input waits */
+    if (end == -EMSGSIZE && x->res.head_sent) {
+        /* A 200 is out: only a cut says "incomplete". What is framed goes
+         * out, the last chunk never does (nothing more is processed). */
+        c->close_after = true;
+    }
+    return 0;
+}
+
+/* Hands data[0..n) to the body callback, within the limit. Returns 0 to
+ * go on, 1 to stop delivering (paused, or stopped by the host), or the
+ * negative end code to report. */
+static int stream_deliver(appsrv__conn_t *c, const char *data, size_t n)
+{
+    http_ctx_t *x = ctx_of(c);
+    if (x->body_seen + n > x->body_limit)
+        return -EMSGSIZE;
+    x->body_seen += n;
+    if (x->body_cb == NULL)
+        return 0; /* nobody asked for it: dropped */
+    int rc = x->body_cb(&x->req, data, n, 0, x->body_ud);
+    if (rc == APPSRV_PAUSE) {
+        x->paused = true;
+        return 1;
+    }
+    if (rc < 0) {
+        /* The host stopped: no more calls, no more reading. */
+        x->body_done = true;
+        c->keep_alive = false;
+        c->must_linger = true;
+        c->state = APPSRV__ST_WAIT;
+        return 1;
+    }
+    return 0;
+}
+
+/* A streamed body in state BODY: the response side first (the host may
+ * answer while the body comes), then the buffered body bytes, which are
+ * dropped from rbuf once delivered (memory stays one input block).
+ * Returns 1 on progress, 0 when waiting. */
+static int stream_step(appsrv__conn_t *c)
+{
+    http_ctx_t *x = ctx_of(c);
+    appsrv__http_head_t *h = &x->head;
+    appsrv_req_t *req = &x->req;
+    int progress = pump(c);
+    if (c->state != APPSRV__ST_BODY) {
+        /* Finished before the body ended: the rest is never read. */
+        x->streaming = false;
+        if (!x->body_done) {
+            c->keep_alive = false;
+            c->close_after = true;
+            c->must_linger = true;
+        }
+        return 1;
+    }
+    char *p = c->rbuf + c->rpos + c->hlen;
+    size_t avail = c->rlen - c->rpos - c->hlen;
+    size_t used = 0;
+    int end = 0;
+    while (!x->paused && !x->body_done && end == 0) {
+        int rc = 0;
+        if (!h->is_chunked) {
+            uint64_t left = (h->has_content_length ? h->content_length : 0) - x->body_seen;
+            if (left == 0) {
+                end = 1;
+                break;
+            }
+            if (used == avail)
+                break;
+            size_t n = avail - used < left ? avail - used : (size_t)left;
+            rc = stream_deliver(c, p + used, n);
+            if (rc >= 0) {
+                used += n;
+                req->in_bytes += n;
+            }
+        } else {
+            if (x->chunk.done) {
+                end = 1;
+                break;
+            }
+            if (used == avail)
+                break;
+            size_t dlen = 0;
+            int64_t n = appsrv__chunked_parse(&x->chunk, p + used, avail - used,
+                                              c->w->cfg->max_head, &dlen);
+            if (n < 0) {
+                end = APPSRV_EPARSE;
+                break;
+            }
+            if (dlen > 0)
+                rc = stream_deliver(c, p + used, dlen);
+            if (rc >= 0) {
+                used += (size_t)n;
+                req->in_bytes += (uint64_t)n;
+            }
+        }
+        if (rc < 0)
+            end = rc;
+        progress = 1;
+    }
+    if (used > 0) {
+        memmove(p, p + used, avail - used);
+        c->rlen -= (uint32_t)used;
+    }
+    if (end != 0) {
+        stream_end(c, end);
+        progress = 1;
+    }
+    return progress;
+}
+
+/* The connection closes: a body still coming ends with ECANCELED. */
+static void stream_gone(appsrv__conn_t *c)
+{
+    http_ctx_t *x = ctx_of(c);
+    if (x->streaming && !x->body_done) {
+        x->body_done = true;
+        if (x->body_cb != NULL)
+            x->body_cb(&x->req, NULL, 0, APPSRV_ECANCELED, x->body_ud);
+    }
+}
+
+static void resume_cb(appsrv__aitem_t *it)
+{
+    http_ctx_t *x = appsrv__container_of(it, http_ctx_t, resume_item);
+    appsrv__conn_t *c = x->req.conn;
+    if (!x->paused)
+        return;
+    x->paused = false;
+    if (!c->closed && c->state == APPSRV__ST_BODY)
+        appsrv__conn_drive(c);
+}
+
+static http_ctx_t *http_ctx_of_req(const appsrv_req_t *req)
+{
+    if (req == NULL || req->proto != APPSRV_PROTO_HTTP || req->conn == NULL ||
+        req->conn->proto != &appsrv__http_proto)
+        return NULL;
+    return appsrv__container_of(req, http_ctx_t, req);
+}
+
+int appsrv_req_set_max_body(appsrv_req_t *req, uint64_t max)
+{
+    http_ctx_t *x = http_ctx_of_req(req);
+    if (x == NULL || !req->conn->w->route_ex || !x->in_head)
+        return APPSRV_ESTATE;
+    x->body_limit = max;
+    return 0;
+}
+
+int appsrv_req_body_stream(appsrv_req_t *req, appsrv_body_cb cb, void *ud)
+{
+    http_ctx_t *x = http_ctx_of_req(req);
+    if (x == NULL || !req->conn->w->route_ex || !x->in_stream_handler)
+        return APPSRV_ESTATE;
+    x->body_cb = cb;
+    x->body_ud = ud;
+    return 0;
+}
+
+int appsrv_req_body_resume(appsrv_req_t *req)
+{
+    http_ctx_t *x = http_ctx_of_req(req);
+    if (x == NULL || !req->conn->w->route_ex)
+        return -EINVAL;
+    appsrv__async_t *a = &req->conn->w->async;
+    appsrv__async_lock(a);
+    appsrv__async_post_locked(a, &x->resume_item);
+    appsrv__async_unlock(a);
+    return 0;
+}
+
 /* ---------------------------------------------------------- the protocol */
 
 static int http_process(appsrv__conn_t *c)
@@ -763,6 +1077,10 @@ static int http_process(appsrv__conn_t *c)
                 return 1;
             }
             fill_request(c, (uint32_t)r);
+            if (appsrv__unlikely(c->w->route_ex) && head_decide(c)) {
+                progress = 1;
+                continue; /* answered (and closing, when a body was announced) */
+            }
             int st = begin_body(c, (uint32_t)r);
             if (st != 0) {
                 protocol_error(c, st);
@@ -771,6 +1089,17 @@ static int http_process(appsrv__conn_t *c)
             progress = 1;
             if (c->close_after)
                 return progress;
+            if (appsrv__unlikely(c->w->route_ex) && x->streaming) {
+                stream_dispatch(c);
+                continue;
+            }
+        }
+        if (appsrv__unlikely(c->w->route_ex) && ctx_of(c)->streaming) {
+            int sr = stream_step(c);
+            progress |= sr > 0;
+            if (sr <= 0 || c->state == APPSRV__ST_BODY)
+                return progress;
+            continue;
         }
         int r = read_body(c);
         if (r == 0)
@@ -797,11 +1126,18 @@ static void http_ctx_init(appsrv__conn_t *c)
     http_ctx_t *x = ctx_of(c);
     x->logged = false;
     x->filled = false;
+    if (appsrv__unlikely(c->w->route_ex)) {
+        x->routed = x->streaming = false;
+        memset(&x->resume_item, 0, sizeof(x->resume_item));
+        x->resume_item.cb = resume_cb;
+    }
     appsrv__res_reset(&x->res, c);
 }
 
 static void http_ctx_dispose(appsrv__conn_t *c)
 {
+    if (appsrv__unlikely(c->w->route_ex))
+        appsrv__async_remove(&c->w->async, &ctx_of(c)->resume_item);
     appsrv__res_dispose(&ctx_of(c)->res);
 }
 
@@ -816,6 +1152,8 @@ static void http_closed(appsrv__conn_t *c)
 {
     if (c->ctx == NULL)
         return;
+    if (appsrv__unlikely(c->w->route_ex))
+        stream_gone(c); /* the body callback hears first, then cancel */
     http_ctx_t *x = ctx_of(c);
     /* The host may hold a response whose connection went on to linger
      * (it was answered 503, or its client left): refs tells, not state. */
