@@ -574,9 +574,20 @@ static void finish_request(appsrv__conn_t *c)
         c->close_after = true;
 }
 
+/* respond() is on every request's path and, with a second (cold) caller
+ * below, no longer called once: keep it inlined into dispatch(). The
+ * issue 16 code is kept out of line. */
+#if defined(__GNUC__)
+#define HTTP_INLINE inline __attribute__((always_inline))
+#define HTTP_COLD __attribute__((noinline, cold))
+#else
+#define HTTP_INLINE inline
+#define HTTP_COLD
+#endif
+
 /* Queues res for req, logs it and moves on to the next request (or, after
  * a 101, to the protocol res switches to). */
-static void respond(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
+static HTTP_INLINE void respond(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
 {
     int status = res->status;
     void (*upgrade)(appsrv__conn_t *, void *) = res->upgrade;
@@ -743,21 +754,67 @@ static int pump(appsrv__conn_t *c)
  * runs only when some route was registered with appsrv_route_ex()
  * (w->route_ex): heads are then routed before the body is read. */
 
-int appsrv__route_ex_call(appsrv_req_t *req, appsrv_res_t *res, void *ex)
-{
-    const appsrv__route_ex_t *e = ex;
-    return e->handler(req, res, e->user);
-}
-
 static bool body_announced(const appsrv__http_head_t *h)
 {
     return h->is_chunked || (h->has_content_length && h->content_length > 0);
 }
 
+/* res for a refusal by on_head: rc 400..599 with the host's headers and
+ * body (or the standard text), anything else a 500. */
+static void refusal(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res, int rc)
+{
+    if (rc < 400 || rc > 599) {
+        lib_answer(c, req, res, 500);
+        return;
+    }
+    res->status = rc;
+    if (res->body_len == 0 && !res->body_is_ref) {
+        const char *r = appsrv__reason(rc); /* the standard text */
+        appsrv_res_add_header(res, "Content-Type", "text/plain");
+        appsrv_res_set_body(res, r, strlen(r));
+    }
+}
+
+static int run_on_head(http_ctx_t *x, const appsrv__route_ex_t *ex)
+{
+    x->in_head = true;
+    int rc = ex->opts.on_head(&x->req, &x->res, ex->user);
+    x->in_head = false;
+    return rc;
+}
+
+/* The router's handler of every appsrv_route_ex() route. A request that
+ * announced a body went through head_decide() already; one without a
+ * body gets its on_head here, and on a stream_body route a body that
+ * ends at once. */
+int appsrv__route_ex_call(appsrv_req_t *req, appsrv_res_t *res, void *ex)
+{
+    const appsrv__route_ex_t *e = ex;
+    http_ctx_t *x = appsrv__container_of(req, http_ctx_t, req);
+    if (x->routed)
+        return e->handler(req, res, e->user);
+    if (e->opts.on_head != NULL) {
+        int rc = run_on_head(x, e);
+        if (rc != 0) {
+            refusal(req->conn, req, res, rc);
+            return 0;
+        }
+    }
+    if (!e->opts.stream_body)
+        return e->handler(req, res, e->user);
+    x->body_cb = NULL;
+    x->in_stream_handler = true;
+    int rc = e->handler(req, res, e->user);
+    x->in_stream_handler = false;
+    if (rc == APPSRV_LATER && x->body_cb != NULL)
+        x->body_cb(req, NULL, 0, 1, x->body_ud); /* the (empty) body ended */
+    return rc;
+}
+
 /* Answers res before the body was read: RFC 9112 §9.6, a body that was
  * announced and will not be read means the connection closes after the
  * answer (lingering, so the answer is not lost to a reset). */
-static void answer_before_body(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
+static HTTP_COLD void answer_before_body(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
 {
     http_ctx_t *x = ctx_of(c);
     x->streaming = false;
@@ -768,9 +825,11 @@ static void answer_before_body(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_
     respond(c, req, res);
 }
 
-/* Routes the head and runs the route's on_head. Returns 1 when the
- * request was answered (refused), else 0 with the body limit set. */
-static int head_decide(appsrv__conn_t *c)
+/* For a head that announces a body (or expects 100-continue): routes it
+ * and runs the route's on_head. Returns 1 when the request was answered
+ * (refused), else 0 with the body limit set. Heads without a body are
+ * routed as usual (their on_head runs in appsrv__route_ex_call()). */
+static HTTP_COLD int head_decide(appsrv__conn_t *c)
 {
     http_ctx_t *x = ctx_of(c);
     appsrv__http_head_t *h = &x->head;
@@ -797,31 +856,20 @@ static int head_decide(appsrv__conn_t *c)
     x->streaming = ex->opts.stream_body;
     if (ex->opts.on_head == NULL)
         return 0;
-    x->in_head = true;
-    int rc = ex->opts.on_head(req, res, ex->user);
-    x->in_head = false;
+    int rc = run_on_head(x, ex);
     if (rc == 0)
         return 0;
     c->keep_alive = h->minor >= 1 ? !h->conn_close : (h->conn_keep_alive && !h->conn_close);
     if (c->w->draining)
         c->keep_alive = false;
-    if (rc < 400 || rc > 599) {
-        lib_answer(c, req, res, 500);
-    } else {
-        res->status = rc;
-        if (res->body_len == 0 && !res->body_is_ref) {
-            const char *r = appsrv__reason(rc); /* the standard text */
-            appsrv_res_add_header(res, "Content-Type", "text/plain");
-            appsrv_res_set_body(res, r, strlen(r));
-        }
-    }
+    refusal(c, req, res, rc);
     answer_before_body(c, req, res);
     return 1;
 }
 
 /* The handler of a stream_body route, right after the head (and the
  * 100 Continue, if any). */
-static void stream_dispatch(appsrv__conn_t *c)
+static HTTP_COLD void stream_dispatch(appsrv__conn_t *c)
 {
     http_ctx_t *x = ctx_of(c);
     appsrv_req_t *req = &x->req;
@@ -903,7 +951,7 @@ static int stream_deliver(appsrv__conn_t *c, const char *data, size_t n)
  * answer while the body comes), then the buffered body bytes, which are
  * dropped from rbuf once delivered (memory stays one input block).
  * Returns 1 on progress, 0 when waiting. */
-static int stream_step(appsrv__conn_t *c)
+static HTTP_COLD int stream_step(appsrv__conn_t *c)
 {
     http_ctx_t *x = ctx_of(c);
     appsrv__http_head_t *h = &x->head;
@@ -976,7 +1024,7 @@ static int stream_step(appsrv__conn_t *c)
 }
 
 /* The connection closes: a body still coming ends with ECANCELED. */
-static void stream_gone(appsrv__conn_t *c)
+static HTTP_COLD void stream_gone(appsrv__conn_t *c)
 {
     http_ctx_t *x = ctx_of(c);
     if (x->streaming && !x->body_done) {
@@ -1077,9 +1125,15 @@ static int http_process(appsrv__conn_t *c)
                 return 1;
             }
             fill_request(c, (uint32_t)r);
-            if (appsrv__unlikely(c->w->route_ex) && head_decide(c)) {
-                progress = 1;
-                continue; /* answered (and closing, when a body was announced) */
+            if (appsrv__unlikely(c->w->route_ex)) {
+                if (body_announced(&x->head) || x->head.expect_continue) {
+                    if (head_decide(c)) {
+                        progress = 1;
+                        continue; /* answered (and closing, when a body was announced) */
+                    }
+                } else {
+                    x->routed = x->streaming = false;
+                }
             }
             int st = begin_body(c, (uint32_t)r);
             if (st != 0) {

@@ -681,6 +681,22 @@ Test(upload_host, pause_resume_from_another_thread)
         e2e_conn_close(&c);
     }
     cr_expect_eq(atomic_load(&resumes_from_thread), 10);
+    /* no body at all: the handler runs, the body ends at once */
+    e2e_conn_t c;
+    cr_assert_eq(e2e_conn_open(&c, s.port), 0);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(e2e_sends(&c, i ? "POST /sink HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     : "POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+                     0);
+        e2e_resp_t r;
+        int rc = e2e_read_response(&c, &r, 10000, 0);
+        cr_assert_eq(rc, 0, "empty body %d: %s", i, e2e_errname(rc));
+        cr_expect_eq(r.status, 200);
+        cr_expect_str_eq(r.body, "bytes=0 sum=00000000 pauses=0");
+        cr_expect(!e2e_resp_closes(&r));
+        e2e_resp_free(&r);
+    }
+    e2e_conn_close(&c);
     free(body);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
 }
