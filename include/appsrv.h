@@ -1175,8 +1175,11 @@ typedef struct appsrv_multipart appsrv_multipart_t;
  * by the parser, valid until on_part_end returns. */
 typedef struct appsrv_part {
     appsrv_str_t name;         /* Content-Disposition name= (required) */
-    appsrv_str_t filename;     /* filename=, quoted-pairs unescaped; ptr NULL
-                                  when absent (a plain form field) */
+    appsrv_str_t filename;     /* filename=, quoted-pairs unescaped, otherwise
+                                  as sent (browsers and Python requests write
+                                  '"' as %22, the HTML5 way: not decoded
+                                  here); ptr NULL when absent (a plain form
+                                  field) */
     appsrv_str_t content_type; /* the part's Content-Type; ptr NULL when
                                   absent (RFC 7578 §4.4: text/plain) */
     unsigned index;            /* 0 for the first part */
