@@ -50,6 +50,7 @@ typedef struct http_ctx {
     uint64_t body_seen;  /* streamed body bytes delivered */
     appsrv_body_cb body_cb;
     void *body_ud;
+    bool resume_init;            /* resume_item is set up (once per block) */
     appsrv__aitem_t resume_item; /* appsrv_req_body_resume() */
     _Alignas(8) appsrv__hdr_t hdrs[];
 } http_ctx_t;
@@ -867,6 +868,8 @@ static HTTP_COLD int head_decide(appsrv__conn_t *c)
     return 1;
 }
 
+static void resume_cb(appsrv__aitem_t *it);
+
 /* The handler of a stream_body route, right after the head (and the
  * 100 Continue, if any). */
 static HTTP_COLD void stream_dispatch(appsrv__conn_t *c)
@@ -882,6 +885,11 @@ static HTTP_COLD void stream_dispatch(appsrv__conn_t *c)
         if (hrc < 0 || res->status == 0)
             lib_answer(c, req, res, 500);
     } else {
+        if (!x->resume_init) {
+            memset(&x->resume_item, 0, sizeof(x->resume_item));
+            x->resume_item.cb = resume_cb;
+            x->resume_init = true;
+        }
         x->in_stream_handler = true;
         int rc = ex->handler(req, res, ex->user);
         x->in_stream_handler = false;
@@ -1077,6 +1085,8 @@ int appsrv_req_body_resume(appsrv_req_t *req)
     http_ctx_t *x = http_ctx_of_req(req);
     if (x == NULL || !req->conn->w->route_ex)
         return -EINVAL;
+    if (!x->resume_init)
+        return 0; /* no body was streamed on this connection: nothing paused */
     appsrv__async_t *a = &req->conn->w->async;
     appsrv__async_lock(a);
     appsrv__async_post_locked(a, &x->resume_item);
@@ -1180,17 +1190,14 @@ static void http_ctx_init(appsrv__conn_t *c)
     http_ctx_t *x = ctx_of(c);
     x->logged = false;
     x->filled = false;
-    if (appsrv__unlikely(c->w->route_ex)) {
-        x->routed = x->streaming = false;
-        memset(&x->resume_item, 0, sizeof(x->resume_item));
-        x->resume_item.cb = resume_cb;
-    }
+    if (appsrv__unlikely(c->w->route_ex))
+        x->routed = x->streaming = x->resume_init = false;
     appsrv__res_reset(&x->res, c);
 }
 
 static void http_ctx_dispose(appsrv__conn_t *c)
 {
-    if (appsrv__unlikely(c->w->route_ex))
+    if (appsrv__unlikely(c->w->route_ex) && ctx_of(c)->resume_init)
         appsrv__async_remove(&c->w->async, &ctx_of(c)->resume_item);
     appsrv__res_dispose(&ctx_of(c)->res);
 }

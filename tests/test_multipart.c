@@ -266,7 +266,7 @@ Test(multipart, boundary_parameter)
                                            sizeof(b)),
                  3);
     cr_assert_str_eq(b, "a b");
-    char seventy[100] = "multipart/form-data; boundary=";
+    char seventy[128] = "multipart/form-data; boundary=";
     memset(seventy + strlen(seventy), 'x', 70);
     cr_assert_eq(appsrv_multipart_boundary((appsrv_str_t){seventy, strlen(seventy)}, b, sizeof(b)),
                  70);
