@@ -510,14 +510,16 @@ static int read_body(appsrv__conn_t *c)
             if (n < 0)
                 return (int)n;
             if (dlen > 0) {
-                if (c->body_len + dlen > cfg->max_body)
+                /* the route's or request's limit (appsrv_route_ex) */
+                uint64_t limit = appsrv__unlikely(c->w->route_ex) ? x->body_limit : cfg->max_body;
+                if (c->body_len + dlen > limit)
                     return -413;
                 if (c->body_len + dlen > c->body_cap) {
                     size_t ncap = c->body_cap ? c->body_cap : 4096;
                     while (ncap < c->body_len + dlen)
                         ncap *= 2;
-                    if (ncap > cfg->max_body)
-                        ncap = cfg->max_body;
+                    if (ncap > limit)
+                        ncap = (size_t)limit;
                     char *b = realloc(c->body_heap, ncap);
                     if (b == NULL)
                         return -503;

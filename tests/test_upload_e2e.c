@@ -574,6 +574,27 @@ Test(upload_host, per_route_and_per_request_limits)
     start_photos(&s, &cfg, setup_photos);
     cr_expect_eq(post_status(s.port, "/json", "", 64 * 1024), 200);
     cr_expect_eq(post_status(s.port, "/json", "", 1 << 20), 413, "1 MiB on a 64 KiB route");
+    {
+        /* chunked (buffered route): the route's limit, not the config's */
+        e2e_conn_t c;
+        cr_assert_eq(e2e_conn_open(&c, s.port), 0);
+        cr_assert_eq(e2e_sends(&c, "POST /json HTTP/1.1\r\nHost: x\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n"),
+                     0);
+        static char piece[0x8000];
+        for (int i = 0; i < 4; i++) { /* 128 KiB */
+            if (e2e_sends(&c, "8000\r\n") != 0 || e2e_send(&c, piece, sizeof(piece)) != 0 ||
+                e2e_sends(&c, "\r\n") != 0)
+                break;
+        }
+        e2e_sends(&c, "0\r\n\r\n");
+        e2e_resp_t r;
+        int rc = e2e_read_response(&c, &r, 10000, 0);
+        cr_assert_eq(rc, 0, "chunked /json: %s", e2e_errname(rc));
+        cr_expect_eq(r.status, 413, "128 KiB chunked on a 64 KiB route");
+        e2e_resp_free(&r);
+        e2e_conn_close(&c);
+    }
     cr_expect_eq(post_status(s.port, "/photos", "Authorization: Bearer ok\r\n", 1 << 20), 200,
                  "1 MiB within the config's 2 MiB");
     cr_expect_eq(post_status(s.port, "/photos", "Authorization: Bearer ok\r\nX-Limit: 10\r\n", 11),
