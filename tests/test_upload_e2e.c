@@ -226,10 +226,13 @@ Test(upload_cli, rss_bounded_200mb, .timeout = 600)
                 hwm0, hwm1, rss0, rss1, big >> 20, big >> 20);
 #if defined(__SANITIZE_ADDRESS__)
     /* AddressSanitizer keeps freed blocks in quarantine (256 MiB): the
-     * bound is checked by the plain build only. */
+     * bound is checked in the plain run only. */
     (void)hwm0, (void)hwm1;
 #else
-    cr_expect_lt(hwm1 - hwm0, 8 * 1024, "peak RSS grew by %ld KiB", hwm1 - hwm0);
+    /* Under valgrind the server's RSS holds memcheck's own freed-block
+     * queue (20 MB): checked in the plain run only. */
+    if (!e2e_valgrind())
+        cr_expect_lt(hwm1 - hwm0, 8 * 1024, "peak RSS grew by %ld KiB", hwm1 - hwm0);
 #endif
     cli_stop(&p);
     scratch_remove(&s);
