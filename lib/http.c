@@ -39,10 +39,11 @@ typedef struct http_ctx {
     struct appsrv_res res;
     bool logged; /* this request's access-log line is out */
     bool filled; /* req holds a whole parsed head (fill_request) */
-    /* appsrv_route_ex() routes (valid when w->route_ex): */
+    /* appsrv_route_ex() routes; routed and streaming are reset with
+     * every head, the rest is valid while streaming: */
     bool routed;    /* matched before the body: req->match is set */
-    bool in_head;   /* on_head is running */
     bool streaming; /* the body goes to body_cb as it comes */
+    bool in_head;   /* on_head is running */
     bool in_stream_handler;
     bool paused;    /* body_cb asked for APPSRV_PAUSE */
     bool body_done; /* the body's last call was made */
@@ -410,6 +411,7 @@ static void begin_head(appsrv__conn_t *c)
     x->req.start_us = appsrv__unlikely(c->w->obs) ? appsrv__now_us() : 0;
     x->logged = false;
     x->filled = false;
+    x->routed = x->streaming = false;
     c->head_started = true;
 }
 
@@ -444,7 +446,7 @@ static int begin_body(appsrv__conn_t *c, uint32_t head_len)
         if (h->content_length > limit)
             return 413;
         size_t cl = (size_t)h->content_length;
-        if (cl > avail && appsrv__unlikely(c->w->route_ex) && x->streaming) {
+        if (cl > avail && appsrv__unlikely(x->streaming)) {
             need_more = true; /* streamed through rbuf: no body buffer */
         } else if (cl > avail) {
             need_more = true;
@@ -475,7 +477,7 @@ static int begin_body(appsrv__conn_t *c, uint32_t head_len)
         appsrv_res_t *res = &x->res;
         appsrv__res_dispose(res);
         if (x->head.target_form != APPSRV__TARGET_ASTERISK &&
-            !(appsrv__unlikely(c->w->route_ex) && x->routed) && !route(c, req, res)) {
+            !x->routed && !route(c, req, res)) {
             c->keep_alive = false;
             int status = res->status;
             uint64_t bytes = queue_response(c, req, res);
@@ -624,7 +626,7 @@ static void dispatch(appsrv__conn_t *c)
         /* A before hook answered (or failed: 500). */
         if (hrc < 0 || res->status == 0)
             lib_answer(c, req, res, 500);
-    } else if ((appsrv__unlikely(c->w->route_ex) && x->routed) || route(c, req, res)) {
+    } else if (appsrv__unlikely(x->routed) || route(c, req, res)) {
         int rc = req->match.handler(req, res, req->match.user);
         if (rc == APPSRV_LATER) {
             /* The host finishes res later (any thread): wait for it. */
@@ -1143,8 +1145,6 @@ static int http_process(appsrv__conn_t *c)
                         progress = 1;
                         continue; /* answered (and closing, when a body was announced) */
                     }
-                } else {
-                    x->routed = x->streaming = false;
                 }
             }
             int st = begin_body(c, (uint32_t)r);
@@ -1155,12 +1155,12 @@ static int http_process(appsrv__conn_t *c)
             progress = 1;
             if (c->close_after)
                 return progress;
-            if (appsrv__unlikely(c->w->route_ex) && x->streaming) {
+            if (appsrv__unlikely(x->streaming)) {
                 stream_dispatch(c);
                 continue;
             }
         }
-        if (appsrv__unlikely(c->w->route_ex) && ctx_of(c)->streaming) {
+        if (appsrv__unlikely(ctx_of(c)->streaming)) {
             int sr = stream_step(c);
             progress |= sr > 0;
             if (sr <= 0 || c->state == APPSRV__ST_BODY)
@@ -1192,15 +1192,19 @@ static void http_ctx_init(appsrv__conn_t *c)
     http_ctx_t *x = ctx_of(c);
     x->logged = false;
     x->filled = false;
-    if (appsrv__unlikely(c->w->route_ex))
-        x->routed = x->streaming = x->resume_init = false;
+    x->routed = x->streaming = x->resume_init = false;
     appsrv__res_reset(&x->res, c);
+}
+
+static HTTP_COLD void resume_dispose(appsrv__conn_t *c)
+{
+    appsrv__async_remove(&c->w->async, &ctx_of(c)->resume_item);
 }
 
 static void http_ctx_dispose(appsrv__conn_t *c)
 {
-    if (appsrv__unlikely(c->w->route_ex) && ctx_of(c)->resume_init)
-        appsrv__async_remove(&c->w->async, &ctx_of(c)->resume_item);
+    if (appsrv__unlikely(ctx_of(c)->resume_init))
+        resume_dispose(c);
     appsrv__res_dispose(&ctx_of(c)->res);
 }
 
@@ -1215,7 +1219,7 @@ static void http_closed(appsrv__conn_t *c)
 {
     if (c->ctx == NULL)
         return;
-    if (appsrv__unlikely(c->w->route_ex))
+    if (appsrv__unlikely(ctx_of(c)->streaming))
         stream_gone(c); /* the body callback hears first, then cancel */
     http_ctx_t *x = ctx_of(c);
     /* The host may hold a response whose connection went on to linger
