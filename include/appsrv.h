@@ -1114,7 +1114,12 @@ APPSRV_API int appsrv_cors_use(appsrv_server_t *srv, const appsrv_cors_t *cors);
  *     connection after it (the rest is not read). appsrv_req_body() is
  *     empty on such routes.
  * Middleware before hooks run as for other routes (for stream_body
- * routes: before the handler, so before the body).
+ * routes: before the handler, so before the body). Order: for a request
+ * that announces a body (or sends Expect: 100-continue) on_head runs as
+ * soon as the head is parsed, before the hooks; for one without a body
+ * it runs after them, right before the handler. A graceful stop does not
+ * call appsrv_res_on_stop() callbacks while a streamed body is still
+ * arriving (only once it has ended); the drain timeout bounds it.
  */
 typedef struct appsrv_route_opts {
     appsrv_handler_cb on_head; /* NULL: accept every head */
