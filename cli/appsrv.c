@@ -40,7 +40,7 @@ static void usage(FILE *out)
             "              [--access-log-format combined|json] [--metrics]\n"
             "              [--no-request-ids]\n"
             "              [--cors ORIGIN]... [--json-errors] [--gzip]\n"
-            "              [--root DIR]\n"
+            "              [--root DIR] [--max-upload BYTES]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -71,6 +71,7 @@ static void usage(FILE *out)
             "      --root DIR         serve the files under DIR for GET/HEAD paths\n"
             "                         no built-in route takes (Range, ETag, 304,\n"
             "                         index.html, precompressed .gz siblings)\n"
+            "      --max-upload BYTES body limit of POST /upload (default 1073741824)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -176,6 +177,299 @@ static int h_echo_query(appsrv_req_t *req, appsrv_res_t *res, void *user)
     appsrv_res_set_status(res, 200);
     appsrv_res_add_header(res, "Content-Type", "text/plain");
     return appsrv_res_set_body_ref(res, buf, (size_t)n, free_cb, NULL);
+}
+
+/* /upload and /stream (issue 16) */
+/*
+ * POST /upload: multipart/form-data taken as it arrives (never buffered
+ * whole): per part its name, filename (null without one), Content-Type
+ * (null without one), size and CRC-32, as JSON once the body ended.
+ * POST /stream: the body streamed back as it arrives (chunked).
+ */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+/* CRC-32 (ISO-HDLC, as zlib's crc32()): crc of the data so far in, the
+ * new one out; start with 0. */
+static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+    crc = ~crc;
+    while (n--)
+        crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+typedef struct upload {
+    appsrv_res_t *res;
+    appsrv_multipart_t *mp;
+    char *json; /* {"parts":[... so far */
+    size_t len, cap;
+    bool failed; /* the JSON could not grow */
+    uint64_t size;
+    uint32_t crc;
+} upload_t;
+
+static void up_put(upload_t *u, const char *s, size_t n)
+{
+    if (u->len + n + 1 > u->cap) {
+        size_t cap = u->cap ? u->cap : 256;
+        while (cap < u->len + n + 1)
+            cap *= 2;
+        char *j = realloc(u->json, cap);
+        if (j == NULL) {
+            u->failed = true;
+            return;
+        }
+        u->json = j;
+        u->cap = cap;
+    }
+    memcpy(u->json + u->len, s, n);
+    u->len += n;
+}
+
+/* A JSON string (RFC 8259), or null for an absent value. */
+static void up_str(upload_t *u, appsrv_str_t v)
+{
+    if (v.ptr == NULL) {
+        up_put(u, "null", 4);
+        return;
+    }
+    up_put(u, "\"", 1);
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char ch = (unsigned char)v.ptr[i];
+        char esc[8];
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            up_put(u, esc, 2);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\u%04x", ch);
+            up_put(u, esc, 6);
+        } else {
+            up_put(u, (const char *)&ch, 1);
+        }
+    }
+    up_put(u, "\"", 1);
+}
+
+static int up_part(const appsrv_part_t *p, void *ud)
+{
+    upload_t *u = ud;
+    up_put(u, p->index > 0 ? ",{\"name\":" : "{\"name\":", p->index > 0 ? 9 : 8);
+    up_str(u, p->name);
+    up_put(u, ",\"filename\":", 12);
+    up_str(u, p->filename);
+    up_put(u, ",\"type\":", 8);
+    up_str(u, p->content_type);
+    u->size = 0;
+    u->crc = 0;
+    return u->failed ? -ENOMEM : 0;
+}
+
+static int up_data(const appsrv_part_t *p, const void *data, size_t len, void *ud)
+{
+    (void)p;
+    upload_t *u = ud;
+    u->size += len;
+    u->crc = crc32_update(u->crc, data, len);
+    return 0;
+}
+
+static int up_part_end(const appsrv_part_t *p, void *ud)
+{
+    (void)p;
+    upload_t *u = ud;
+    char tail[64];
+    int n = snprintf(tail, sizeof(tail), ",\"size\":%llu,\"crc32\":\"%08x\"}",
+                     (unsigned long long)u->size, (unsigned)u->crc);
+    up_put(u, tail, (size_t)n);
+    return u->failed ? -ENOMEM : 0;
+}
+
+static void up_free(upload_t *u)
+{
+    appsrv_multipart_free(u->mp);
+    free(u->json);
+    free(u);
+}
+
+/* Finishes the response (once) and frees u. */
+static void up_answer(upload_t *u, int status, const char *why)
+{
+    appsrv_res_t *res = u->res;
+    if (status == 200) {
+        up_put(u, "]}\n", 3);
+        if (u->failed) {
+            status = 500;
+            why = "out of memory";
+        }
+    }
+    if (status == 200) {
+        text(res, 200, "application/json", "");
+        appsrv_res_set_body(res, u->json, u->len);
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s\n", why);
+        text(res, status, "text/plain", msg);
+    }
+    appsrv_res_send(res);
+    up_free(u);
+}
+
+static int up_body(appsrv_req_t *req, const void *data, size_t len, int end, void *ud)
+{
+    (void)req;
+    upload_t *u = ud;
+    if (end == 0) {
+        int rc = appsrv_multipart_feed(u->mp, data, len);
+        if (rc < 0) {
+            up_answer(u, rc == -E2BIG || rc == -EMSGSIZE || rc == APPSRV_EPARSE ? 400 : 500,
+                      appsrv_multipart_error(u->mp));
+            return -1; /* the rest is not read */
+        }
+        return 0;
+    }
+    if (end == APPSRV_ECANCELED)
+        return 0; /* up_cancel follows */
+    if (end == -EMSGSIZE)
+        up_answer(u, 413, "Payload Too Large");
+    else if (end < 0)
+        up_answer(u, 400, "malformed chunked body");
+    else if (appsrv_multipart_finish(u->mp) < 0)
+        up_answer(u, 400, appsrv_multipart_error(u->mp));
+    else
+        up_answer(u, 200, NULL);
+    return 0;
+}
+
+static void up_cancel(appsrv_res_t *res, void *ud)
+{
+    appsrv_res_send(res); /* APPSRV_ECANCELED: released all the same */
+    up_free(ud);
+}
+
+static int h_upload(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)user;
+    upload_t *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return -ENOMEM;
+    u->res = res;
+    static const appsrv_multipart_handlers_t h = {up_part, up_data, up_part_end, 0, 0};
+    appsrv_str_t ct = appsrv_req_header(req, "Content-Type");
+    int rc = ct.ptr == NULL ? -ENOENT : appsrv_multipart_new(&u->mp, ct, &h, u);
+    if (rc < 0) {
+        free(u);
+        return text(res, rc == -ENOENT ? 415 : 400, "text/plain",
+                    rc == -ENOENT ? "expected multipart/form-data\n"
+                                  : "bad multipart/form-data boundary\n");
+    }
+    up_put(u, "{\"parts\":[", 10);
+    appsrv_req_body_stream(req, up_body, u);
+    appsrv_res_on_cancel(res, up_cancel, u);
+    return APPSRV_LATER;
+}
+
+typedef struct stream_echo {
+    appsrv_req_t *req;
+    appsrv_res_t *res;
+    char *pend; /* a piece the stream refused (-EAGAIN), sent on drain */
+    size_t pend_len;
+    bool ended;
+} stream_echo_t;
+
+static void se_end(stream_echo_t *s)
+{
+    appsrv_res_end(s->res); /* 0 or APPSRV_ECANCELED: released either way */
+    free(s->pend);
+    free(s);
+}
+
+/* The stream drained: the refused piece goes out, then reading resumes. */
+static void se_drain(appsrv_res_t *res, void *ud)
+{
+    stream_echo_t *s = ud;
+    if (s->pend_len == 0)
+        return;
+    int rc = appsrv_res_write(res, s->pend, s->pend_len);
+    if (rc == -EAGAIN)
+        return; /* the next drain */
+    s->pend_len = 0;
+    if (s->ended)
+        se_end(s);
+    else
+        appsrv_req_body_resume(s->req);
+}
+
+static int se_body(appsrv_req_t *req, const void *data, size_t len, int end, void *ud)
+{
+    (void)req;
+    stream_echo_t *s = ud;
+    if (end == APPSRV_ECANCELED)
+        return 0; /* se_cancel follows */
+    if (end != 0) {
+        /* The end, or an error (over --max-body: the library cuts the
+         * connection, so the last chunk never goes out). */
+        if (s->pend_len > 0) {
+            s->ended = true; /* ends after the drain */
+            return 0;
+        }
+        se_end(s);
+        return 0;
+    }
+    int rc = appsrv_res_write(s->res, data, len);
+    if (rc == -EAGAIN) {
+        char *p = realloc(s->pend, len);
+        if (p == NULL)
+            return -ENOMEM;
+        memcpy(p, data, len);
+        s->pend = p;
+        s->pend_len = len;
+        return APPSRV_PAUSE;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static void se_cancel(appsrv_res_t *res, void *ud)
+{
+    (void)res;
+    se_end(ud);
+}
+
+static int h_stream(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)user;
+    stream_echo_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->req = req;
+    s->res = res;
+    appsrv_res_set_status(res, 200);
+    appsrv_str_t ct = appsrv_req_header(req, "Content-Type");
+    char type[256];
+    if (ct.ptr != NULL && ct.len < sizeof(type)) {
+        memcpy(type, ct.ptr, ct.len);
+        type[ct.len] = '\0';
+    } else {
+        strcpy(type, "application/octet-stream");
+    }
+    if (appsrv_res_add_header(res, "Content-Type", type) < 0)
+        appsrv_res_add_header(res, "Content-Type", "application/octet-stream");
+    appsrv_res_on_drain(res, se_drain, s);
+    appsrv_res_on_cancel(res, se_cancel, s);
+    appsrv_req_body_stream(req, se_body, s);
+    appsrv_res_stream(res);
+    return APPSRV_LATER;
 }
 
 static int l_ping(appsrv_req_t *req, appsrv_res_t *res, void *user)
@@ -499,7 +793,8 @@ enum {
     OPT_CORS,
     OPT_JSON_ERRORS,
     OPT_GZIP,
-    OPT_ROOT
+    OPT_ROOT,
+    OPT_MAX_UPLOAD
 };
 
 #define MAX_CORS 16
@@ -528,6 +823,7 @@ int main(int argc, char **argv)
         {"json-errors", no_argument, NULL, OPT_JSON_ERRORS},
         {"gzip", no_argument, NULL, OPT_GZIP},
         {"root", required_argument, NULL, OPT_ROOT},
+        {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -546,6 +842,7 @@ int main(int argc, char **argv)
     cfg.request_ids = true;
     bool json_errors = false, gzip = false;
     const char *root = NULL; /* --root */
+    uint64_t max_upload = (uint64_t)1 << 30;
     const char *cors[MAX_CORS];
     size_t ncors = 0;
 
@@ -624,6 +921,9 @@ int main(int argc, char **argv)
                 bad_usage("%s: too many origins", "--cors");
             cors[ncors++] = optarg;
             break;
+        case OPT_MAX_UPLOAD:
+            max_upload = parse_num(optarg, 0, (uint64_t)1 << 40, "--max-upload");
+            break;
         case OPT_JSON_ERRORS:
             json_errors = true;
             break;
@@ -687,6 +987,7 @@ int main(int argc, char **argv)
     }
 
     appsrv_server_t *srv;
+    crc_init();
     CHECK(appsrv_server_new(&srv, &cfg));
     CHECK(appsrv_route(srv, "GET", "/health", h_health, NULL));
     CHECK(appsrv_route(srv, "GET", "/plaintext", h_plaintext, NULL));
@@ -696,6 +997,11 @@ int main(int argc, char **argv)
     CHECK(appsrv_route(srv, "GET", "/echo", h_echo_query, NULL));
     CHECK(appsrv_route(srv, "GET", "/delay", h_delay, NULL));
     CHECK(appsrv_route(srv, "GET", "/events", h_events, NULL));
+    CHECK(appsrv_route_ex(srv, "POST", "/upload", h_upload,
+                          &(appsrv_route_opts_t){.max_body = max_upload, .stream_body = true},
+                          NULL));
+    CHECK(appsrv_route_ex(srv, "POST", "/stream", h_stream,
+                          &(appsrv_route_opts_t){.stream_body = true}, NULL));
     CHECK(appsrv_route_ws(srv, "/ws", &ws_echo, NULL));
     CHECK(appsrv_route_ws(srv, "/ws/room", &ws_room, NULL));
     if (ncors > 0) {

@@ -1234,6 +1234,228 @@ typedef struct appsrv_static_opts {
  */
 APPSRV_API int appsrv_static(appsrv_server_t *srv, const char *prefix, const char *root,
                              const appsrv_static_opts_t *opts);
+/* ------------------------------- routes that decide before the body (issue 16) */
+/*
+ * appsrv_route_ex() registers a route with options:
+ *   on_head: runs on the loop thread as soon as the head is complete,
+ *     before any body byte is read (and before "100 Continue": the 100
+ *     goes out only when on_head accepts). req has the method, target,
+ *     params, headers; not the body. Return 0 to accept, or an HTTP
+ *     status 400..599 to refuse with it (res's headers and body, or the
+ *     standard text): the body is never read; when one was announced the
+ *     answer carries "Connection: close" and the connection closes after
+ *     it with a lingering close (RFC 9112 §9.6), so a client with
+ *     Expect: 100-continue never sends it. Any other value answers 500.
+ *     appsrv_req_set_max_body() sets this request's limit here.
+ *   max_body: this route's body limit, in place of cfg.max_body (0: the
+ *     config's). A Content-Length over it is answered 413 before any
+ *     body byte is read (and before 100 Continue).
+ *   stream_body: the body is not buffered. The handler runs when the
+ *     head is accepted, before the body, and takes the body as it
+ *     arrives with appsrv_req_body_stream() (normally returning
+ *     APPSRV_LATER and finishing res once the body ended, or earlier).
+ *     Memory per upload is the connection's input block, whatever the
+ *     body's size. A response finished before the body ended closes the
+ *     connection after it (the rest is not read). appsrv_req_body() is
+ *     empty on such routes.
+ * Middleware before hooks run as for other routes (for stream_body
+ * routes: before the handler, so before the body). Order: for a request
+ * that announces a body (or sends Expect: 100-continue) on_head runs as
+ * soon as the head is parsed, before the hooks; for one without a body
+ * it runs after them, right before the handler. A graceful stop does not
+ * call appsrv_res_on_stop() callbacks while a streamed body is still
+ * arriving (only once it has ended); the drain timeout bounds it.
+ */
+typedef struct appsrv_route_opts {
+    appsrv_handler_cb on_head; /* NULL: accept every head */
+    uint64_t max_body;         /* 0: cfg.max_body */
+    bool stream_body;
+} appsrv_route_opts_t;
+
+/* As appsrv_route(), with opts (copied; NULL: none). Returns as
+ * appsrv_route(). Before run; any thread. */
+APPSRV_API int appsrv_route_ex(appsrv_server_t *srv, const char *method, const char *pattern,
+                               appsrv_handler_cb handler, const appsrv_route_opts_t *opts,
+                               void *user);
+
+/* In on_head only: this request's body limit (bytes). Returns 0,
+ * APPSRV_ESTATE outside on_head. */
+APPSRV_API int appsrv_req_set_max_body(appsrv_req_t *req, uint64_t max);
+
+/*
+ * A piece of a streamed body, on the loop thread, in order: end 0 with
+ * data[0..len) (len > 0; valid during the call only); then exactly one
+ * last call with data NULL, len 0 and end 1 (the body ended: chunked
+ * trailers too) or end < 0: -EMSGSIZE (over the limit; the rest is not
+ * read: answer 413 unless the response head is out, in which case the
+ * connection is cut), APPSRV_EPARSE (bad chunked framing), or
+ * APPSRV_ECANCELED (the client left; the cancel callback follows).
+ * Return 0 to go on, APPSRV_PAUSE to stop reading after this piece (the
+ * socket is no longer read, so the TCP window closes) until
+ * appsrv_req_body_resume(), or a negative value to stop for good (the
+ * connection closes once the response is out). Must not block.
+ */
+#define APPSRV_PAUSE 3
+typedef int (*appsrv_body_cb)(appsrv_req_t *req, const void *data, size_t len, int end,
+                              void *ud);
+
+/* In the handler of a stream_body route: hands the body to cb (ud goes
+ * to each call). Without it the body is read and dropped. Returns 0, or
+ * APPSRV_ESTATE (not a stream_body route, or not in its handler). */
+APPSRV_API int appsrv_req_body_stream(appsrv_req_t *req, appsrv_body_cb cb, void *ud);
+
+/* Resumes a body paused by APPSRV_PAUSE. Any thread, while the host
+ * holds the request's response (before appsrv_res_send/end). Returns 0,
+ * -EINVAL. A pause longer than idle_timeout_ms times the body out. */
+APPSRV_API int appsrv_req_body_resume(appsrv_req_t *req);
+
+/* ------------------------------------------ uploads: multipart, forms, cookies */
+/*
+ * multipart/form-data (RFC 7578 over RFC 2046 §5.1) as a streaming parser:
+ * feed the body in pieces of any size (a boundary may be split anywhere);
+ * each part's headers arrive in on_part, its content in on_data pieces,
+ * its end in on_part_end. The preamble and the epilogue are ignored; the
+ * CRLF before each boundary belongs to the boundary. Memory is fixed at
+ * creation (max_header bytes twice), whatever the body's size. A parser
+ * is used by one thread at a time; it has no thread of its own.
+ */
+typedef struct appsrv_multipart appsrv_multipart_t;
+
+/* One part, as its headers describe it. Views are NUL-terminated, owned
+ * by the parser, valid until on_part_end returns. */
+typedef struct appsrv_part {
+    appsrv_str_t name;         /* Content-Disposition name= (required) */
+    appsrv_str_t filename;     /* filename=, quoted-pairs unescaped, otherwise
+                                  as sent (browsers and Python requests write
+                                  '"' as %22, the HTML5 way: not decoded
+                                  here); ptr NULL when absent (a plain form
+                                  field) */
+    appsrv_str_t content_type; /* the part's Content-Type; ptr NULL when
+                                  absent (RFC 7578 §4.4: text/plain) */
+    unsigned index;            /* 0 for the first part */
+} appsrv_part_t;
+
+/* Callbacks (each may be NULL) return 0 to go on, or a negative value that
+ * stops the parser: appsrv_multipart_feed() returns it. */
+typedef struct appsrv_multipart_handlers {
+    int (*on_part)(const appsrv_part_t *part, void *user);
+    int (*on_data)(const appsrv_part_t *part, const void *data, size_t len, void *user);
+    int (*on_part_end)(const appsrv_part_t *part, void *user);
+    size_t max_parts;  /* more parts: -E2BIG (0: 128) */
+    size_t max_header; /* bytes of one part's header block: beyond, -EMSGSIZE
+                          (0: 8 KiB; at most 1 MiB) */
+} appsrv_multipart_handlers_t;
+
+/*
+ * Copies the boundary parameter of a multipart/form-data Content-Type
+ * value (quoted or not; 1..70 bchars, RFC 2046 §5.1.1) into buf
+ * (NUL-terminated). Returns its length, -ENOENT (not multipart/form-data),
+ * -EINVAL (no boundary, or a malformed one), -ENOSPC (cap too small; 71
+ * always fits). Any thread.
+ */
+APPSRV_API int appsrv_multipart_boundary(appsrv_str_t content_type, char *buf, size_t cap);
+
+/*
+ * Creates a parser for a body whose Content-Type value is content_type
+ * (h is copied; user goes to every callback). Returns 0, -EINVAL (NULL
+ * out or h, bad boundary, max_header too big), -ENOENT (not
+ * multipart/form-data), -ENOMEM. Free with appsrv_multipart_free().
+ */
+APPSRV_API int appsrv_multipart_new(appsrv_multipart_t **out, appsrv_str_t content_type,
+                                    const appsrv_multipart_handlers_t *h, void *user);
+
+/*
+ * Feeds the next len bytes of the body. Returns 0, or the first error,
+ * after which the parser refuses more (APPSRV_ESTATE): APPSRV_EPARSE (a
+ * malformed body: boundary followed by other text, a bad part header, no
+ * Content-Disposition: form-data or no name, a bare LF), -EMSGSIZE (part
+ * headers over max_header), -E2BIG (over max_parts), or a callback's
+ * negative value. appsrv_multipart_error() says which in words. Answer a
+ * malformed body with 400.
+ */
+APPSRV_API int appsrv_multipart_feed(appsrv_multipart_t *mp, const void *data, size_t len);
+
+/* The body has ended: returns the number of parts when the close
+ * delimiter ("--boundary--") was seen, else APPSRV_EPARSE ("missing final
+ * boundary"), or APPSRV_ESTATE after an earlier error. */
+APPSRV_API int appsrv_multipart_finish(appsrv_multipart_t *mp);
+
+/* The last error in words ("missing final boundary", "too many parts",
+ * ...), static; "no error" when none. */
+APPSRV_API const char *appsrv_multipart_error(const appsrv_multipart_t *mp);
+
+/* NULL is a no-op. */
+APPSRV_API void appsrv_multipart_free(appsrv_multipart_t *mp);
+
+/*
+ * A whole buffered body in one call (new, feed, finish, free). Returns
+ * the number of parts or an error as above; *why (may be NULL) gets the
+ * error in words (static). Any thread.
+ */
+APPSRV_API int appsrv_multipart_parse(appsrv_str_t content_type, appsrv_str_t body,
+                                      const appsrv_multipart_handlers_t *h, void *user,
+                                      const char **why);
+
+/*
+ * application/x-www-form-urlencoded fields, decoded as query parameters
+ * are (the same decoder: "%XX", '+' as space; a field without '=' has the
+ * value ""). appsrv_form_param() looks in any form text (e.g. a body
+ * collected from a stream); appsrv_req_form_param() in the request's
+ * buffered body, when its Content-Type is
+ * application/x-www-form-urlencoded. Returns the decoded length, -ENOENT
+ * (absent), -ENOSPC (cap too small; body length + 1 always fits), -EINVAL
+ * (a malformed %-escape, buf set to ""), and -ENOMSG from
+ * appsrv_req_form_param() when the body is not a form. Thread rule: as
+ * the request accessors (appsrv_form_param: any thread).
+ */
+APPSRV_API ssize_t appsrv_form_param(appsrv_str_t form, const char *name, char *buf, size_t cap);
+APPSRV_API ssize_t appsrv_req_form_param(const appsrv_req_t *req, const char *name, char *buf,
+                                         size_t cap);
+
+/*
+ * Cookies (RFC 6265). appsrv_cookie_get() finds cookie name in a Cookie
+ * header value ("a=1; b=2", §4.2.1; separators tolerated with or without
+ * the space, names compared exactly) and returns its value without the
+ * surrounding DQUOTEs of a quoted value; ptr NULL when absent. The view
+ * lies in header. appsrv_req_cookie() looks in every Cookie field of req,
+ * first match wins; the view is valid as the request's other views.
+ */
+APPSRV_API appsrv_str_t appsrv_cookie_get(appsrv_str_t header, const char *name);
+APPSRV_API appsrv_str_t appsrv_req_cookie(const appsrv_req_t *req, const char *name);
+
+typedef enum appsrv_samesite {
+    APPSRV_SAMESITE_UNSET = 0, /* no SameSite attribute */
+    APPSRV_SAMESITE_STRICT = 1,
+    APPSRV_SAMESITE_LAX = 2,
+    APPSRV_SAMESITE_NONE = 3, /* requires secure */
+} appsrv_samesite_t;
+
+/* A Set-Cookie to build (RFC 6265 §4.1). Zero-initialise, then set. */
+typedef struct appsrv_cookie {
+    const char *name;       /* a token (RFC 9110 §5.6.2), required */
+    const char *value;      /* cookie-octets, optionally in DQUOTEs; NULL: "" */
+    int64_t max_age;        /* seconds > 0: Max-Age; 0: none (a session
+                               cookie); < 0: Max-Age=0 (delete it) */
+    int64_t expires;        /* > 0: Expires, Unix seconds (IMF-fixdate) */
+    const char *path;       /* Path; NULL: none */
+    const char *domain;     /* Domain; NULL: none */
+    bool secure;            /* Secure */
+    bool http_only;         /* HttpOnly */
+    appsrv_samesite_t same_site;
+} appsrv_cookie_t;
+
+/*
+ * Formats c as a Set-Cookie value into buf (NUL-terminated). Returns its
+ * length, -EINVAL (bad name or value, a Path or Domain with a control byte
+ * or ';', a Domain that is not a host name, SameSite=None without Secure,
+ * an unknown same_site), -ENOSPC. Any thread.
+ */
+APPSRV_API int appsrv_cookie_format(const appsrv_cookie_t *c, char *buf, size_t cap);
+
+/* Adds the Set-Cookie header for c to res. Returns 0, the errors of
+ * appsrv_cookie_format() (value at most 4 KiB) and of
+ * appsrv_res_add_header(). Thread rule: as the response builders. */
+APPSRV_API int appsrv_res_set_cookie(appsrv_res_t *res, const appsrv_cookie_t *c);
 
 #ifdef __cplusplus
 }

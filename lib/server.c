@@ -100,6 +100,7 @@ struct appsrv_server {
     int64_t start_time_s; /* wall clock at appsrv_server_new() */
     appsrv__mw_t mw; /* hooks and error responder (mw.c) */
     struct owned *owned; /* freed with the server (appsrv__server_own) */
+    appsrv__route_ex_t *route_exs; /* appsrv_route_ex() records (http.h) */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -255,6 +256,32 @@ int appsrv_route(appsrv_server_t *srv, const char *method, const char *pattern,
     if (srv->ran)
         return APPSRV_ESTATE;
     return appsrv__router_add(srv->router, method, pattern, handler, user);
+}
+
+int appsrv_route_ex(appsrv_server_t *srv, const char *method, const char *pattern,
+                    appsrv_handler_cb handler, const appsrv_route_opts_t *opts, void *user)
+{
+    if (srv == NULL || handler == NULL)
+        return -EINVAL;
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    appsrv__route_ex_t *ex = calloc(1, sizeof(*ex));
+    if (ex == NULL)
+        return -ENOMEM;
+    ex->handler = handler;
+    ex->user = user;
+    if (opts != NULL)
+        ex->opts = *opts;
+    int rc = appsrv__router_add(srv->router, method, pattern, appsrv__route_ex_call, ex);
+    if (rc < 0) {
+        free(ex);
+        return rc;
+    }
+    ex->next = srv->route_exs;
+    srv->route_exs = ex;
+    for (int i = 0; i < srv->nworkers; i++)
+        srv->workers[i].w.route_ex = true; /* heads are routed before bodies */
+    return 0;
 }
 
 int appsrv_route_line(appsrv_server_t *srv, const char *command, appsrv_handler_cb handler,
@@ -687,6 +714,11 @@ void appsrv_server_free(appsrv_server_t *srv)
     appsrv__router_free(srv->router);
     appsrv__mw_free(&srv->mw);
     owned_free(srv);
+    while (srv->route_exs != NULL) {
+        appsrv__route_ex_t *ex = srv->route_exs;
+        srv->route_exs = ex->next;
+        free(ex);
+    }
     free(srv);
 }
 

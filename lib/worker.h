@@ -57,6 +57,9 @@ typedef struct appsrv__worker {
     bool timers_closed;
     /* mw.c: the server's hooks and error responder (read-only once run). */
     const struct appsrv__mw *mw;
+    /* http.c: some route was registered with appsrv_route_ex(), so heads
+     * are routed before the body (one test per request when not). */
+    bool route_ex;
 } appsrv__worker_t;
 
 #endif /* APPSRV_WORKER_H */
