@@ -90,7 +90,7 @@ static int parse_systemd(const char *fds, const char *names, int first_fd,
 static int parse_starter(const char *s, appsrv_inherited_t *out)
 {
     int n = 0;
-    while (*s != '\0') {
+    for (;;) { /* an empty entry (";;", a trailing ';') is an error */
         const char *end = strchr(s, ';');
         size_t len = end != NULL ? (size_t)(end - s) : strlen(s);
         /* A path may hold '=': the descriptor follows the last one. */
@@ -115,8 +115,6 @@ static int parse_starter(const char *s, appsrv_inherited_t *out)
             break;
         s = end + 1;
     }
-    if (n == 0)
-        return -EINVAL;
     for (int i = 0; i < n; i++) {
         int rc = adopt_cloexec(out->fds[i].fd);
         if (rc < 0)
