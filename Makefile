@@ -216,6 +216,14 @@ ws-concurrent: $(CLI) $(WSC_BIN)
 soak:
 	+SOAK_SECONDS=$(SOAK_SECONDS) sh tests/adversarial/soak.sh
 
+# Deployment end to end (tests/deploy/): systemd socket activation and
+# readiness, the drain as load balancers see it, zero-downtime restarts
+# under start_server with h2load and ab running. Each script prints its
+# counts; about a minute.
+.PHONY: deploy-test
+deploy-test: $(CLI)
+	APPSRV_BIN=$(abspath $(CLI)) sh tests/deploy/run.sh
+
 # The parser against Node's llhttp on the same corpus (tests/differential/).
 .PHONY: differential
 differential:
