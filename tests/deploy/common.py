@@ -73,6 +73,25 @@ def spawn_cli(args, env=None, wrapper=None):
     return proc, int(m.group(3))
 
 
+def spawn_on_free_ports(nports, make_cmd, make_pattern, what):
+    """Runs make_cmd(ports) (a tool that binds fixed ports: it takes no
+    port 0) until make_pattern(ports) shows on its stderr, with new free
+    ports when they were taken meanwhile. Returns (proc, ports)."""
+    for _ in range(10):
+        ports = [free_port() for _ in range(nports)]
+        proc = subprocess.Popen(make_cmd(ports), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            read_lines_until(proc, make_pattern(ports), 10, what)
+            return proc, ports
+        except Fail as e:
+            proc.kill()
+            proc.wait()
+            if "in use" not in str(e):
+                raise
+    raise Fail("no free port in 10 attempts")
+
+
 def wait_exit(proc, timeout, what):
     try:
         return proc.wait(timeout=timeout)

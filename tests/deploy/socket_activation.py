@@ -13,8 +13,8 @@ import socket
 import subprocess
 import sys
 
-from common import (Fail, LISTEN_RE, SCRATCH, check, free_port, read_lines_until, run_checks,
-                    spawn_cli, wait_exit, APPSRV)
+from common import (APPSRV, LISTEN_RE, SCRATCH, Fail, check, read_lines_until, run_checks,
+                    spawn_cli, spawn_on_free_ports, wait_exit)
 
 
 def notify_socket(abstract):
@@ -44,29 +44,20 @@ def activate(names, extra_env, nports, args=("-t", "1")):
     (retried with new ones when taken). The tool executes the CLI at the
     first connection, as systemd does: the caller's first request starts
     it. Returns (proc, ports)."""
-    for attempt in range(10):
-        ports = [free_port() for _ in range(nports)]
-        cmd = ["systemd-socket-activate"]
+    def cmd(ports):
+        c = ["systemd-socket-activate"]
         for p in ports:
-            cmd += ["-l", "127.0.0.1:%d" % p]
+            c += ["-l", "127.0.0.1:%d" % p]
         if names:
-            cmd += ["--fdname=" + names]
+            c += ["--fdname=" + names]
         for k, v in extra_env.items():
-            cmd += ["-E", "%s=%s" % (k, v)]
-        proc = subprocess.Popen(cmd + [APPSRV] + list(args), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            read_lines_until(proc, re.compile(r"Listening on 127.0.0.1:%d as %d" %
-                                              (ports[-1], 2 + nports)),
-                             10, "systemd-socket-activate's listening lines")
-        except Fail as e:
-            proc.kill()
-            proc.wait()
-            if "Address already in use" in str(e) or "ailed to" in str(e):
-                continue
-            raise
-        return proc, ports
-    raise Fail("no free port in 10 attempts")
+            c += ["-E", "%s=%s" % (k, v)]
+        return c + [APPSRV] + list(args)
+
+    return spawn_on_free_ports(
+        nports, cmd,
+        lambda ports: re.compile(r"Listening on 127.0.0.1:%d as %d" % (ports[-1], 2 + nports)),
+        "systemd-socket-activate's listening lines")
 
 
 def first_contact(proc, port, pattern=LISTEN_RE, what="the listening line"):

@@ -16,8 +16,7 @@ import subprocess
 import sys
 import time
 
-from common import (APPSRV, SCRATCH, Fail, check, free_port, get, read_lines_until,
-                    run_checks, wait_exit)
+from common import APPSRV, Fail, check, get, run_checks, spawn_on_free_ports, wait_exit
 
 RESTARTS = int(os.environ.get("RESTARTS", "10"))
 PERIOD = 1.5  # start_server waits --interval (1 s) before it stops the old one
@@ -35,24 +34,12 @@ def nstat():
 
 
 def start_server():
-    for attempt in range(10):
-        port = free_port()
-        log = open(os.path.join(SCRATCH, "start_server-%d.log" % os.getpid()), "w+b")
-        proc = subprocess.Popen(
-            ["start_server", "--port=127.0.0.1:%d" % port, "--interval=1", "--",
-             APPSRV, "-t", "1", "-p", "0", "--no-request-ids"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.PIPE)
-        try:
-            read_lines_until(proc, re.compile("listening on http://127.0.0.1:%d" % port), 10,
-                             "the CLI under start_server")
-            return proc, port
-        except Fail as e:
-            proc.kill()
-            proc.wait()
-            if "Address already in use" in str(e) or "failed to listen" in str(e):
-                continue
-            raise
-    raise Fail("no free port in 10 attempts")
+    proc, ports = spawn_on_free_ports(
+        1, lambda ports: ["start_server", "--port=127.0.0.1:%d" % ports[0], "--interval=1", "--",
+                          APPSRV, "-t", "1", "-p", "0", "--no-request-ids"],
+        lambda ports: re.compile("listening on http://127.0.0.1:%d" % ports[0]),
+        "the CLI under start_server")
+    return proc, ports[0]
 
 
 def parse_h2load(out):
