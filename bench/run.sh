@@ -19,6 +19,9 @@
 #                        g: observability overhead: scenario (a) against
 #                        appsrv with --access-log (to a file), --metrics,
 #                        and request IDs on, beside plain appsrv
+#                        sc: scaling, keep-alive with 1 and 2 worker threads
+#                        and 2 processes on one inherited socket
+#                        (bench/scaling.py; its own section of BENCH_OUT)
 #   BENCH_TLS_SERVERS="appsrv nginx h2o"   servers of the TLS scenarios
 #   BENCH_TLS_IDLE=5000  idle TLS connections (scenario td)
 #   BENCH_TLS_SECONDS=5  length of one TLS run (ta th tr); the TLS rounds
@@ -47,7 +50,7 @@ BODY=${BENCH_BODY:-65536}
 IDLE=${BENCH_IDLE:-10000}
 IR_REQS=${BENCH_IR_REQS:-20000}
 SERVERS=${BENCH_SERVERS:-"appsrv limit nginx h2o lighttpd mhd civetweb evhttp"}
-SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd"}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd sc"}
 TLS_SERVERS=${BENCH_TLS_SERVERS:-"appsrv nginx h2o"}
 TLS_IDLE=${BENCH_TLS_IDLE:-5000}
 TLS_SECS=${BENCH_TLS_SECONDS:-5}
@@ -813,5 +816,10 @@ dpkg_ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
 
 python3 bench/report.py "$RAW" > "$RUN/RESULTS.md" || { echo "bench: report failed" >&2; exit 1; }
 cp "$RUN/RESULTS.md" "$OUT"
+# sc: threads and processes sharing one inherited socket, appended to $OUT.
+if has sc "$SCENARIOS"; then
+    BENCH_OUT="$OUT" BENCH_SECONDS="$SECS" python3 bench/scaling.py > /dev/null ||
+        log "scaling (bench/scaling.py) failed"
+fi
 cat "$OUT"
 log "done in $((SECONDS - T_START)) s; written to $OUT"
