@@ -705,9 +705,11 @@ int appsrv_server_run(appsrv_server_t *srv)
     }
     /* Every worker watches the listeners: ready for systemd (Type=notify). */
     notify(&srv->workers[0], "READY=1");
-    /* A stop that came before run still counts. */
+    /* A stop that came before run still counts (as one: the drain delay
+     * still applies). */
     if (atomic_load(&srv->stopping))
-        appsrv_server_stop(srv);
+        for (int i = 0; i < srv->nworkers; i++)
+            appsrv__loop_wake(&srv->workers[i].w.loop);
 
     int started = 1, rc = 0;
     for (; started < srv->nworkers; started++) {
