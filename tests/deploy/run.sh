@@ -14,6 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export APPSRV_BIN
 DEPLOY_SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/appsrv-deploy.XXXXXX")
 export DEPLOY_SCRATCH
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the tree
 trap 'rm -rf "$DEPLOY_SCRATCH"' EXIT
 
 missing=
