@@ -92,6 +92,7 @@ def run(kind):
 def main():
     kinds = ["1t", "2t", "2p"]
     res = {k: [] for k in kinds}
+    load0 = os.getloadavg()[0]
     for r in range(ROUNDS):
         print("scaling round %d/%d" % (r + 1, ROUNDS), file=sys.stderr)
         for i in range(len(kinds)):
@@ -115,6 +116,8 @@ def main():
         rps, per = med[k]
         lines.append("| %s | %.0f | %.2f | %.0f | %.2f |" %
                      (names[k], rps, rps / base[0], per, per / base[1]))
+    lines += ["", "Load average (1 min) %.1f before, %.1f after: other work shared the CPUs."
+              % (load0, os.getloadavg()[0])]
     lines += ["", "Per round (req/s, req/CPU-s): " + "; ".join(
         "%s %s" % (k, ", ".join("%.0f/%.0f" % x for x in res[k])) for k in kinds), "", END]
     section = "\n".join(lines) + "\n"
