@@ -79,7 +79,7 @@ def run(kind):
         proc.wait(timeout=20)
     m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
     errs = re.search(r"Socket errors: (.*)|Non-2xx.*", out)
-    n, dur = int(m.group(1)), float(m.group(2)) * (60 if m.group(3) == "m" else 1)
+    n = int(m.group(1))
     # wrk prints "X requests in Ys" with Y rounded: req/s from its own line.
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     cpu = (c1 - c0) / HZ

@@ -3,8 +3,10 @@
 free loopback ports, spawning with the listening line awaited, raw HTTP/1.1
 over one socket, and a bounded wait that says what it waited for.
 Loopback only; every wait has a deadline."""
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -99,6 +101,21 @@ def wait_exit(proc, timeout, what):
         proc.kill()
         proc.wait()
         raise Fail("%s: still running after %.1f s" % (what, timeout))
+
+
+@contextlib.contextmanager
+def stopped_cleanly(proc, what="appsrv"):
+    """The block runs against proc; then SIGTERM must end it with status 0
+    within 10 s. Killed whatever happens (never left behind)."""
+    try:
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        rc = wait_exit(proc, 10, what + " after SIGTERM")
+        check(rc == 0, "%s: exit status %d" % (what, rc))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def connect(port, timeout=5):

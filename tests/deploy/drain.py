@@ -5,7 +5,8 @@
   new connections are accepted and served, keep-alive connections stay
   keep-alive; after the delay the port refuses connections;
 - a stream (/events) ends at once when the drain starts (the stop
-  notification), with its last chunk, not at the 10 s drain timeout;
+  notification), with its last chunk, not at the 10 s drain timeout; a
+  WebSocket gets close 1001;
 - the race: idle keep-alive connections that send a request exactly as
   the drain starts (and at offsets around the 250 ms idle grace) get a
   whole answer or an orderly close, never a reset; those sent within the
@@ -13,7 +14,6 @@
   (default 20) x 20 connections."""
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -100,6 +100,38 @@ def stream_ends_on_stop():
             proc.wait()
 
 
+def websocket_gets_1001():
+    """A WebSocket is told the server is going away (close 1001, RFC 6455
+    §7.4.1) when the drain starts."""
+    proc, port = spawn_cli(["-t", "1", "-p", "0"])
+    try:
+        s = connect(port, timeout=10)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = s.recv(4096)
+            check(chunk, "EOF in the handshake: %r" % got)
+            got += chunk
+        check(got.startswith(b"HTTP/1.1 101"), "handshake: %r" % got[:60])
+        rest = got.split(b"\r\n\r\n", 1)[1]
+        proc.send_signal(signal.SIGTERM)
+        while len(rest) < 4:
+            chunk = s.recv(4096)
+            check(chunk, "EOF before a close frame: %r" % rest)
+            rest += chunk
+        check(rest[0] == 0x88, "first frame after SIGTERM: %r" % rest[:8])
+        code = (rest[2] << 8) | rest[3]
+        check(code == 1001, "close code %d, want 1001" % code)
+        s.sendall(b"\x88\x82abcd" + bytes([0x03 ^ ord("a"), 0xE9 ^ ord("b")]))  # masked 1001
+        check(stop(proc) == 0, "exit status")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class RaceStats:
     def __init__(self):
         self.lock = threading.Lock()
@@ -179,6 +211,7 @@ if __name__ == "__main__":
     ok = run_checks("drain", [
         ("drain_delay", drain_delay),
         ("stream_ends_on_stop", stream_ends_on_stop),
+        ("websocket_gets_1001", websocket_gets_1001),
         ("idle_race", idle_race),
     ])
     sys.exit(0 if ok else 1)

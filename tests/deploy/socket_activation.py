@@ -5,7 +5,9 @@ systemd-socket-activate binds a loopback port (a fixed one: it takes no
 port 0, so a free one is picked and the run retried on EADDRINUSE), hands
 it to the CLI as fd 3 with LISTEN_FDNAMES, and curl talks to it. The test
 binds the NOTIFY_SOCKET (a path, then an abstract @name) and checks
-READY=1 once listening and STOPPING=1 at SIGTERM."""
+READY=1 once listening and STOPPING=1 at SIGTERM. Also: unnamed sockets
+in order (HTTP, line), a socket named "https" served over TLS, a foreign
+LISTEN_PID ignored, a malformed SERVER_STARTER_PORT refused."""
 import os
 import re
 import signal
@@ -14,7 +16,7 @@ import subprocess
 import sys
 
 from common import (APPSRV, LISTEN_RE, SCRATCH, Fail, check, read_lines_until, run_checks,
-                    spawn_cli, spawn_on_free_ports, wait_exit)
+                    spawn_cli, spawn_on_free_ports, stopped_cleanly, wait_exit)
 
 
 def notify_socket(abstract):
@@ -77,8 +79,9 @@ def first_contact(proc, port, pattern=LISTEN_RE, what="the listening line"):
     return lines
 
 
-def curl(url):
-    r = subprocess.run(["curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}", url],
+def curl(url, insecure=False):
+    r = subprocess.run(["curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}"] +
+                       (["-k"] if insecure else []) + [url],
                        capture_output=True, text=True, timeout=10)
     check(r.returncode == 0, "curl %s: %s" % (url, r.stderr))
     return r.stdout.rsplit("\n", 1)
@@ -116,18 +119,34 @@ def http_and_line(abstract):
 def unnamed_in_order():
     """Without names (systemd's "unknown"): first HTTP, second line."""
     proc, ports = activate(None, {}, 2)
-    try:
+    with stopped_cleanly(proc):
         lines = first_contact(proc, ports[0], re.compile("listening on line://"),
                               "both listening lines")
         text = "\n".join(lines)
         check("http://127.0.0.1:%d" % ports[0] in text, "http line: %r" % text)
         check("line://127.0.0.1:%d" % ports[1] in text, "line line: %r" % text)
-        proc.send_signal(signal.SIGTERM)
-        check(wait_exit(proc, 10, "appsrv") == 0, "exit status")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+
+def https_inherited():
+    """A socket named "https" with --tls-cert: HTTPS on the inherited fd."""
+    probe = subprocess.run([APPSRV, "-p", "0", "--tls-cert", "/nonexistent", "--tls-key",
+                            "/nonexistent"], capture_output=True, text=True, timeout=10)
+    if "no TLS" in probe.stderr:
+        print("  https_inherited: this build has no TLS: skipped")
+        return
+    cert, key = os.path.join(SCRATCH, "cert.pem"), os.path.join(SCRATCH, "key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                        "-keyout", key, "-out", cert], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "openssl req: %s" % r.stderr)
+    proc, ports = activate("https", {}, 1, args=("-t", "1", "--tls-cert", cert, "--tls-key", key))
+    with stopped_cleanly(proc):
+        # curl's connection makes the tool execute the CLI.
+        body, code = curl("https://127.0.0.1:%d/health" % ports[0], insecure=True)
+        check(code == "200" and body == "OK", "GET /health over TLS: %s %r" % (code, body))
+        m, _ = read_lines_until(proc, LISTEN_RE, 10, "the listening line")
+        check(m.group(1) == "https" and int(m.group(3)) == ports[0],
+              "listening line: %s" % m.group(0))
 
 
 def foreign_listen_pid():
@@ -152,6 +171,7 @@ if __name__ == "__main__":
         ("http_and_line_notify_path", lambda: http_and_line(False)),
         ("http_and_line_notify_abstract", lambda: http_and_line(True)),
         ("unnamed_in_order", unnamed_in_order),
+        ("https_inherited", https_inherited),
         ("foreign_listen_pid", foreign_listen_pid),
         ("bad_starter_port", bad_listen_fds),
     ])
