@@ -568,7 +568,10 @@ APPSRV_API int appsrv_server_run(appsrv_server_t *srv);
  * Asks the server to stop: no new connections, requests in flight are
  * finished (bounded by drain_timeout_ms), idle connections closed, then
  * appsrv_server_run() returns. Async-signal-safe; any thread; repeatable.
- * Before run, it makes the next run return at once.
+ * Before run, it makes the next run return at once (after
+ * cfg.drain_delay_ms). With a drain delay, accepting goes on for that long
+ * first, and a second call ends the delay; idle keep-alive connections get
+ * cfg.drain_idle_grace_ms for one more request (see "Deployment").
  */
 APPSRV_API void appsrv_server_stop(appsrv_server_t *srv);
 
