@@ -80,7 +80,7 @@ endif
 
 LIB_SRCS := $(filter-out $(TLS_OUT) $(ZLIB_OUT),$(sort $(wildcard lib/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
-CLI_OBJS := $(BUILD)/cli/appsrv.o
+CLI_OBJS := $(BUILD)/cli/appsrv.o $(BUILD)/cli/deploy_cli.o
 # tests/support/: the toolkit every suite shares (README in e2e.h). Files
 # named *_cr.c use Criterion; the others also build into the adversarial
 # program.
@@ -238,6 +238,14 @@ ws-concurrent: $(CLI) $(WSC_BIN)
 # '+': the scripts run make themselves and share this make's job slots.
 soak:
 	+SOAK_SECONDS=$(SOAK_SECONDS) sh tests/adversarial/soak.sh
+
+# Deployment end to end (tests/deploy/): systemd socket activation and
+# readiness, the drain as load balancers see it, zero-downtime restarts
+# under start_server with h2load and ab running. Each script prints its
+# counts; about a minute.
+.PHONY: deploy-test
+deploy-test: $(CLI)
+	APPSRV_BIN=$(abspath $(CLI)) sh tests/deploy/run.sh
 
 # The parser against Node's llhttp on the same corpus (tests/differential/).
 .PHONY: differential

@@ -22,6 +22,9 @@
 #                        hk, gz: bench/toolkit.sh (three hooks against none;
 #                        gzip of 16 KiB JSON against nginx), appended to
 #                        the report, outside BENCH_BUDGET
+#                        sc: scaling, keep-alive with 1 and 2 worker threads
+#                        and 2 processes on one inherited socket
+#                        (bench/scaling.py; its own section of BENCH_OUT)
 #   BENCH_TLS_SERVERS="appsrv nginx h2o"   servers of the TLS scenarios
 #   BENCH_TLS_IDLE=5000  idle TLS connections (scenario td)
 #   BENCH_TLS_SECONDS=5  length of one TLS run (ta th tr); the TLS rounds
@@ -50,7 +53,7 @@ BODY=${BENCH_BODY:-65536}
 IDLE=${BENCH_IDLE:-10000}
 IR_REQS=${BENCH_IR_REQS:-20000}
 SERVERS=${BENCH_SERVERS:-"appsrv limit nginx h2o lighttpd mhd civetweb evhttp"}
-SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd hk gz"}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd hk gz sc"}
 TLS_SERVERS=${BENCH_TLS_SERVERS:-"appsrv nginx h2o"}
 TLS_IDLE=${BENCH_TLS_IDLE:-5000}
 TLS_SECS=${BENCH_TLS_SECONDS:-5}
@@ -823,6 +826,11 @@ if [ -n "$tk" ]; then
     { printf '\n## Application toolkit: hooks and gzip (bench/toolkit.sh)\n\n'
       TOOLKIT_SCENARIOS="$tk" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS \
           bench/toolkit.sh; } >> "$OUT" || log "bench/toolkit.sh failed"
+fi
+# sc: threads and processes sharing one inherited socket, appended to $OUT.
+if has sc "$SCENARIOS"; then
+    BENCH_OUT="$OUT" BENCH_SECONDS="$SECS" python3 bench/scaling.py > /dev/null ||
+        log "scaling (bench/scaling.py) failed"
 fi
 cat "$OUT"
 log "done in $((SECONDS - T_START)) s; written to $OUT"

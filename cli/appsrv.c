@@ -27,6 +27,8 @@
 
 #include <appsrv.h>
 
+#include "deploy_cli.h"
+
 static appsrv_server_t *g_srv; /* for the signal handler only */
 
 static void usage(FILE *out)
@@ -40,7 +42,7 @@ static void usage(FILE *out)
             "              [--access-log-format combined|json] [--metrics]\n"
             "              [--no-request-ids]\n"
             "              [--cors ORIGIN]... [--json-errors] [--gzip]\n"
-            "              [--root DIR] [--max-upload BYTES]\n"
+            "              [--root DIR] [--max-upload BYTES] [--drain-delay MS]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -72,6 +74,8 @@ static void usage(FILE *out)
             "                         no built-in route takes (Range, ETag, 304,\n"
             "                         index.html, precompressed .gz siblings)\n"
             "      --max-upload BYTES body limit of POST /upload (default 1073741824)\n"
+            "      --drain-delay MS   on SIGTERM, GET /ready answers 503 for MS ms while\n"
+            "                         the server still serves, then it drains (default 0)\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -124,6 +128,16 @@ static int h_plaintext(appsrv_req_t *req, appsrv_res_t *res, void *user)
 {
     (void)req, (void)user;
     return text(res, 200, "text/plain", "Hello, World!");
+}
+
+/* GET /ready: 200 while serving, 503 from the start of a stop (the drain
+ * delay), so a load balancer stops sending new clients first. */
+static int h_ready(appsrv_req_t *req, appsrv_res_t *res, void *user)
+{
+    (void)req;
+    if (appsrv_server_draining(user))
+        return text(res, 503, "text/plain", "draining");
+    return text(res, 200, "text/plain", "ready");
 }
 
 static int h_json(appsrv_req_t *req, appsrv_res_t *res, void *user)
@@ -794,7 +808,8 @@ enum {
     OPT_JSON_ERRORS,
     OPT_GZIP,
     OPT_ROOT,
-    OPT_MAX_UPLOAD
+    OPT_MAX_UPLOAD,
+    OPT_DRAIN_DELAY
 };
 
 #define MAX_CORS 16
@@ -824,6 +839,7 @@ int main(int argc, char **argv)
         {"gzip", no_argument, NULL, OPT_GZIP},
         {"root", required_argument, NULL, OPT_ROOT},
         {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
+        {"drain-delay", required_argument, NULL, OPT_DRAIN_DELAY},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -831,6 +847,7 @@ int main(int argc, char **argv)
     };
     appsrv_config_t cfg;
     appsrv_config_init(&cfg);
+    cfg.sd_notify = true; /* READY=1 / STOPPING=1 when NOTIFY_SOCKET is set */
     const char *host = "127.0.0.1";
     int port = 8080, line_port = -1;
     bool quiet = false, metrics = false;
@@ -935,6 +952,9 @@ int main(int argc, char **argv)
                 bad_usage("%s: empty directory", "--root");
             root = optarg;
             break;
+        case OPT_DRAIN_DELAY:
+            cfg.drain_delay_ms = (int)parse_num(optarg, 0, 3600 * 1000, "--drain-delay");
+            break;
         case 'q':
             quiet = true;
             break;
@@ -990,6 +1010,7 @@ int main(int argc, char **argv)
     crc_init();
     CHECK(appsrv_server_new(&srv, &cfg));
     CHECK(appsrv_route(srv, "GET", "/health", h_health, NULL));
+    CHECK(appsrv_route(srv, "GET", "/ready", h_ready, srv));
     CHECK(appsrv_route(srv, "GET", "/plaintext", h_plaintext, NULL));
     CHECK(appsrv_route(srv, "GET", "/json", h_json, NULL));
     CHECK(appsrv_route(srv, "POST", "/echo", h_echo_body, NULL));
@@ -1034,8 +1055,25 @@ int main(int argc, char **argv)
     if (log_format != 0)
         CHECK(appsrv_access_log_fd(srv, STDERR_FILENO, log_format));
 
-    int hport = tls != NULL ? appsrv_listen_https(srv, host, port, tls)
+    /* Sockets from systemd or start_server take the place of --port and
+     * --line-port (deploy_cli.c). */
+    int hfd = -1, lfd = -1;
+    if (inherited_roles(&hfd, &lfd) < 0) {
+        appsrv_server_free(srv);
+        appsrv_tls_free(tls);
+        return 1;
+    }
+    int hport = hfd >= 0    ? (tls != NULL ? appsrv_listen_https_fd(srv, hfd, tls)
+                                           : appsrv_listen_http_fd(srv, hfd))
+                : tls != NULL ? appsrv_listen_https(srv, host, port, tls)
                             : appsrv_listen_http(srv, host, port);
+    if (hport < 0 && hfd >= 0) {
+        fprintf(stderr, "appsrv: cannot serve the inherited socket %d: %s\n", hfd,
+                appsrv_strerror(hport));
+        appsrv_server_free(srv);
+        appsrv_tls_free(tls);
+        return 1;
+    }
     if (hport < 0) {
         fprintf(stderr, "appsrv: cannot listen on %s port %d: %s\n", host, port,
                 appsrv_strerror(hport));
@@ -1044,7 +1082,16 @@ int main(int argc, char **argv)
         return 1;
     }
     int lport = -1;
-    if (line_port >= 0) {
+    if (lfd >= 0) {
+        lport = appsrv_listen_line_fd(srv, lfd);
+        if (lport < 0) {
+            fprintf(stderr, "appsrv: cannot serve the inherited socket %d: %s\n", lfd,
+                    appsrv_strerror(lport));
+            appsrv_server_free(srv);
+            appsrv_tls_free(tls);
+            return 1;
+        }
+    } else if (line_port >= 0) {
         lport = appsrv_listen_line(srv, host, line_port);
         if (lport < 0) {
             fprintf(stderr, "appsrv: cannot listen on %s port %d: %s\n", host, line_port,
@@ -1077,8 +1124,13 @@ int main(int argc, char **argv)
         g_reload.quiet = quiet;
         reloading = pthread_create(&reload_thread, NULL, reload_main, &hup) == 0;
     }
-    print_listening(tls != NULL ? "https" : "http", host, hport);
-    if (lport >= 0)
+    if (hfd >= 0)
+        print_listening_fd(tls != NULL ? "https" : "http", hfd);
+    else
+        print_listening(tls != NULL ? "https" : "http", host, hport);
+    if (lfd >= 0)
+        print_listening_fd("line", lfd);
+    else if (lport >= 0)
         print_listening("line", host, lport);
 
     int rc = appsrv_server_run(srv);

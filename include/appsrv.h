@@ -291,7 +291,9 @@ APPSRV_API size_t appsrv_log_format_json(const appsrv_log_entry_t *entry, char *
  * (status set: a malformed or refused request, detail gives the reason),
  * "timeout" (detail: head, body, idle, write, linger or response),
  * "access_log_error" (err set: the access-log file could not be written),
- * "tls_handshake_failed" (reserved for the TLS transport).
+ * "tls_handshake_failed" (reserved for the TLS transport),
+ * "notify_error" (err set, detail the state: cfg.sd_notify could not
+ * reach $NOTIFY_SOCKET).
  * Valid during the call only.
  */
 typedef struct appsrv_event {
@@ -344,6 +346,16 @@ typedef struct appsrv_config {
                                  appsrv_route_metrics()) */
     appsrv_event_cb on_event; /* NULL: operational events are dropped */
     void *on_event_user;
+    /* Graceful stop as load balancers expect it (see "Deployment"). */
+    int drain_delay_ms;       /* after appsrv_server_stop(), keep accepting
+                                 and serving this long while
+                                 appsrv_server_draining() is true (0) */
+    int drain_idle_grace_ms;  /* then idle keep-alive connections get this
+                                 long to send one more request (answered
+                                 with Connection: close) before a graceful
+                                 close (250 ms) */
+    bool sd_notify;           /* READY=1 at run, STOPPING=1 at stop, to
+                                 $NOTIFY_SOCKET (false) */
 } appsrv_config_t;
 
 /* Fills cfg with the defaults above. Any thread. */
@@ -556,7 +568,10 @@ APPSRV_API int appsrv_server_run(appsrv_server_t *srv);
  * Asks the server to stop: no new connections, requests in flight are
  * finished (bounded by drain_timeout_ms), idle connections closed, then
  * appsrv_server_run() returns. Async-signal-safe; any thread; repeatable.
- * Before run, it makes the next run return at once.
+ * Before run, it makes the next run return at once (after
+ * cfg.drain_delay_ms). With a drain delay, accepting goes on for that long
+ * first, and a second call ends the delay; idle keep-alive connections get
+ * cfg.drain_idle_grace_ms for one more request (see "Deployment").
  */
 APPSRV_API void appsrv_server_stop(appsrv_server_t *srv);
 
@@ -1456,6 +1471,77 @@ APPSRV_API int appsrv_cookie_format(const appsrv_cookie_t *c, char *buf, size_t 
  * appsrv_cookie_format() (value at most 4 KiB) and of
  * appsrv_res_add_header(). Thread rule: as the response builders. */
 APPSRV_API int appsrv_res_set_cookie(appsrv_res_t *res, const appsrv_cookie_t *c);
+/* ------------------------------------------------------------ Deployment */
+/*
+ * Listening sockets made by someone else (systemd socket activation, a
+ * supervisor such as start_server, a test), readiness notification and
+ * the graceful stop's state.
+ */
+
+/*
+ * Serves HTTP (line protocol, HTTPS with tls) on fd, a socket that is
+ * already listening (SOCK_STREAM, listen() called; TCP or Unix). The
+ * server makes it non-blocking and close-on-exec and owns it from a
+ * successful return on (closes it when draining and at free); on failure
+ * fd stays the caller's, untouched. Returns the bound TCP port (> 0), 0
+ * for a Unix socket, -EBADF (not an open fd), -ENOTSOCK (not a socket),
+ * -EINVAL (not a stream socket, or not listening), -ENOSPC beyond 8
+ * listeners, APPSRV_ESTATE once run has started; https also -EINVAL (tls
+ * NULL) and -ENOTSUP without TLS. Before run; any thread.
+ */
+APPSRV_API int appsrv_listen_http_fd(appsrv_server_t *srv, int fd);
+APPSRV_API int appsrv_listen_line_fd(appsrv_server_t *srv, int fd);
+APPSRV_API int appsrv_listen_https_fd(appsrv_server_t *srv, int fd, appsrv_tls_t *tls);
+
+#define APPSRV_INHERITED_MAX 16
+
+typedef struct appsrv_inherited_fd {
+    int fd;         /* the inherited descriptor (close-on-exec now set) */
+    char name[128]; /* systemd: FileDescriptorName= ("unknown" if none);
+                       start_server: the address ("8080",
+                       "127.0.0.1:8080", a Unix path) */
+} appsrv_inherited_fd_t;
+
+typedef struct appsrv_inherited {
+    int n;              /* descriptors in fds[] */
+    const char *source; /* "systemd", "server_starter", or NULL (none) */
+    appsrv_inherited_fd_t fds[APPSRV_INHERITED_MAX];
+} appsrv_inherited_t;
+
+/*
+ * Reads the listening sockets the process inherited, without libsystemd:
+ * systemd's socket activation (sd_listen_fds(3): LISTEN_PID must equal
+ * getpid(), else they are someone else's and ignored; LISTEN_FDS
+ * descriptors from 3; LISTEN_FDNAMES, one colon-separated name each),
+ * else Server::Starter's SERVER_STARTER_PORT ("addr=fd;addr=fd").
+ * Sets close-on-exec on each and unsets LISTEN_PID, LISTEN_FDS and
+ * LISTEN_FDNAMES (so children do not take them). The descriptors are the
+ * caller's (hand them to appsrv_listen_*_fd()). Returns the number found
+ * (0: none), -EINVAL (malformed variable, or names not one per fd),
+ * -E2BIG (more than APPSRV_INHERITED_MAX), -ENAMETOOLONG, -EBADF (a
+ * descriptor that is not open). Changes the environment: call before
+ * starting threads.
+ */
+APPSRV_API int appsrv_inherited_fds(appsrv_inherited_t *out);
+
+/*
+ * Sends state (e.g. "READY=1", "STOPPING=1", newline-separated
+ * assignments as in sd_notify(3)) as one datagram to the Unix socket
+ * named by $NOTIFY_SOCKET (a path, or "@name" for the abstract
+ * namespace). Returns 1 when sent, 0 when NOTIFY_SOCKET is unset,
+ * -EINVAL (state empty, bad address), or the sendto() error. With
+ * cfg.sd_notify the server sends READY=1 once its listeners are watched
+ * and STOPPING=1 when a stop begins, and reports a failure as the
+ * "notify_error" event. Any thread.
+ */
+APPSRV_API int appsrv_sd_notify(const char *state);
+
+/*
+ * True from appsrv_server_stop() on: a readiness endpoint answers 503 so
+ * load balancers take the server out of rotation while it still serves
+ * for cfg.drain_delay_ms (the CLI's GET /ready). Any thread.
+ */
+APPSRV_API bool appsrv_server_draining(const appsrv_server_t *srv);
 
 #ifdef __cplusplus
 }

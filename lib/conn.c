@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include "stats.h"
 
@@ -32,6 +33,13 @@ enum { TK_NONE = 0, TK_HEAD, TK_IDLE, TK_BODY, TK_WRITE, TK_LINGER, TK_RESPONSE 
 #define CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
 static void conn_drive(appsrv__conn_t *c);
+
+/* Between requests: nothing buffered, nothing to send. */
+static inline bool conn_idle(const appsrv__conn_t *c)
+{
+    return c->state == APPSRV__ST_HEAD && !appsrv__out_busy(c) &&
+           (c->rblk == NULL || c->rlen == c->rpos);
+}
 
 /* ---------------------------------------------------------------- timers */
 
@@ -589,11 +597,10 @@ static void conn_drive(appsrv__conn_t *c)
         /* Idle from the last answer on: restart when one went out. */
         set_timeout(c, TK_IDLE, c->nreqs != nreqs0);
     }
-    bool idle = c->state == APPSRV__ST_HEAD && !appsrv__out_busy(c) &&
-                (c->rblk == NULL || c->rlen == c->rpos);
-    if (idle && c->w->draining && !c->proto->session) {
+    bool idle = conn_idle(c);
+    if (idle && c->w->drain_idle_close && !c->proto->session) {
         /* Graceful stop: the response in flight is out; nothing else. */
-        appsrv__conn_close(c);
+        appsrv__conn_drain_idle(c);
         return;
     }
     if (idle) {
@@ -756,12 +763,10 @@ void appsrv__conn_close_all(appsrv__worker_t *w, bool reclaim_held)
 
 void appsrv__conn_drain(appsrv__conn_t *c)
 {
-    bool idle = c->state == APPSRV__ST_HEAD && !appsrv__out_busy(c) &&
-                (c->rblk == NULL || c->rlen == c->rpos);
-    if (idle && !c->proto->session) {
-        appsrv__conn_close(c);
+    /* Idle: left to the idle grace (appsrv__conn_drain_idle()); a request
+     * sent meanwhile is answered with Connection: close. */
+    if (conn_idle(c) && !c->proto->session)
         return;
-    }
     /* In flight (or a session, which says goodbye): answer it, then close
      * (Connection: close). */
     c->keep_alive = false;
@@ -770,6 +775,26 @@ void appsrv__conn_drain(appsrv__conn_t *c)
     if (c->closed || c->state == APPSRV__ST_LINGER)
         return;
     conn_drive(c);
+}
+
+void appsrv__conn_drain_idle(appsrv__conn_t *c)
+{
+    if (c->closed || !conn_idle(c) || c->proto->session)
+        return;
+    /* Bytes that arrived before we looked (epoll not yet reported them)
+     * are a request in flight: answer it. */
+    char b;
+    if (recv(c->sock.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        c->readable = true;
+        conn_drive(c);
+        return;
+    }
+    /* A request may still be on its way: FIN first (shutdown), then read
+     * and drop until the client's EOF or the linger timeout, so it sees
+     * an orderly close it may retry on (RFC 9112 §9.3.1), never a reset
+     * for unread data. */
+    c->must_linger = true;
+    conn_linger(c);
 }
 
 size_t appsrv__conn_evict_idle(appsrv__worker_t *w, size_t n)

@@ -100,6 +100,11 @@ void appsrv__conn_drive(appsrv__conn_t *c);
 void appsrv__conn_wait(appsrv__conn_t *c);
 /* Graceful stop: closes c if idle, else lets it finish and close. */
 void appsrv__conn_drain(appsrv__conn_t *c);
+/* Graceful stop after the idle grace: an idle keep-alive connection
+ * closes without a reset for a request racing the close; one with request
+ * bytes waiting is in flight and answered (Connection: close). Others are
+ * left alone. */
+void appsrv__conn_drain_idle(appsrv__conn_t *c);
 /* Closes up to n of w's longest-idle keep-alive connections (to admit
  * new ones at the connection cap). Returns how many were closed. */
 size_t appsrv__conn_evict_idle(appsrv__worker_t *w, size_t n);

@@ -34,6 +34,7 @@
 #include "alog.h"
 #include "async.h"
 #include "conn.h"
+#include "deploy.h"
 #include "http.h"
 #include "line.h"
 #include "loop.h"
@@ -80,6 +81,9 @@ struct sworker {
     appsrv__timer_t accept_timer; /* resumes accepting after EMFILE */
     appsrv__timer_t drain_timer;  /* forces the end of a graceful stop */
     bool drain_expired;
+    appsrv__timer_t delay_timer; /* the drain delay (cfg.drain_delay_ms) */
+    appsrv__timer_t grace_timer; /* the idle grace (cfg.drain_idle_grace_ms) */
+    bool delay_started;
     appsrv__wlog_t wlog; /* its access-log buffer (with srv->alog) */
 };
 
@@ -101,6 +105,9 @@ struct appsrv_server {
     appsrv__mw_t mw; /* hooks and error responder (mw.c) */
     struct owned *owned; /* freed with the server (appsrv__server_own) */
     appsrv__route_ex_t *route_exs; /* appsrv_route_ex() records (http.h) */
+    atomic_int nstops;          /* appsrv_server_stop() calls: a second one
+                                   cuts the drain delay short */
+    atomic_bool stop_notified;  /* STOPPING=1 sent (cfg.sd_notify) */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -125,6 +132,7 @@ void appsrv_config_init(appsrv_config_t *cfg)
     cfg->max_ws_message = 1024 * 1024;
     cfg->ws_ping_ms = 30 * 1000;
     cfg->ws_close_timeout_ms = 5 * 1000;
+    cfg->drain_idle_grace_ms = 250;
 }
 
 static int check_config(const appsrv_config_t *c)
@@ -141,6 +149,8 @@ static int check_config(const appsrv_config_t *c)
         return -EINVAL;
     if (c->max_ws_message < 1 || c->max_ws_message > (1u << 30) || c->ws_ping_ms < 0 ||
         c->ws_close_timeout_ms < 1)
+        return -EINVAL;
+    if (c->drain_delay_ms < 0 || c->drain_idle_grace_ms < 0)
         return -EINVAL;
     return 0;
 }
@@ -179,6 +189,8 @@ static void obs_update(appsrv_server_t *srv)
 static void wake_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events);
 static void accept_resume_cb(appsrv__loop_t *loop, appsrv__timer_t *t);
 static void drain_timeout_cb(appsrv__loop_t *loop, appsrv__timer_t *t);
+static void drain_delay_cb(appsrv__loop_t *loop, appsrv__timer_t *t);
+static void idle_grace_cb(appsrv__loop_t *loop, appsrv__timer_t *t);
 
 int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
 {
@@ -202,6 +214,8 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
     srv->start_time_s = (int64_t)time(NULL);
     atomic_init(&srv->nconns, 0);
     atomic_init(&srv->stopping, false);
+    atomic_init(&srv->nstops, 0);
+    atomic_init(&srv->stop_notified, false);
     rc = appsrv__router_new(&srv->router);
     if (rc < 0)
         goto free_srv;
@@ -220,6 +234,8 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
         sw->w.mw = &srv->mw;
         sw->accept_timer.cb = accept_resume_cb;
         sw->drain_timer.cb = drain_timeout_cb;
+        sw->delay_timer.cb = drain_delay_cb;
+        sw->grace_timer.cb = idle_grace_cb;
         rc = appsrv__loop_init(&sw->w.loop, wake_cb);
         if (rc < 0)
             goto free_loops;
@@ -313,9 +329,11 @@ int appsrv_route_ws(appsrv_server_t *srv, const char *pattern, const appsrv_ws_h
     return rc;
 }
 
-static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void *proto_data,
-                        const appsrv__transport_t *tp, void *tp_data, const char *host,
-                        int port)
+static int attach_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void *proto_data,
+                           const appsrv__transport_t *tp, void *tp_data, int fd);
+
+/* Whether another listener may be added: 0 or the error. */
+static int listener_room(const appsrv_server_t *srv)
 {
     if (srv == NULL)
         return -EINVAL;
@@ -323,18 +341,39 @@ static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void
         return APPSRV_ESTATE;
     if (srv->nlisteners == MAX_LISTENERS)
         return -ENOSPC;
+    return 0;
+}
+
+static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void *proto_data,
+                        const appsrv__transport_t *tp, void *tp_data, const char *host,
+                        int port)
+{
+    int room = listener_room(srv);
+    if (room < 0)
+        return room;
     int fd = appsrv_listen(host, port, srv->cfg.backlog, APPSRV_LISTEN_NONBLOCK);
     if (fd < 0)
         return fd;
+    int rc = attach_listener(srv, proto, proto_data, tp, tp_data, fd);
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+/* Makes fd (listening, non-blocking) listener number srv->nlisteners.
+ * Returns its TCP port, 0 for a Unix socket, or -errno (fd untouched). */
+static int attach_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void *proto_data,
+                           const appsrv__transport_t *tp, void *tp_data, int fd)
+{
     /* Responses leave in one sendmsg each: Nagle would only add delay.
      * Accepted sockets inherit the option (Linux). */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     int bound = appsrv_local_port(fd);
-    if (bound < 0) {
-        close(fd);
+    if (bound == -EAFNOSUPPORT)
+        bound = 0; /* a Unix socket (adopted) */
+    if (bound < 0)
         return bound;
-    }
     listener_t *l = &srv->listeners[srv->nlisteners++];
     l->proto = proto;
     l->proto_data = proto_data;
@@ -477,6 +516,26 @@ static void drain_timeout_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
     sw->drain_expired = true;
 }
 
+/* After the idle grace: idle keep-alive connections close gracefully
+ * (conn.c); those that took one more request close after its answer. */
+static void close_idle(sworker_t *sw)
+{
+    appsrv__worker_t *w = &sw->w;
+    w->drain_idle_close = true;
+    appsrv__conn_t *c = w->conns;
+    while (c != NULL) {
+        appsrv__conn_t *next = c->next;
+        appsrv__conn_drain_idle(c);
+        c = next;
+    }
+}
+
+static void idle_grace_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
+{
+    (void)loop;
+    close_idle(appsrv__container_of(t, sworker_t, grace_timer));
+}
+
 static void begin_drain(sworker_t *sw)
 {
     appsrv_server_t *srv = sw->srv;
@@ -504,6 +563,50 @@ static void begin_drain(sworker_t *sw)
     }
     appsrv__timer_start(&w->loop, &sw->drain_timer,
                         w->loop.now_ms + (uint64_t)srv->cfg.drain_timeout_ms);
+    appsrv__timer_stop(&w->loop, &sw->delay_timer);
+    if (srv->cfg.drain_idle_grace_ms == 0)
+        close_idle(sw);
+    else
+        appsrv__timer_start(&w->loop, &sw->grace_timer,
+                            w->loop.now_ms + (uint64_t)srv->cfg.drain_idle_grace_ms);
+}
+
+static void drain_delay_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
+{
+    (void)loop;
+    sworker_t *sw = appsrv__container_of(t, sworker_t, delay_timer);
+    if (!sw->w.draining)
+        begin_drain(sw);
+}
+
+/* cfg.sd_notify: a failure is reported, never fatal. */
+static void notify(sworker_t *sw, const char *state)
+{
+    if (!sw->srv->cfg.sd_notify)
+        return;
+    int rc = appsrv_sd_notify(state);
+    if (rc < 0)
+        appsrv__event(&sw->w.stats, sw->w.cfg, sw->w.loop.now_ms, APPSRV__EV_NOTIFY_ERROR,
+                      APPSRV_LEVEL_WARN, state, rc, 0, NULL);
+}
+
+/* A stop began: first the drain delay (listeners still accept, the
+ * readiness check says 503), then the drain. A second stop skips the
+ * rest of the delay. */
+static void stop_requested(sworker_t *sw)
+{
+    appsrv_server_t *srv = sw->srv;
+    if (!atomic_exchange(&srv->stop_notified, true))
+        notify(sw, "STOPPING=1");
+    bool now = srv->cfg.drain_delay_ms == 0 || atomic_load(&srv->nstops) > 1;
+    if (now) {
+        begin_drain(sw);
+        return;
+    }
+    if (!sw->delay_started)
+        appsrv__timer_start(&sw->w.loop, &sw->delay_timer,
+                            sw->w.loop.now_ms + (uint64_t)srv->cfg.drain_delay_ms);
+    sw->delay_started = true;
 }
 
 static void wake_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
@@ -517,13 +620,14 @@ static void wake_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
      * pass. */
     appsrv__async_run(&sw->w.async, 4096);
     if (atomic_load(&sw->srv->stopping) && !sw->w.draining)
-        begin_drain(sw);
+        stop_requested(sw);
 }
 
 void appsrv_server_stop(appsrv_server_t *srv)
 {
     if (srv == NULL)
         return;
+    atomic_fetch_add(&srv->nstops, 1);
     atomic_store(&srv->stopping, true);
     for (int i = 0; i < srv->nworkers; i++)
         appsrv__loop_wake(&srv->workers[i].w.loop);
@@ -562,6 +666,8 @@ static void *worker_main(void *arg)
         appsrv__wlog_flush(w->wlog);
     appsrv__timer_stop(&w->loop, &sw->drain_timer);
     appsrv__timer_stop(&w->loop, &sw->accept_timer);
+    appsrv__timer_stop(&w->loop, &sw->delay_timer);
+    appsrv__timer_stop(&w->loop, &sw->grace_timer);
     appsrv__pool_dispose(&w->pool);
     return NULL;
 }
@@ -625,9 +731,13 @@ int appsrv_server_run(appsrv_server_t *srv)
         if (rc < 0)
             return rc;
     }
-    /* A stop that came before run still counts. */
+    /* Every worker watches the listeners: ready for systemd (Type=notify). */
+    notify(&srv->workers[0], "READY=1");
+    /* A stop that came before run still counts (as one: the drain delay
+     * still applies). */
     if (atomic_load(&srv->stopping))
-        appsrv_server_stop(srv);
+        for (int i = 0; i < srv->nworkers; i++)
+            appsrv__loop_wake(&srv->workers[i].w.loop);
 
     int started = 1, rc = 0;
     for (; started < srv->nworkers; started++) {
@@ -863,4 +973,69 @@ void appsrv__server_expire_drain(appsrv_server_t *srv, int i)
 int appsrv__server_nconns(appsrv_server_t *srv)
 {
     return atomic_load(&srv->nconns);
+}
+
+/* ------------------------------------------------- deployment (issue 18) */
+
+/* An adopted socket must be a listening stream socket; it becomes
+ * non-blocking and close-on-exec. */
+static int check_listening(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+    if (fd < 0)
+        return -EBADF;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0)
+        return -errno; /* -EBADF, -ENOTSOCK */
+    if (v != SOCK_STREAM)
+        return -EINVAL;
+    len = sizeof(v);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0)
+        return -errno;
+    if (!v)
+        return -EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    fl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+static int adopt_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void *proto_data,
+                          const appsrv__transport_t *tp, void *tp_data, int fd)
+{
+    int rc = listener_room(srv);
+    if (rc == 0)
+        rc = check_listening(fd);
+    if (rc < 0)
+        return rc;
+    return attach_listener(srv, proto, proto_data, tp, tp_data, fd);
+}
+
+int appsrv_listen_http_fd(appsrv_server_t *srv, int fd)
+{
+    return adopt_listener(srv, &appsrv__http_proto, srv != NULL ? srv->router : NULL,
+                          &appsrv__transport_plain, NULL, fd);
+}
+
+int appsrv_listen_https_fd(appsrv_server_t *srv, int fd, appsrv_tls_t *tls)
+{
+    int rc = appsrv__tls_usable(tls);
+    if (rc < 0)
+        return rc;
+    return adopt_listener(srv, &appsrv__http_proto, srv != NULL ? srv->router : NULL,
+                          &appsrv__transport_tls, tls, fd);
+}
+
+int appsrv_listen_line_fd(appsrv_server_t *srv, int fd)
+{
+    return adopt_listener(srv, &appsrv__line_proto, srv != NULL ? &srv->line_routes : NULL,
+                          &appsrv__transport_plain, NULL, fd);
+}
+
+bool appsrv_server_draining(const appsrv_server_t *srv)
+{
+    return srv != NULL && atomic_load(&srv->stopping);
 }

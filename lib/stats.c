@@ -24,6 +24,7 @@ const uint64_t appsrv__lat_bounds_us[APPSRV__NLAT] = {
 static const char *const event_names[APPSRV__NEVENTS] = {
     "accept_error", "conn_refused",     "protocol_error",
     "timeout",      "access_log_error", "tls_handshake_failed",
+    "notify_error",
 };
 
 void appsrv__stats_request(appsrv__stats_t *st, appsrv_proto_t proto, int route, int status,

@@ -31,6 +31,8 @@ typedef struct appsrv__worker {
     atomic_int *nconns_total;   /* open connections of all workers (the cap) */
     pthread_t thread;           /* the thread running the loop */
     bool draining;              /* graceful stop in progress */
+    bool drain_idle_close;      /* draining, idle grace over: idle
+                                   keep-alive connections close */
     /* Observability: obs is set when anything wants a per-request entry
      * (an access_log callback, the access-log file, cfg.metrics), so the
      * request path pays one test when nothing does. */
