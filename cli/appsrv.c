@@ -40,6 +40,7 @@ static void usage(FILE *out)
             "              [--access-log-format combined|json] [--metrics]\n"
             "              [--no-request-ids]\n"
             "              [--cors ORIGIN]... [--json-errors]\n"
+            "              [--proxy-protocol] [--trust-proxy CIDR[,CIDR...]]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -65,6 +66,10 @@ static void usage(FILE *out)
             "      --cors ORIGIN      allow cross-origin calls from ORIGIN (repeatable;\n"
             "                         * for any origin, without credentials)\n"
             "      --json-errors      the library's own answers as JSON\n"
+            "      --proxy-protocol   the HTTP(S) listener expects a PROXY protocol v1/v2\n"
+            "                         header first (behind HAProxy send-proxy[-v2])\n"
+            "      --trust-proxy CIDR[,CIDR...]\n"
+            "                         believe X-Forwarded-For/-Proto from these peers\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -491,7 +496,9 @@ enum {
     OPT_METRICS,
     OPT_NO_REQUEST_IDS,
     OPT_CORS,
-    OPT_JSON_ERRORS
+    OPT_JSON_ERRORS,
+    OPT_PROXY_PROTOCOL,
+    OPT_TRUST_PROXY,
 };
 
 #define MAX_CORS 16
@@ -518,6 +525,8 @@ int main(int argc, char **argv)
         {"no-request-ids", no_argument, NULL, OPT_NO_REQUEST_IDS},
         {"cors", required_argument, NULL, OPT_CORS},
         {"json-errors", no_argument, NULL, OPT_JSON_ERRORS},
+        {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
+        {"trust-proxy", required_argument, NULL, OPT_TRUST_PROXY},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -535,6 +544,8 @@ int main(int argc, char **argv)
     /* Every response carries an X-Request-ID (the client's when valid). */
     cfg.request_ids = true;
     bool json_errors = false;
+    bool proxy_protocol = false;
+    const char *trust_proxy = NULL;
     const char *cors[MAX_CORS];
     size_t ncors = 0;
 
@@ -612,6 +623,12 @@ int main(int argc, char **argv)
             if (ncors == MAX_CORS)
                 bad_usage("%s: too many origins", "--cors");
             cors[ncors++] = optarg;
+            break;
+        case OPT_PROXY_PROTOCOL:
+            proxy_protocol = true;
+            break;
+        case OPT_TRUST_PROXY:
+            trust_proxy = optarg;
             break;
         case OPT_JSON_ERRORS:
             json_errors = true;
@@ -691,8 +708,18 @@ int main(int argc, char **argv)
     if (log_format != 0)
         CHECK(appsrv_access_log_fd(srv, STDERR_FILENO, log_format));
 
-    int hport = tls != NULL ? appsrv_listen_https(srv, host, port, tls)
-                            : appsrv_listen_http(srv, host, port);
+    if (trust_proxy != NULL) {
+        int trc = appsrv_trust_proxy(srv, trust_proxy);
+        if (trc < 0) {
+            fprintf(stderr, "appsrv: --trust-proxy %s: %s\n", trust_proxy, appsrv_strerror(trc));
+            appsrv_server_free(srv);
+            appsrv_tls_free(tls);
+            return 2;
+        }
+    }
+    appsrv_listen_opts_t lopts = {
+        .proto = APPSRV_PROTO_HTTP, .tls = tls, .proxy_protocol = proxy_protocol};
+    int hport = appsrv_listen_opts(srv, host, port, &lopts);
     if (hport < 0) {
         fprintf(stderr, "appsrv: cannot listen on %s port %d: %s\n", host, port,
                 appsrv_strerror(hport));

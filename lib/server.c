@@ -38,6 +38,8 @@
 #include "line.h"
 #include "loop.h"
 #include "mw.h"
+#include "proxy.h"
+#include "trust.h"
 #include "pool.h"
 #include "router.h"
 #include "tls.h"
@@ -61,6 +63,7 @@ typedef struct listener {
     int port;
     int fd;           /* shared by every worker's epoll (EPOLLEXCLUSIVE) */
     atomic_int users; /* workers still watching fd; the last closes it */
+    int (*preamble)(appsrv__conn_t *c); /* the PROXY header (proxy.h); NULL: none */
 } listener_t;
 
 /* A worker-local listener watcher. */
@@ -99,6 +102,7 @@ struct appsrv_server {
     appsrv__alog_t alog;  /* the access-log file (appsrv_access_log_fd) */
     int64_t start_time_s; /* wall clock at appsrv_server_new() */
     appsrv__mw_t mw; /* hooks and error responder (mw.c) */
+    appsrv__trust_t *trust; /* appsrv_trust_proxy(); NULL: none */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -340,6 +344,44 @@ int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port)
                         &appsrv__transport_plain, NULL, host, port);
 }
 
+/* Listener options (appsrv.h, "behind a load balancer"). */
+int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int port,
+                       const appsrv_listen_opts_t *opts)
+{
+    appsrv_listen_opts_t o = {.proto = APPSRV_PROTO_HTTP};
+    if (opts != NULL)
+        o = *opts;
+    int rc;
+    if (o.proto == APPSRV_PROTO_LINE && o.tls == NULL)
+        rc = appsrv_listen_line(srv, host, port);
+    else if ((o.proto == APPSRV_PROTO_HTTP || o.proto == 0) && o.tls != NULL)
+        rc = appsrv_listen_https(srv, host, port, o.tls);
+    else if (o.proto == APPSRV_PROTO_HTTP || o.proto == 0)
+        rc = appsrv_listen_http(srv, host, port);
+    else
+        return -EINVAL;
+    if (rc > 0 && o.proxy_protocol)
+        srv->listeners[srv->nlisteners - 1].preamble = appsrv__proxy_preamble;
+    return rc;
+}
+
+int appsrv_trust_proxy(appsrv_server_t *srv, const char *cidrs)
+{
+    if (srv == NULL || cidrs == NULL)
+        return -EINVAL;
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    appsrv__trust_t *t;
+    int rc = appsrv__trust_parse(cidrs, &t);
+    if (rc < 0)
+        return rc;
+    free(srv->trust);
+    srv->trust = t;
+    for (int i = 0; i < srv->nworkers; i++)
+        srv->workers[i].w.trust = t;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- accept */
 
 /* At the cap: the protocol's refusal, best effort, never blocking (the
@@ -436,7 +478,8 @@ static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
             refuse(sw, fd, l->proto, &peer, l->tp->handshake == NULL);
             continue;
         }
-        appsrv__conn_accepted(&sw->w, fd, &peer, l->proto, l->proto_data, l->tp, l->tp_data);
+        appsrv__conn_accepted_pre(&sw->w, fd, &peer, l->proto, l->proto_data, l->tp, l->tp_data,
+                                  l->preamble);
     }
 }
 
@@ -651,6 +694,7 @@ void appsrv_server_free(appsrv_server_t *srv)
     appsrv__ws_routes_free(srv->ws_routes);
     appsrv__router_free(srv->router);
     appsrv__mw_free(&srv->mw);
+    free(srv->trust);
     free(srv);
 }
 

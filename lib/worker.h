@@ -57,6 +57,9 @@ typedef struct appsrv__worker {
     bool timers_closed;
     /* mw.c: the server's hooks and error responder (read-only once run). */
     const struct appsrv__mw *mw;
+    /* trust.h: the proxies whose X-Forwarded-* are believed (NULL: none);
+     * the server's, immutable once run starts. */
+    const struct appsrv__trust *trust;
 } appsrv__worker_t;
 
 #endif /* APPSRV_WORKER_H */
