@@ -41,6 +41,7 @@ static void usage(FILE *out)
             "              [--no-request-ids]\n"
             "              [--cors ORIGIN]... [--json-errors]\n"
             "              [--proxy-protocol] [--trust-proxy CIDR[,CIDR...]]\n"
+            "              [--max-conns-per-client N] [--rate-limit R[/s][,burst B]]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -70,6 +71,11 @@ static void usage(FILE *out)
             "                         header first (behind HAProxy send-proxy[-v2])\n"
             "      --trust-proxy CIDR[,CIDR...]\n"
             "                         believe X-Forwarded-For/-Proto from these peers\n"
+            "      --max-conns-per-client N\n"
+            "                         open connections per client address (default: any)\n"
+            "      --rate-limit R[/s][,burst B]\n"
+            "                         requests per second per client address, bursts of\n"
+            "                         B (default R); more get 429 + Retry-After\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -82,6 +88,32 @@ static void bad_usage(const char *fmt, const char *arg)
     fprintf(stderr, "\n");
     usage(stderr);
     exit(2);
+}
+
+static uint64_t parse_num(const char *s, uint64_t min, uint64_t max, const char *what);
+
+/* --rate-limit R[/s][,burst B] (also ",burst=B" and ",B"): whole numbers,
+ * R 1..1000000, B 1..1000000. */
+static void parse_rate(const char *arg, double *rate, double *burst)
+{
+    char buf[64];
+    if (strlen(arg) >= sizeof(buf))
+        bad_usage("%s: too long", "--rate-limit");
+    strcpy(buf, arg);
+    char *b = strchr(buf, ',');
+    if (b != NULL) {
+        *b++ = '\0';
+        if (strncmp(b, "burst", 5) == 0) {
+            b += 5;
+            if (*b == ' ' || *b == '=')
+                b++;
+        }
+        *burst = (double)parse_num(b, 1, 1000000, "--rate-limit burst");
+    }
+    size_t n = strlen(buf);
+    if (n > 2 && strcmp(buf + n - 2, "/s") == 0)
+        buf[n - 2] = '\0';
+    *rate = (double)parse_num(buf, 1, 1000000, "--rate-limit");
 }
 
 /* A whole decimal number in [min, max]: no sign tricks, no junk. */
@@ -499,6 +531,8 @@ enum {
     OPT_JSON_ERRORS,
     OPT_PROXY_PROTOCOL,
     OPT_TRUST_PROXY,
+    OPT_MAX_CONNS_PER_CLIENT,
+    OPT_RATE_LIMIT,
 };
 
 #define MAX_CORS 16
@@ -527,6 +561,8 @@ int main(int argc, char **argv)
         {"json-errors", no_argument, NULL, OPT_JSON_ERRORS},
         {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
         {"trust-proxy", required_argument, NULL, OPT_TRUST_PROXY},
+        {"max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_PER_CLIENT},
+        {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -629,6 +665,13 @@ int main(int argc, char **argv)
             break;
         case OPT_TRUST_PROXY:
             trust_proxy = optarg;
+            break;
+        case OPT_MAX_CONNS_PER_CLIENT:
+            cfg.max_conns_per_client =
+                (int)parse_num(optarg, 1, 1000000, "--max-conns-per-client");
+            break;
+        case OPT_RATE_LIMIT:
+            parse_rate(optarg, &cfg.rate_limit, &cfg.rate_burst);
             break;
         case OPT_JSON_ERRORS:
             json_errors = true;

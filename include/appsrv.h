@@ -344,6 +344,17 @@ typedef struct appsrv_config {
                                  appsrv_route_metrics()) */
     appsrv_event_cb on_event; /* NULL: operational events are dropped */
     void *on_event_user;
+    /* Fields below were added for issue 18 (behind a load balancer). The
+     * client is appsrv_req_client_addr()'s: the PROXY header's address on
+     * a proxy_protocol listener; for requests also a trusted
+     * X-Forwarded-For. IPv6 clients count by their /64. */
+    int max_conns_per_client; /* open connections per client; one more is
+                                 closed at once ("conn_refused" event);
+                                 0: no limit (0) */
+    double rate_limit;        /* requests per second per client, a token
+                                 bucket; over it: 429 + Retry-After through
+                                 the error responder; 0: none (0) */
+    double rate_burst;        /* the bucket's size; 0: max(1, rate_limit) */
 } appsrv_config_t;
 
 /* Fills cfg with the defaults above. Any thread. */

@@ -406,13 +406,10 @@ static void conn_drive(appsrv__conn_t *c)
     int round = 0;
     if (appsrv__unlikely(!c->ready)) {
         if (c->preamble != NULL) {
-            /* Before any transport byte (the PROXY header): its failure
-             * is a protocol error, not a handshake's. */
+            /* Before any transport byte (the PROXY header, per-client
+             * counts): it reports its own failure, not a handshake's. */
             int r = c->preamble(c);
             if (r < 0) {
-                appsrv__event(&c->w->stats, c->w->cfg, c->w->loop.now_ms,
-                              APPSRV__EV_PROTOCOL_ERROR, APPSRV_LEVEL_INFO, appsrv_strerror(r), r,
-                              0, &c->peer);
                 appsrv__conn_close(c);
                 return;
             }
@@ -649,6 +646,10 @@ void appsrv__conn_close(appsrv__conn_t *c)
     if (c->closed)
         return;
     c->closed = true;
+    if (appsrv__unlikely(c->on_close != NULL)) {
+        c->on_close(c);
+        c->on_close = NULL;
+    }
     appsrv__timer_stop(&w->loop, &c->timer);
     c->sock.tp->close(&c->sock);
     c->io.fd = -1;

@@ -77,6 +77,8 @@ struct appsrv__conn {
      * listener has none or once it is done. client is the address the
      * header reported (has_client), else unused. */
     int (*preamble)(appsrv__conn_t *c);
+    void (*on_close)(appsrv__conn_t *c); /* set by a preamble (per-client
+                                            counts); runs once at close */
     bool has_client;
     appsrv_addr_t client;
 };
@@ -99,7 +101,7 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
 /* The same with a preamble step (see the field): it runs before the
  * transport's handshake, under the head timeout, each time the socket is
  * readable, and returns 1 when done, 0 to wait for more input, or -errno
- * to close the connection. NULL: none. */
+ * to close the connection (it reports its own event). NULL: none. */
 void appsrv__conn_accepted_pre(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer,
                                const appsrv__proto_t *proto, void *proto_data,
                                const appsrv__transport_t *tp, void *ldata,

@@ -13,9 +13,52 @@
 #include <errno.h>
 #include <sys/socket.h>
 
+#include "climit.h"
 #include "proxy_proto.h"
+#include "stats.h"
+
+static int pp_read(appsrv__conn_t *c);
 
 int appsrv__proxy_preamble(appsrv__conn_t *c)
+{
+    int r = pp_read(c);
+    if (r < 0)
+        appsrv__event(&c->w->stats, c->w->cfg, c->w->loop.now_ms, APPSRV__EV_PROTOCOL_ERROR,
+                      APPSRV_LEVEL_INFO,
+                      r == -EPROTO ? "bad PROXY protocol header" : appsrv_strerror(r), r, 0,
+                      &c->peer);
+    return r;
+}
+
+static void limit_release(appsrv__conn_t *c)
+{
+    appsrv__climit_conn_close(c->w->climit, appsrv__conn_client(c));
+}
+
+int appsrv__limit_preamble(appsrv__conn_t *c)
+{
+    bool counted;
+    if (!appsrv__climit_conn_open(c->w->climit, appsrv__conn_client(c), c->w->loop.now_ms,
+                                  &counted)) {
+        appsrv__event(&c->w->stats, c->w->cfg, c->w->loop.now_ms, APPSRV__EV_CONN_REFUSED,
+                      APPSRV_LEVEL_INFO, "per-client connection limit", -EDQUOT, 0,
+                      appsrv__conn_client(c));
+        return -EDQUOT;
+    }
+    if (counted)
+        c->on_close = limit_release;
+    return 1;
+}
+
+int appsrv__proxy_limit_preamble(appsrv__conn_t *c)
+{
+    int r = appsrv__proxy_preamble(c);
+    if (r != 1)
+        return r;
+    return appsrv__limit_preamble(c);
+}
+
+static int pp_read(appsrv__conn_t *c)
 {
     unsigned char buf[APPSRV__PP_MAX];
     ssize_t n;

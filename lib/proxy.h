@@ -14,5 +14,10 @@
  * c->client. Returns 1, 0 (more bytes needed), or -EPROTO (no or a bad
  * header), -ECONNRESET (the peer closed first), -errno. */
 int appsrv__proxy_preamble(appsrv__conn_t *c);
+/* max_conns_per_client (climit.h): counts the connection against its
+ * client (appsrv__conn_client()) and uncounts it at close; -EDQUOT when
+ * the client is at its limit. After the PROXY header in the second. */
+int appsrv__limit_preamble(appsrv__conn_t *c);
+int appsrv__proxy_limit_preamble(appsrv__conn_t *c);
 
 #endif /* APPSRV_PROXY_H */

@@ -38,6 +38,7 @@
 #include "line.h"
 #include "loop.h"
 #include "mw.h"
+#include "climit.h"
 #include "proxy.h"
 #include "trust.h"
 #include "pool.h"
@@ -103,6 +104,7 @@ struct appsrv_server {
     int64_t start_time_s; /* wall clock at appsrv_server_new() */
     appsrv__mw_t mw; /* hooks and error responder (mw.c) */
     appsrv__trust_t *trust; /* appsrv_trust_proxy(); NULL: none */
+    appsrv__climit_t *climit; /* per-client limits; NULL: none */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -143,6 +145,9 @@ static int check_config(const appsrv_config_t *c)
         return -EINVAL;
     if (c->max_ws_message < 1 || c->max_ws_message > (1u << 30) || c->ws_ping_ms < 0 ||
         c->ws_close_timeout_ms < 1)
+        return -EINVAL;
+    if (c->max_conns_per_client < 0 || !(c->rate_limit >= 0 && c->rate_limit <= 1e6) ||
+        !(c->rate_burst >= 0 && c->rate_burst <= 1e6))
         return -EINVAL;
     return 0;
 }
@@ -234,6 +239,16 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
     }
     appsrv__server_prepare(srv);
     obs_update(srv);
+    if (cfg->max_conns_per_client > 0 || cfg->rate_limit > 0) {
+        rc = appsrv__climit_new(&srv->climit, cfg->max_conns_per_client, cfg->rate_limit,
+                                cfg->rate_burst);
+        if (rc < 0) {
+            appsrv_server_free(srv);
+            return rc;
+        }
+        for (int i = 0; i < srv->nworkers; i++)
+            srv->workers[i].w.climit = srv->climit;
+    }
     *out = srv;
     return 0;
 
@@ -318,6 +333,7 @@ static int add_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, void
     l->tp_data = tp_data;
     l->port = bound;
     l->fd = fd;
+    l->preamble = srv->cfg.max_conns_per_client > 0 ? appsrv__limit_preamble : NULL;
     atomic_init(&l->users, 0);
     appsrv__server_prepare(srv);
     return bound;
@@ -361,7 +377,9 @@ int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int port,
     else
         return -EINVAL;
     if (rc > 0 && o.proxy_protocol)
-        srv->listeners[srv->nlisteners - 1].preamble = appsrv__proxy_preamble;
+        srv->listeners[srv->nlisteners - 1].preamble = srv->cfg.max_conns_per_client > 0
+                                                           ? appsrv__proxy_limit_preamble
+                                                           : appsrv__proxy_preamble;
     return rc;
 }
 
@@ -695,6 +713,7 @@ void appsrv_server_free(appsrv_server_t *srv)
     appsrv__router_free(srv->router);
     appsrv__mw_free(&srv->mw);
     free(srv->trust);
+    appsrv__climit_free(srv->climit);
     free(srv);
 }
 

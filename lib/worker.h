@@ -60,6 +60,8 @@ typedef struct appsrv__worker {
     /* trust.h: the proxies whose X-Forwarded-* are believed (NULL: none);
      * the server's, immutable once run starts. */
     const struct appsrv__trust *trust;
+    /* climit.h: per-client limits, shared by the workers (NULL: none). */
+    struct appsrv__climit *climit;
 } appsrv__worker_t;
 
 #endif /* APPSRV_WORKER_H */
