@@ -34,14 +34,15 @@ void appsrv__req_rebase(appsrv_req_t *req, uint32_t shift)
  * the last fields); a client cannot make the walk long. */
 #define XFF_FIELDS 16
 
-/* The request's client: the connection's (a PROXY header's, else the
+/* The client of req on c: the connection's (a PROXY header's, else the
  * socket peer), then, behind a trusted proxy, the X-Forwarded-For walk
- * (trust.h) written into *tmp. */
-static const appsrv_addr_t *req_client(const appsrv_req_t *req, appsrv_addr_t *tmp)
+ * (trust.h) written into *tmp. c is passed: a partial request (logged
+ * after a parse error) has no req->conn yet, and maybe no headers. */
+static const appsrv_addr_t *req_client(const appsrv__conn_t *c, const appsrv_req_t *req,
+                                       appsrv_addr_t *tmp)
 {
-    const appsrv__conn_t *c = req->conn;
     const appsrv__trust_t *t = c->w->trust;
-    if (t == NULL || req->proto != APPSRV_PROTO_HTTP)
+    if (t == NULL || c->proto->id != APPSRV_PROTO_HTTP || req->nhdrs == 0)
         return appsrv__conn_client(c);
     appsrv_str_t vals[XFF_FIELDS];
     size_t n = 0;
@@ -87,7 +88,7 @@ void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int st
         .aborted = aborted,
         .http_minor = -1,
         .body_bytes = body,
-        .client = req != NULL ? req_client(req, &xff) : appsrv__conn_client(c),
+        .client = req != NULL ? req_client(c, req, &xff) : appsrv__conn_client(c),
         .time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - (int64_t)usec,
         .worker = w->stats.worker,
     };
@@ -242,7 +243,7 @@ const appsrv_addr_t *appsrv_req_peer(const appsrv_req_t *req)
 const appsrv_addr_t *appsrv_req_client_addr(const appsrv_req_t *req)
 {
     appsrv_req_t *r = (appsrv_req_t *)req; /* xclient is a cache, not content */
-    return req_client(req, &r->xclient);
+    return req_client(req->conn, req, &r->xclient);
 }
 
 appsrv_str_t appsrv_req_scheme(const appsrv_req_t *req)

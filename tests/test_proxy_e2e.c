@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,9 +59,22 @@ static int setup(appsrv_server_t *srv, void *arg)
 static e2e_server_t srv;
 static setup_arg_t sa;
 
+/* The access-log callback: the last entry's client and peer. */
+static char log_client[64], log_peer[64];
+static atomic_int nlogged;
+
+static void on_log(const appsrv_log_entry_t *e, void *user)
+{
+    (void)user;
+    appsrv_addr_format(e->client, log_client, sizeof(log_client));
+    appsrv_addr_format(e->peer, log_peer, sizeof(log_peer));
+    atomic_fetch_add(&nlogged, 1);
+}
+
 static void start(bool proxy_protocol, const char *trust)
 {
     appsrv_config_t cfg = base_cfg();
+    cfg.access_log = on_log;
     cfg.head_timeout_ms = 400;
     sa = (setup_arg_t){.proxy_protocol = proxy_protocol, .trust = trust};
     cr_assert_eq(e2e_server_start_with(&srv, &cfg, routes, 1, 0, setup, &sa), 0);
@@ -275,6 +289,38 @@ Test(proxy_e2e, xff_trusted_walk)
     who(&c, NULL, 0, 0, "X-Forwarded-Proto: gopher\r\n", body, sizeof(body));
     cr_assert(strstr(body, "scheme=http") != NULL && strstr(body, "https") == NULL, "%s", body);
     e2e_conn_close(&c);
+    stop();
+}
+
+/* The access log of requests the parser refused (no req->conn, maybe no
+ * headers yet) and of good ones: client and peer. */
+Test(proxy_e2e, access_log_client_and_peer)
+{
+    start(true, "10.0.0.0/8");
+    static const char h[] = "PROXY TCP4 10.1.2.3 10.0.0.1 5000 80\r\n";
+    static const char bad[] =
+        "GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.5\r\nBad Header\r\n\r\n";
+    e2e_conn_t c;
+    cr_assert_eq(e2e_conn_open(&c, sa.port), 0);
+    cr_assert_eq(e2e_sends(&c, h), 0);
+    cr_assert_eq(e2e_sends(&c, bad), 0);
+    e2e_resp_t r;
+    cr_assert_eq(e2e_read_response(&c, &r, 3000, 0), 0);
+    cr_assert_eq(r.status, 400);
+    e2e_resp_free(&r);
+    e2e_conn_close(&c);
+    cr_assert_geq(e2e_wait_atomic(&nlogged, 1, 3000), 1, "no access-log entry");
+    cr_assert(strncmp(log_client, "10.1.2.3:5000", 13) == 0 ||
+                  strncmp(log_client, "198.51.100.5", 12) == 0,
+              "client %s", log_client);
+    cr_assert(strncmp(log_peer, "127.0.0.1:", 10) == 0, "peer %s", log_peer);
+    char body[256];
+    cr_assert_eq(e2e_conn_open(&c, sa.port), 0);
+    who(&c, h, sizeof(h) - 1, 0, "X-Forwarded-For: 198.51.100.6\r\n", body, sizeof(body));
+    e2e_conn_close(&c);
+    cr_assert_geq(e2e_wait_atomic(&nlogged, 2, 3000), 2, "no second access-log entry");
+    cr_assert_str_eq(log_client, "198.51.100.6:0");
+    cr_assert(strncmp(log_peer, "127.0.0.1:", 10) == 0, "peer %s", log_peer);
     stop();
 }
 
