@@ -32,15 +32,18 @@ static int h_who(appsrv_req_t *req, appsrv_res_t *res, void *user)
     appsrv_addr_format(appsrv_req_peer(req), p, sizeof(p));
     appsrv_str_t s = appsrv_req_scheme(req);
     appsrv_res_set_status(res, 200);
-    return appsrv_res_printf(res, "client=%s peer=%s scheme=%.*s", c, p, (int)s.len, s.ptr);
+    int rc = appsrv_res_printf(res, "client=%s peer=%s scheme=%.*s", c, p, (int)s.len, s.ptr);
+    return rc < 0 ? rc : 0;
 }
 
-static const e2e_route_t routes[] = {{"GET", "/who", h_who, NULL, false}};
+static const e2e_route_t routes[] = {{"GET", "/who", h_who, NULL, false},
+                                     {NULL, "WHO", h_who, NULL, true}};
 
 typedef struct setup_arg {
     bool proxy_protocol;
     const char *trust;
     int port;
+    int line_port; /* a line listener with the PROXY protocol too */
 } setup_arg_t;
 
 static int setup(appsrv_server_t *srv, void *arg)
@@ -53,7 +56,11 @@ static int setup(appsrv_server_t *srv, void *arg)
     }
     appsrv_listen_opts_t o = {.proto = APPSRV_PROTO_HTTP, .proxy_protocol = a->proxy_protocol};
     a->port = appsrv_listen_opts(srv, "127.0.0.1", 0, &o);
-    return a->port < 0 ? a->port : 0;
+    if (a->port < 0)
+        return a->port;
+    o.proto = APPSRV_PROTO_LINE;
+    a->line_port = appsrv_listen_opts(srv, "127.0.0.1", 0, &o);
+    return a->line_port < 0 ? a->line_port : 0;
 }
 
 static e2e_server_t srv;
@@ -77,7 +84,7 @@ static void start(bool proxy_protocol, const char *trust)
     cfg.access_log = on_log;
     cfg.head_timeout_ms = 400;
     sa = (setup_arg_t){.proxy_protocol = proxy_protocol, .trust = trust};
-    cr_assert_eq(e2e_server_start_with(&srv, &cfg, routes, 1, 0, setup, &sa), 0);
+    cr_assert_eq(e2e_server_start_with(&srv, &cfg, routes, 2, 0, setup, &sa), 0);
 }
 
 static void stop(void)
@@ -229,6 +236,24 @@ Test(proxy_e2e, missing_bad_or_slow_header_closes)
     static const char h[] = "PROXY TCP4 203.0.113.1 127.0.0.1 1 2\r\n";
     who(&c, h, sizeof(h) - 1, 0, NULL, body, sizeof(body));
     expect_prefix(body, "client=203.0.113.1:1 ");
+    e2e_conn_close(&c);
+    stop();
+}
+
+Test(proxy_e2e, line_listener)
+{
+    start(true, NULL);
+    e2e_conn_t c;
+    cr_assert_eq(e2e_conn_open(&c, sa.line_port), 0);
+    cr_assert_eq(e2e_sends(&c, "PROXY TCP4 192.0.2.44 127.0.0.1 4444 7\r\nWHO\r\n"), 0);
+    char line[256];
+    cr_assert_gt(e2e_read_line(&c, line, sizeof(line), 3000), 0);
+    expect_prefix(line, "200 OK client=192.0.2.44:4444 peer=127.0.0.1:");
+    e2e_conn_close(&c);
+    /* No header: closed. */
+    cr_assert_eq(e2e_conn_open(&c, sa.line_port), 0);
+    cr_assert_eq(e2e_sends(&c, "WHO\r\n"), 0);
+    cr_assert_eq(e2e_wait_closed(&c, 2000), 0);
     e2e_conn_close(&c);
     stop();
 }
