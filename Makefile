@@ -304,6 +304,17 @@ check-deps:
 examples:
 	$(MAKE) -C examples
 
+# ------------------------------------------------- behind a load balancer
+# tests/deploy/proxy_*.sh: appsrv behind HAProxy (PROXY protocol v2) and
+# nginx (X-Forwarded-For), the PROXY header before TLS; each script
+# generates its proxy's configuration in a temp dir and bounds its waits
+# (about 10 s in all).
+.PHONY: proxy-test
+proxy-test: $(CLI)
+	@set -e; for t in $(filter-out %_lib.sh,$(sort $(wildcard tests/deploy/proxy_*.sh))); do \
+	    echo "== $$t"; APPSRV=$(CLI) bash $$t; \
+	done
+
 clean:
 	rm -rf build
 

@@ -43,6 +43,8 @@ static void usage(FILE *out)
             "              [--no-request-ids]\n"
             "              [--cors ORIGIN]... [--json-errors] [--gzip]\n"
             "              [--root DIR] [--max-upload BYTES] [--drain-delay MS]\n"
+            "              [--proxy-protocol] [--trust-proxy CIDR[,CIDR...]]\n"
+            "              [--max-conns-per-client N] [--rate-limit R[/s][,burst B]]\n"
             "              [-q|--quiet] [-V|--version] [-h|--help]\n"
             "\n"
             "  -H, --host ADDR        address to listen on (default 127.0.0.1)\n"
@@ -76,6 +78,15 @@ static void usage(FILE *out)
             "      --max-upload BYTES body limit of POST /upload (default 1073741824)\n"
             "      --drain-delay MS   on SIGTERM, GET /ready answers 503 for MS ms while\n"
             "                         the server still serves, then it drains (default 0)\n"
+            "      --proxy-protocol   the HTTP(S) listener expects a PROXY protocol v1/v2\n"
+            "                         header first (behind HAProxy send-proxy[-v2])\n"
+            "      --trust-proxy CIDR[,CIDR...]\n"
+            "                         believe X-Forwarded-For/-Proto from these peers\n"
+            "      --max-conns-per-client N\n"
+            "                         open connections per client address (default: any)\n"
+            "      --rate-limit R[/s][,burst B]\n"
+            "                         requests per second per client address, bursts of\n"
+            "                         B (default R); more get 429 + Retry-After\n"
             "  -q, --quiet            no informational output\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n");
@@ -88,6 +99,32 @@ static void bad_usage(const char *fmt, const char *arg)
     fprintf(stderr, "\n");
     usage(stderr);
     exit(2);
+}
+
+static uint64_t parse_num(const char *s, uint64_t min, uint64_t max, const char *what);
+
+/* --rate-limit R[/s][,burst B] (also ",burst=B" and ",B"): whole numbers,
+ * R 1..1000000, B 1..1000000. */
+static void parse_rate(const char *arg, double *rate, double *burst)
+{
+    char buf[64];
+    if (strlen(arg) >= sizeof(buf))
+        bad_usage("%s: too long", "--rate-limit");
+    strcpy(buf, arg);
+    char *b = strchr(buf, ',');
+    if (b != NULL) {
+        *b++ = '\0';
+        if (strncmp(b, "burst", 5) == 0) {
+            b += 5;
+            if (*b == ' ' || *b == '=')
+                b++;
+        }
+        *burst = (double)parse_num(b, 1, 1000000, "--rate-limit burst");
+    }
+    size_t n = strlen(buf);
+    if (n > 2 && strcmp(buf + n - 2, "/s") == 0)
+        buf[n - 2] = '\0';
+    *rate = (double)parse_num(buf, 1, 1000000, "--rate-limit");
 }
 
 /* A whole decimal number in [min, max]: no sign tricks, no junk. */
@@ -809,7 +846,11 @@ enum {
     OPT_GZIP,
     OPT_ROOT,
     OPT_MAX_UPLOAD,
-    OPT_DRAIN_DELAY
+    OPT_DRAIN_DELAY,
+    OPT_PROXY_PROTOCOL,
+    OPT_TRUST_PROXY,
+    OPT_MAX_CONNS_PER_CLIENT,
+    OPT_RATE_LIMIT,
 };
 
 #define MAX_CORS 16
@@ -840,6 +881,10 @@ int main(int argc, char **argv)
         {"root", required_argument, NULL, OPT_ROOT},
         {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
         {"drain-delay", required_argument, NULL, OPT_DRAIN_DELAY},
+        {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
+        {"trust-proxy", required_argument, NULL, OPT_TRUST_PROXY},
+        {"max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_PER_CLIENT},
+        {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
         {"quiet", no_argument, NULL, 'q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -860,6 +905,8 @@ int main(int argc, char **argv)
     bool json_errors = false, gzip = false;
     const char *root = NULL; /* --root */
     uint64_t max_upload = (uint64_t)1 << 30;
+    bool proxy_protocol = false;
+    const char *trust_proxy = NULL;
     const char *cors[MAX_CORS];
     size_t ncors = 0;
 
@@ -940,6 +987,19 @@ int main(int argc, char **argv)
             break;
         case OPT_MAX_UPLOAD:
             max_upload = parse_num(optarg, 0, (uint64_t)1 << 40, "--max-upload");
+            break;
+        case OPT_PROXY_PROTOCOL:
+            proxy_protocol = true;
+            break;
+        case OPT_TRUST_PROXY:
+            trust_proxy = optarg;
+            break;
+        case OPT_MAX_CONNS_PER_CLIENT:
+            cfg.max_conns_per_client =
+                (int)parse_num(optarg, 1, 1000000, "--max-conns-per-client");
+            break;
+        case OPT_RATE_LIMIT:
+            parse_rate(optarg, &cfg.rate_limit, &cfg.rate_burst);
             break;
         case OPT_JSON_ERRORS:
             json_errors = true;
@@ -1055,6 +1115,15 @@ int main(int argc, char **argv)
     if (log_format != 0)
         CHECK(appsrv_access_log_fd(srv, STDERR_FILENO, log_format));
 
+    if (trust_proxy != NULL) {
+        int trc = appsrv_trust_proxy(srv, trust_proxy);
+        if (trc < 0) {
+            fprintf(stderr, "appsrv: --trust-proxy %s: %s\n", trust_proxy, appsrv_strerror(trc));
+            appsrv_server_free(srv);
+            appsrv_tls_free(tls);
+            return 2;
+        }
+    }
     /* Sockets from systemd or start_server take the place of --port and
      * --line-port (deploy_cli.c). */
     int hfd = -1, lfd = -1;
@@ -1063,10 +1132,17 @@ int main(int argc, char **argv)
         appsrv_tls_free(tls);
         return 1;
     }
-    int hport = hfd >= 0    ? (tls != NULL ? appsrv_listen_https_fd(srv, hfd, tls)
-                                           : appsrv_listen_http_fd(srv, hfd))
-                : tls != NULL ? appsrv_listen_https(srv, host, port, tls)
-                            : appsrv_listen_http(srv, host, port);
+    if (hfd >= 0 && proxy_protocol) {
+        fprintf(stderr, "appsrv: --proxy-protocol is not available on an inherited socket\n");
+        appsrv_server_free(srv);
+        appsrv_tls_free(tls);
+        return 2;
+    }
+    appsrv_listen_opts_t lopts = {
+        .proto = APPSRV_PROTO_HTTP, .tls = tls, .proxy_protocol = proxy_protocol};
+    int hport = hfd >= 0 ? (tls != NULL ? appsrv_listen_https_fd(srv, hfd, tls)
+                                        : appsrv_listen_http_fd(srv, hfd))
+                         : appsrv_listen_opts(srv, host, port, &lopts);
     if (hport < 0 && hfd >= 0) {
         fprintf(stderr, "appsrv: cannot serve the inherited socket %d: %s\n", hfd,
                 appsrv_strerror(hport));

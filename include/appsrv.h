@@ -356,6 +356,18 @@ typedef struct appsrv_config {
                                  close (250 ms) */
     bool sd_notify;           /* READY=1 at run, STOPPING=1 at stop, to
                                  $NOTIFY_SOCKET (false) */
+
+    /* Fields below were added for issue 18 (behind a load balancer). The
+     * client is appsrv_req_client_addr()'s: the PROXY header's address on
+     * a proxy_protocol listener; for requests also a trusted
+     * X-Forwarded-For. IPv6 clients count by their /64. */
+    int max_conns_per_client; /* open connections per client; one more is
+                                 closed at once ("conn_refused" event);
+                                 0: no limit (0) */
+    double rate_limit;        /* requests per second per client, a token
+                                 bucket; over it: 429 + Retry-After through
+                                 the error responder; 0: none (0) */
+    double rate_burst;        /* the bucket's size; 0: max(1, rate_limit) */
 } appsrv_config_t;
 
 /* Fills cfg with the defaults above. Any thread. */
@@ -1542,6 +1554,68 @@ APPSRV_API int appsrv_sd_notify(const char *state);
  * for cfg.drain_delay_ms (the CLI's GET /ready). Any thread.
  */
 APPSRV_API bool appsrv_server_draining(const appsrv_server_t *srv);
+/* ---------------------------------------------- behind a load balancer */
+/*
+ * Listener options (issue 18). The PROXY protocol (haproxy's
+ * proxy-protocol.txt, versions 1 and 2, both accepted on the same
+ * listener) lets a load balancer in front tell the server who the client
+ * is: a header before the client's first byte, before the TLS ClientHello
+ * on an HTTPS listener. On a listener with proxy_protocol, every
+ * connection must start with a valid header within head_timeout_ms; a
+ * missing, malformed or oversized header (a v1 line over 107 bytes, a v2
+ * header over 528 bytes, a datagram family) closes the connection
+ * without an answer (it is not HTTP, and guessing would let any client
+ * forge its address): a "protocol_error" event is reported. A v2 LOCAL
+ * header (the proxy's health checks), v1 UNKNOWN and v2 unspecified or
+ * AF_UNIX families keep the socket's addresses. Only turn it on for a
+ * port that only the proxy can reach.
+ */
+typedef struct appsrv_listen_opts {
+    appsrv_proto_t proto; /* APPSRV_PROTO_HTTP (also 0) or APPSRV_PROTO_LINE */
+    appsrv_tls_t *tls;    /* HTTPS when set (HTTP only; not copied: it must
+                             outlive the server); -ENOTSUP without TLS */
+    bool proxy_protocol;  /* expect a PROXY protocol v1 or v2 header */
+} appsrv_listen_opts_t;
+
+/*
+ * Listens on host:port as opts says (NULL: plain HTTP, as
+ * appsrv_listen_http()). Returns as appsrv_listen_http(), and -EINVAL
+ * for an unknown proto or tls on a line listener. Before run; any thread.
+ */
+APPSRV_API int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int port,
+                                  const appsrv_listen_opts_t *opts);
+
+/*
+ * Trusted proxies: cidrs is "CIDR[,CIDR...]" (IPv4 and IPv6, e.g.
+ * "10.0.0.0/8,::1/128"; an address alone is one host; copied). When a
+ * request's peer (or the address its PROXY header reported) lies in one
+ * of them, its X-Forwarded-For fields (several combine, in order) are
+ * read right to left, skipping trusted addresses: the first untrusted one
+ * is the client; a malformed element stops the walk (the last good one
+ * is the client); a chain of trusted ones only gives its leftmost. The
+ * last X-Forwarded-Proto element ("http" or "https") then sets
+ * appsrv_req_scheme(). From any other peer both fields are ignored.
+ * Calling again replaces the list. Returns 0, -EINVAL (NULL, empty or a
+ * bad item: address or prefix length), -ENOMEM, APPSRV_ESTATE once run
+ * has started. Before run; any thread.
+ */
+APPSRV_API int appsrv_trust_proxy(appsrv_server_t *srv, const char *cidrs);
+
+/*
+ * The request's client: the trusted X-Forwarded-For client (above), else
+ * the address a PROXY header reported, else the socket peer
+ * (appsrv_req_peer(), which stays the proxy's address). The access log's
+ * client is the same (the combined format's host; JSON has "client" and
+ * "peer"). The pointer is valid until the next call on req or the end of
+ * the request. Inside the handler, or while the response is held, on the
+ * thread that holds it.
+ */
+APPSRV_API const appsrv_addr_t *appsrv_req_client_addr(const appsrv_req_t *req);
+
+/* "https" or "http": how the client reached us. HTTPS listeners say
+ * "https", others "http", unless a trusted proxy's X-Forwarded-Proto
+ * says otherwise (appsrv_trust_proxy()). Same rules as above. */
+APPSRV_API appsrv_str_t appsrv_req_scheme(const appsrv_req_t *req);
 
 #ifdef __cplusplus
 }

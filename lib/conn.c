@@ -128,7 +128,7 @@ static void conn_timer_cb(appsrv__loop_t *loop, appsrv__timer_t *t)
             conn_drive(c);
             return;
         }
-        if (!c->ready) /* a handshake that never finished (TLS) */
+        if (!c->ready && c->preamble == NULL) /* a handshake that never finished (TLS) */
             appsrv__stats_tls_failed(&c->w->stats, c->w->cfg, loop->now_ms,
                                      "handshake timed out", &c->peer);
         appsrv__conn_close(c);
@@ -476,9 +476,21 @@ static void conn_drive(appsrv__conn_t *c)
     uint32_t nreqs0 = c->nreqs;
     int round = 0;
     if (appsrv__unlikely(!c->ready)) {
+        if (c->preamble != NULL) {
+            /* Before any transport byte (the PROXY header, per-client
+             * counts): it reports its own failure, not a handshake's. */
+            int r = c->preamble(c);
+            if (r < 0) {
+                appsrv__conn_close(c);
+                return;
+            }
+            if (r == 0)
+                return;
+            c->preamble = NULL;
+        }
         /* The transport's handshake, bounded by the head timeout that
          * started at accept. */
-        int r = c->sock.tp->handshake(&c->sock);
+        int r = c->sock.tp->handshake != NULL ? c->sock.tp->handshake(&c->sock) : 1;
         if (r < 0) {
             appsrv__stats_tls_failed(&c->w->stats, c->w->cfg, c->w->loop.now_ms,
                                      appsrv_strerror(r), &c->peer);
@@ -629,6 +641,14 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
                            const appsrv__proto_t *proto, void *proto_data,
                            const appsrv__transport_t *tp, void *ldata)
 {
+    appsrv__conn_accepted_pre(w, fd, peer, proto, proto_data, tp, ldata, NULL);
+}
+
+void appsrv__conn_accepted_pre(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer,
+                               const appsrv__proto_t *proto, void *proto_data,
+                               const appsrv__transport_t *tp, void *ldata,
+                               int (*preamble)(appsrv__conn_t *c))
+{
     appsrv__conn_t *c = w->free_conns;
     if (c != NULL) {
         w->free_conns = c->next;
@@ -653,7 +673,8 @@ void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *pee
     c->proto = proto;
     c->proto_data = proto_data;
     c->refs = 1;
-    c->ready = tp->handshake == NULL;
+    c->ready = tp->handshake == NULL && preamble == NULL;
+    c->preamble = preamble;
     c->keep_alive = true;
     if (peer != NULL)
         c->peer = *peer;
@@ -695,6 +716,10 @@ void appsrv__conn_close(appsrv__conn_t *c)
     if (c->closed)
         return;
     c->closed = true;
+    if (appsrv__unlikely(c->on_close != NULL)) {
+        c->on_close(c);
+        c->on_close = NULL;
+    }
     appsrv__timer_stop(&w->loop, &c->timer);
     c->sock.tp->close(&c->sock);
     c->io.fd = -1;

@@ -72,7 +72,23 @@ struct appsrv__conn {
     bool body_in_heap;     /* Content-Length body read into body_heap */
     bool wait_untimed;     /* in WAIT, no response timeout (a stream) */
     appsrv_addr_t peer;
+    /* Behind a proxy (lib/proxy.c): a step before the transport's
+     * handshake that reads the PROXY protocol header; NULL when the
+     * listener has none or once it is done. client is the address the
+     * header reported (has_client), else unused. */
+    int (*preamble)(appsrv__conn_t *c);
+    void (*on_close)(appsrv__conn_t *c); /* set by a preamble (per-client
+                                            counts); runs once at close */
+    bool has_client;
+    appsrv_addr_t client;
 };
+
+/* The client's address: what a PROXY header reported, else the socket
+ * peer. */
+static inline const appsrv_addr_t *appsrv__conn_client(const appsrv__conn_t *c)
+{
+    return c->has_client ? &c->client : &c->peer;
+}
 
 /* Takes over fd (non-blocking, accepted): the connection speaks proto
  * (with proto_data) over transport tp, whose attach step gets the
@@ -82,6 +98,14 @@ struct appsrv__conn {
 void appsrv__conn_accepted(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer,
                            const appsrv__proto_t *proto, void *proto_data,
                            const appsrv__transport_t *tp, void *ldata);
+/* The same with a preamble step (see the field): it runs before the
+ * transport's handshake, under the head timeout, each time the socket is
+ * readable, and returns 1 when done, 0 to wait for more input, or -errno
+ * to close the connection (it reports its own event). NULL: none. */
+void appsrv__conn_accepted_pre(appsrv__worker_t *w, int fd, const appsrv_addr_t *peer,
+                               const appsrv__proto_t *proto, void *proto_data,
+                               const appsrv__transport_t *tp, void *ldata,
+                               int (*preamble)(appsrv__conn_t *c));
 /* Closes the socket now (queued output is dropped) and drops the loop's
  * reference. Idempotent. */
 void appsrv__conn_close(appsrv__conn_t *c);

@@ -18,10 +18,12 @@
 #include "http.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "climit.h"
 #include "conn.h"
 #include "http_parse.h"
 #include "mw.h"
@@ -650,6 +652,22 @@ static HTTP_INLINE void respond(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res
         upgrade(c, upgrade_data);
 }
 
+/* cfg.rate_limit (climit.h): when req's client has no token left, fills
+ * res with 429 and Retry-After (RFC 6585 §4, RFC 9110 §10.2.3) through
+ * the error responder, and returns true. */
+static bool rate_limited(appsrv__conn_t *c, appsrv_req_t *req, appsrv_res_t *res)
+{
+    int wait_s = appsrv__climit_request(c->w->climit, appsrv_req_client_addr(req),
+                                        c->w->loop.now_ms);
+    if (wait_s <= 0)
+        return false;
+    lib_answer(c, req, res, 429);
+    char v[16];
+    snprintf(v, sizeof(v), "%d", wait_s);
+    appsrv_res_add_header(res, "Retry-After", v);
+    return true;
+}
+
 static void dispatch(appsrv__conn_t *c)
 {
     http_ctx_t *x = ctx_of(c);
@@ -663,6 +681,8 @@ static void dispatch(appsrv__conn_t *c)
     if (x->head.target_form == APPSRV__TARGET_ASTERISK) {
         /* OPTIONS * (RFC 9110 §9.3.7): the server as a whole is alive. */
         res->status = 200;
+    } else if (appsrv__unlikely(c->w->climit != NULL) && rate_limited(c, req, res)) {
+        /* Over its per-client rate: 429 (rate_limited filled res). */
     } else if (appsrv__unlikely(mw != NULL && mw->any_before) &&
                (hrc = appsrv__mw_before(mw, req, res)) != 0) {
         /* A before hook answered (or failed: 500). */

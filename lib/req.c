@@ -12,12 +12,14 @@
 
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include <time.h>
 
 #include "alog.h"
 #include "loop.h"
 #include "stats.h"
+#include "trust.h"
 
 void appsrv__req_rebase(appsrv_req_t *req, uint32_t shift)
 {
@@ -26,6 +28,38 @@ void appsrv__req_rebase(appsrv_req_t *req, uint32_t shift)
     req->target.ptr -= shift;
     req->path.ptr -= shift;
     req->query.ptr -= shift;
+}
+
+/* At most this many X-Forwarded-For fields are walked (the nearest ones:
+ * the last fields); a client cannot make the walk long. */
+#define XFF_FIELDS 16
+
+/* The client of req on c: the connection's (a PROXY header's, else the
+ * socket peer), then, behind a trusted proxy, the X-Forwarded-For walk
+ * (trust.h) written into *tmp. c is passed: a partial request (logged
+ * after a parse error) has no req->conn yet, and maybe no headers. */
+static const appsrv_addr_t *req_client(const appsrv__conn_t *c, const appsrv_req_t *req,
+                                       appsrv_addr_t *tmp)
+{
+    const appsrv__trust_t *t = c->w->trust;
+    if (t == NULL || c->proto->id != APPSRV_PROTO_HTTP || req->nhdrs == 0)
+        return appsrv__conn_client(c);
+    appsrv_str_t vals[XFF_FIELDS];
+    size_t n = 0;
+    for (size_t i = 0; i < req->nhdrs; i++) {
+        appsrv_str_t name, val;
+        if (appsrv_req_header_at(req, i, &name, &val) == 0 && name.len == 15 &&
+            strncasecmp(name.ptr, "X-Forwarded-For", 15) == 0) {
+            if (n == XFF_FIELDS) {
+                memmove(vals, vals + 1, (XFF_FIELDS - 1) * sizeof(vals[0]));
+                n--;
+            }
+            vals[n++] = val;
+        }
+    }
+    *tmp = *appsrv__conn_client(c);
+    appsrv__trust_walk(t, vals, n, tmp);
+    return tmp;
 }
 
 void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int status,
@@ -44,6 +78,7 @@ void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int st
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    appsrv_addr_t xff;
     appsrv_log_entry_t e = {
         .peer = &c->peer,
         .proto = c->proto->id,
@@ -53,8 +88,7 @@ void appsrv__log_request_slow(appsrv__conn_t *c, const appsrv_req_t *req, int st
         .aborted = aborted,
         .http_minor = -1,
         .body_bytes = body,
-        /* PROXY/X-Forwarded-For support would set the real client here. */
-        .client = &c->peer,
+        .client = req != NULL ? req_client(c, req, &xff) : appsrv__conn_client(c),
         .time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - (int64_t)usec,
         .worker = w->stats.worker,
     };
@@ -204,6 +238,44 @@ appsrv_str_t appsrv_req_body(const appsrv_req_t *req)
 const appsrv_addr_t *appsrv_req_peer(const appsrv_req_t *req)
 {
     return &req->conn->peer;
+}
+
+const appsrv_addr_t *appsrv_req_client_addr(const appsrv_req_t *req)
+{
+    appsrv_req_t *r = (appsrv_req_t *)req; /* xclient is a cache, not content */
+    return req_client(req->conn, req, &r->xclient);
+}
+
+appsrv_str_t appsrv_req_scheme(const appsrv_req_t *req)
+{
+    bool tls = appsrv_req_is_tls(req);
+    const appsrv__trust_t *t = req->conn->w->trust;
+    if (t != NULL && appsrv__trust_has(t, appsrv__conn_client(req->conn))) {
+        /* The last X-Forwarded-Proto element: what the nearest proxy saw. */
+        appsrv_str_t v = {NULL, 0};
+        for (size_t i = 0; i < req->nhdrs; i++) {
+            appsrv_str_t name, val;
+            if (appsrv_req_header_at(req, i, &name, &val) == 0 && name.len == 17 &&
+                strncasecmp(name.ptr, "X-Forwarded-Proto", 17) == 0)
+                v = val;
+        }
+        if (v.ptr != NULL) {
+            size_t s = v.len;
+            while (s > 0 && v.ptr[s - 1] != ',')
+                s--;
+            const char *p = v.ptr + s;
+            size_t n = v.len - s;
+            while (n > 0 && (*p == ' ' || *p == '\t')) {
+                p++;
+                n--;
+            }
+            if (n == 5 && strncasecmp(p, "https", 5) == 0)
+                tls = true;
+            else if (n == 4 && strncasecmp(p, "http", 4) == 0)
+                tls = false;
+        }
+    }
+    return tls ? (appsrv_str_t){"https", 5} : (appsrv_str_t){"http", 4};
 }
 
 /* ------------------------------------------------------------------- TLS */

@@ -35,6 +35,8 @@ struct appsrv_req {
     uint8_t id_len;    /* request ID (cfg.request_ids), 0: none yet */
     char id[APPSRV__REQ_ID_MAX];
     void *data[APPSRV_MAX_HOOKS]; /* appsrv_req_data() slots (mw.c) */
+    appsrv_addr_t xclient; /* appsrv_req_client_addr()'s answer, written at
+                              each call (trusted X-Forwarded-For) */
 };
 
 /* Shifts every view into the input block down by shift bytes (the block

@@ -39,6 +39,9 @@
 #include "line.h"
 #include "loop.h"
 #include "mw.h"
+#include "climit.h"
+#include "proxy.h"
+#include "trust.h"
 #include "pool.h"
 #include "router.h"
 #include "tls.h"
@@ -62,6 +65,7 @@ typedef struct listener {
     int port;
     int fd;           /* shared by every worker's epoll (EPOLLEXCLUSIVE) */
     atomic_int users; /* workers still watching fd; the last closes it */
+    int (*preamble)(appsrv__conn_t *c); /* the PROXY header (proxy.h); NULL: none */
 } listener_t;
 
 /* A worker-local listener watcher. */
@@ -108,6 +112,8 @@ struct appsrv_server {
     atomic_int nstops;          /* appsrv_server_stop() calls: a second one
                                    cuts the drain delay short */
     atomic_bool stop_notified;  /* STOPPING=1 sent (cfg.sd_notify) */
+    appsrv__trust_t *trust; /* appsrv_trust_proxy(); NULL: none */
+    appsrv__climit_t *climit; /* per-client limits; NULL: none */
 };
 
 /* ---------------------------------------------------------------- config */
@@ -150,7 +156,9 @@ static int check_config(const appsrv_config_t *c)
     if (c->max_ws_message < 1 || c->max_ws_message > (1u << 30) || c->ws_ping_ms < 0 ||
         c->ws_close_timeout_ms < 1)
         return -EINVAL;
-    if (c->drain_delay_ms < 0 || c->drain_idle_grace_ms < 0)
+    if (c->drain_delay_ms < 0 || c->drain_idle_grace_ms < 0 || c->max_conns_per_client < 0 ||
+        !(c->rate_limit >= 0 && c->rate_limit <= 1e6) ||
+        !(c->rate_burst >= 0 && c->rate_burst <= 1e6))
         return -EINVAL;
     return 0;
 }
@@ -248,6 +256,16 @@ int appsrv_server_new(appsrv_server_t **out, const appsrv_config_t *cfg)
     }
     appsrv__server_prepare(srv);
     obs_update(srv);
+    if (cfg->max_conns_per_client > 0 || cfg->rate_limit > 0) {
+        rc = appsrv__climit_new(&srv->climit, cfg->max_conns_per_client, cfg->rate_limit,
+                                cfg->rate_burst);
+        if (rc < 0) {
+            appsrv_server_free(srv);
+            return rc;
+        }
+        for (int i = 0; i < srv->nworkers; i++)
+            srv->workers[i].w.climit = srv->climit;
+    }
     *out = srv;
     return 0;
 
@@ -381,6 +399,7 @@ static int attach_listener(appsrv_server_t *srv, const appsrv__proto_t *proto, v
     l->tp_data = tp_data;
     l->port = bound;
     l->fd = fd;
+    l->preamble = srv->cfg.max_conns_per_client > 0 ? appsrv__limit_preamble : NULL;
     atomic_init(&l->users, 0);
     appsrv__server_prepare(srv);
     return bound;
@@ -405,6 +424,46 @@ int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port)
 {
     return add_listener(srv, &appsrv__line_proto, srv != NULL ? &srv->line_routes : NULL,
                         &appsrv__transport_plain, NULL, host, port);
+}
+
+/* Listener options (appsrv.h, "behind a load balancer"). */
+int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int port,
+                       const appsrv_listen_opts_t *opts)
+{
+    appsrv_listen_opts_t o = {.proto = APPSRV_PROTO_HTTP};
+    if (opts != NULL)
+        o = *opts;
+    int rc;
+    if (o.proto == APPSRV_PROTO_LINE && o.tls == NULL)
+        rc = appsrv_listen_line(srv, host, port);
+    else if ((o.proto == APPSRV_PROTO_HTTP || o.proto == 0) && o.tls != NULL)
+        rc = appsrv_listen_https(srv, host, port, o.tls);
+    else if (o.proto == APPSRV_PROTO_HTTP || o.proto == 0)
+        rc = appsrv_listen_http(srv, host, port);
+    else
+        return -EINVAL;
+    if (rc > 0 && o.proxy_protocol)
+        srv->listeners[srv->nlisteners - 1].preamble = srv->cfg.max_conns_per_client > 0
+                                                           ? appsrv__proxy_limit_preamble
+                                                           : appsrv__proxy_preamble;
+    return rc;
+}
+
+int appsrv_trust_proxy(appsrv_server_t *srv, const char *cidrs)
+{
+    if (srv == NULL || cidrs == NULL)
+        return -EINVAL;
+    if (srv->ran)
+        return APPSRV_ESTATE;
+    appsrv__trust_t *t;
+    int rc = appsrv__trust_parse(cidrs, &t);
+    if (rc < 0)
+        return rc;
+    free(srv->trust);
+    srv->trust = t;
+    for (int i = 0; i < srv->nworkers; i++)
+        srv->workers[i].w.trust = t;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- accept */
@@ -503,7 +562,8 @@ static void accept_cb(appsrv__loop_t *loop, appsrv__io_t *io, uint32_t events)
             refuse(sw, fd, l->proto, &peer, l->tp->handshake == NULL);
             continue;
         }
-        appsrv__conn_accepted(&sw->w, fd, &peer, l->proto, l->proto_data, l->tp, l->tp_data);
+        appsrv__conn_accepted_pre(&sw->w, fd, &peer, l->proto, l->proto_data, l->tp, l->tp_data,
+                                  l->preamble);
     }
 }
 
@@ -829,6 +889,8 @@ void appsrv_server_free(appsrv_server_t *srv)
         srv->route_exs = ex->next;
         free(ex);
     }
+    free(srv->trust);
+    appsrv__climit_free(srv->climit);
     free(srv);
 }
 

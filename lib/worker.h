@@ -62,6 +62,11 @@ typedef struct appsrv__worker {
     /* http.c: some route was registered with appsrv_route_ex(), so heads
      * are routed before the body (one test per request when not). */
     bool route_ex;
+    /* trust.h: the proxies whose X-Forwarded-* are believed (NULL: none);
+     * the server's, immutable once run starts. */
+    const struct appsrv__trust *trust;
+    /* climit.h: per-client limits, shared by the workers (NULL: none). */
+    struct appsrv__climit *climit;
 } appsrv__worker_t;
 
 #endif /* APPSRV_WORKER_H */
