@@ -12,6 +12,7 @@
 #ifndef PHOTONOTES_STORE_H
 #define PHOTONOTES_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
