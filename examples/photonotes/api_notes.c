@@ -130,12 +130,6 @@ static bool note_body(appsrv_req_t *req, appsrv_res_t *res, job_t *j, int *rc)
     return false;
 }
 
-/* Allocates a job; false (with *rc) when out of memory. */
-static job_t *new_job(appsrv_req_t *req, appsrv_res_t *res, job_run_fn run)
-{
-    return job_new(req, res, run, true);
-}
-
 static int drop(job_t *j, int rc)
 {
     json_decref(j->in);
@@ -147,7 +141,7 @@ static int on_create(appsrv_req_t *req, appsrv_res_t *res, void *user)
 {
     (void)user;
     int rc = 0;
-    job_t *j = new_job(req, res, run_create);
+    job_t *j = job_new(req, res, run_create, true);
     if (j == NULL)
         return -ENOMEM;
     return note_body(req, res, j, &rc) ? job_defer(j) : drop(j, rc);
@@ -223,7 +217,7 @@ static int on_list(appsrv_req_t *req, appsrv_res_t *res, void *user)
     if (json_object_size(fields) > 0)
         return reply_invalid(res, fields);
     json_decref(fields);
-    job_t *j = new_job(req, res, run_list);
+    job_t *j = job_new(req, res, run_list, true);
     if (j == NULL)
         return -ENOMEM;
     j->cursor = cursor, j->limit = (int)limit;
@@ -260,7 +254,7 @@ static job_t *id_job(appsrv_req_t *req, appsrv_res_t *res, job_run_fn run, int *
     int64_t id;
     if (!param_id(req, res, "id", &id, rc))
         return NULL;
-    job_t *j = new_job(req, res, run);
+    job_t *j = job_new(req, res, run, true);
     if (j == NULL)
         *rc = -ENOMEM;
     else

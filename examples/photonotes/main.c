@@ -63,7 +63,7 @@ static void usage(FILE *f)
             "  --log-format FMT      combined (default) or json\n"
             "  --threads N           event-loop threads (default: CPUs)\n"
             "  --db-threads N        database threads (4)\n"
-            "  --session-days N      bearer token lifetime (30)\n"
+            "  --session-ttl SECONDS bearer token lifetime (2592000: 30 days)\n"
             "  --instance NAME       sent as X-Instance (to tell instances apart)\n");
 }
 
@@ -116,10 +116,11 @@ int main(int argc, char **argv)
     const char *cert = NULL, *key = NULL, *access_log = NULL;
     const char *cors[16];
     size_t ncors = 0;
-    int port = 8443, threads = 0, db_threads = 4, session_days = 30;
+    int port = 8443, threads = 0, db_threads = 4;
+    long session_ttl = 30 * 86400;
     appsrv_log_format_t log_format = APPSRV_LOG_COMBINED;
     enum { O_HOST = 256, O_PORT, O_DB, O_CERT, O_KEY, O_CORS, O_LOG, O_LOGFMT, O_THREADS,
-           O_DBTHREADS, O_DAYS, O_INSTANCE, O_HELP };
+           O_DBTHREADS, O_TTL, O_INSTANCE, O_HELP };
     static const struct option opts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -131,7 +132,7 @@ int main(int argc, char **argv)
         {"log-format", required_argument, NULL, O_LOGFMT},
         {"threads", required_argument, NULL, O_THREADS},
         {"db-threads", required_argument, NULL, O_DBTHREADS},
-        {"session-days", required_argument, NULL, O_DAYS},
+        {"session-ttl", required_argument, NULL, O_TTL},
         {"instance", required_argument, NULL, O_INSTANCE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -161,14 +162,14 @@ int main(int argc, char **argv)
             break;
         case O_THREADS: threads = atoi(optarg); break;
         case O_DBTHREADS: db_threads = atoi(optarg); break;
-        case O_DAYS: session_days = atoi(optarg); break;
+        case O_TTL: session_ttl = atol(optarg); break;
         case O_INSTANCE: g_app.instance = optarg; break;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind < argc || port < 0 || port > 65535 || db_threads < 1 || db_threads > 64 ||
-        session_days < 1 || threads < 0 || (cert == NULL) != (key == NULL)) {
+        session_ttl < 1 || threads < 0 || (cert == NULL) != (key == NULL)) {
         usage(stderr);
         return 2;
     }
@@ -185,7 +186,7 @@ int main(int argc, char **argv)
         return 2;
     }
     g_app.db_url = path;
-    g_app.session_ttl_ms = (int64_t)session_days * 86400 * 1000;
+    g_app.session_ttl_ms = (int64_t)session_ttl * 1000;
 
     int status = 1;
     appsrv_tls_t *tls = NULL;

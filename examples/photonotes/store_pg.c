@@ -49,6 +49,7 @@ static const struct {
     {"user_ins", "INSERT INTO users (username, pwhash, created_at) VALUES ($1, $2, $3)"
                  " RETURNING id", 3},
     {"user_find", "SELECT id, pwhash FROM users WHERE username = $1", 1},
+    {"sess_gc", "DELETE FROM sessions WHERE user_id = $1 AND expires_at <= $2", 2},
     {"sess_ins", "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)"
                  " VALUES ($1, $2, $3, $4)", 4},
     {"sess_find", "SELECT user_id, expires_at FROM sessions"
@@ -273,7 +274,8 @@ static int pg_session_create(store_conn_t *c, int64_t user, const char *hash, in
 {
     char u[24], t[24], e[24];
     const char *v[] = {hash, I64(u, user), I64(t, now), I64(e, expires)};
-    return change(c, "sess_ins", 4, v);
+    int rc = change(c, "sess_gc", 2, v + 1); /* the user's expired sessions go */
+    return rc == 0 || rc == -ENOENT ? change(c, "sess_ins", 4, v) : rc;
 }
 
 static int pg_session_find(store_conn_t *c, const char *hash, int64_t now, int64_t *user,

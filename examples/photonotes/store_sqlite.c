@@ -33,13 +33,14 @@ static const char *const k_migrations[] = {
 #define NMIGRATIONS ((int)(sizeof(k_migrations) / sizeof(k_migrations[0])))
 
 enum {
-    S_USER_INS, S_USER_FIND, S_SESS_INS, S_SESS_FIND, S_SESS_DEL, S_NOTE_INS, S_NOTE_GET,
+    S_USER_INS, S_USER_FIND, S_SESS_GC, S_SESS_INS, S_SESS_FIND, S_SESS_DEL, S_NOTE_INS, S_NOTE_GET,
     S_NOTE_LIST, S_NOTE_UPD, S_NOTE_DEL, S_COUNT
 };
 
 static const char *const k_sql[S_COUNT] = {
     [S_USER_INS] = "INSERT INTO users (username, pwhash, created_at) VALUES (?1, ?2, ?3)",
     [S_USER_FIND] = "SELECT id, pwhash FROM users WHERE username = ?1",
+    [S_SESS_GC] = "DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2",
     [S_SESS_INS] = "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)"
                    " VALUES (?1, ?2, ?3, ?4)",
     [S_SESS_FIND] = "SELECT user_id, expires_at FROM sessions"
@@ -226,14 +227,20 @@ static int sq_user_find(store_conn_t *c, const char *name, int64_t *id,
 static int sq_session_create(store_conn_t *c, int64_t user, const char *hash, int64_t now,
                              int64_t expires)
 {
-    sqlite3_stmt *st = stmt(c, S_SESS_INS);
+    sqlite3_stmt *st = stmt(c, S_SESS_GC); /* the user's expired sessions go */
     if (st == NULL)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int64(st, 2, now);
+    int rc = done(c, st, sqlite3_step(st));
+    sqlite3_reset(st);
+    if (rc != 0 || (st = stmt(c, S_SESS_INS)) == NULL)
         return -EIO;
     sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, user);
     sqlite3_bind_int64(st, 3, now);
     sqlite3_bind_int64(st, 4, expires);
-    int rc = done(c, st, sqlite3_step(st));
+    rc = done(c, st, sqlite3_step(st));
     sqlite3_reset(st);
     return rc;
 }

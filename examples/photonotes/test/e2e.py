@@ -237,6 +237,16 @@ def scenario(binary, certs, db, tmp):
         check(got["body"] == "two dozen" and got["version"] == 2, "after restart %r" % got)
         cl.expect(401, "A's token after restart", "GET", "/v1/notes", token=a)
         srv.stop()
+
+        # Expiry: a 1 s session is refused once it is over.
+        srv = Server(binary, certs, db, ["--session-ttl", "1"])
+        cl = Client(srv.port, ctx)
+        _, short = cl.expect(200, "login with a 1 s session", "POST", "/v1/auth/login", body=cred)
+        cl.expect(200, "the short token at once", "GET", "/v1/notes", token=short["token"])
+        time.sleep(1.2)
+        cl.expect(401, "the short token after it expired", "GET", "/v1/notes",
+                  token=short["token"])
+        srv.stop()
     finally:
         srv.kill()
 
@@ -257,7 +267,7 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("e2e.py: ok (register, login x2, live create/update over SSE, 412, 422, "
-          "CORS, metrics, logout, restart)")
+          "CORS, metrics, logout, restart, expiry)")
     return 0
 
 
