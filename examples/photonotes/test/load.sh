@@ -18,7 +18,7 @@ sh "$here/mkcert.sh" "$tmp/certs"
     ${THREADS:+--threads "$THREADS"} 2>"$tmp/err" &
 pid=$!
 i=0
-until port=$(sed -n 's/.*listening on https:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/err") &&
+until port=$(sed 2>/dev/null -n 's/.*listening on https:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/err") &&
       [ -n "$port" ]; do
     i=$((i + 1))
     [ "$i" -lt 200 ] || { echo "load.sh: no listening line in 20 s: $(cat "$tmp/err")" >&2; exit 1; }
