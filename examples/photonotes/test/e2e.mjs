@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// test/e2e.mjs BIN CERTDIR - the two-device scenario in Node 20: built-in
-// fetch and the built-in WebSocket (node --experimental-websocket; the
-// dev CA comes in through NODE_EXTRA_CA_CERTS). Starts BIN over HTTPS on
+// test/e2e.mjs BIN CERTDIR - the two-device scenario in Node: built-in
+// fetch and the built-in WebSocket (node >= 20.10 --experimental-websocket),
+// else the npm ws package the repo pins in tests/interop (make
+// interop-deps); the dev CA comes in through NODE_EXTRA_CA_CERTS. Starts BIN over HTTPS on
 // a free port with a fresh SQLite file, plays device A and device B of
 // one user: register, log in twice, B listens on /v1/live, A creates and
 // edits, B sees both live; a stale If-Match gets 412, none 428; 422 field
@@ -9,13 +10,21 @@
 // Every wait is bounded and says what it waited for; only the server this
 // script started is killed; its temp dir is removed.
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const [bin, certs] = process.argv.slice(2);
+let WebSocket = globalThis.WebSocket;
+if (typeof WebSocket !== 'function') {
+    try {
+        WebSocket = createRequire(import.meta.url)('../../../tests/interop/node_modules/ws');
+    } catch { /* neither */ }
+}
 if (!bin || !certs || typeof WebSocket !== 'function') {
-    console.error('usage: NODE_EXTRA_CA_CERTS=CA node --experimental-websocket e2e.mjs BIN CERTDIR');
+    console.error('usage: NODE_EXTRA_CA_CERTS=CA node [--experimental-websocket] e2e.mjs BIN CERTDIR\n' +
+                  '(a WebSocket: node >= 20.10, or make interop-deps for the npm ws package)');
     process.exit(2);
 }
 const dir = mkdtempSync(join(tmpdir(), 'photonotes-node-'));
