@@ -1,0 +1,50 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# test/load.sh BIN [DB] - a bounded load run over TLS: starts BIN on a free
+# port (DB: a fresh SQLite file in a temp dir, or a postgres:// URL), makes
+# one user with 100 notes, runs wrk (test/load.lua: 80 % reads, 15 %
+# writes) for LOAD_SECONDS (20) with CONNS (32) connections on 2 threads, and
+# prints req/s, latency and the server's CPU time over the run. Stops the
+# server it started, removes its temp dir.
+set -eu
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/photonotes-load.XXXXXX")
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+db=${2:-$tmp/notes.db}
+sh "$here/mkcert.sh" "$tmp/certs"
+"$bin" --port 0 --db "$db" --tls-cert "$tmp/certs/server.pem" --tls-key "$tmp/certs/server.key" \
+    ${THREADS:+--threads "$THREADS"} 2>"$tmp/err" &
+pid=$!
+i=0
+until port=$(sed 2>/dev/null -n 's/.*listening on https:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/err") &&
+      [ -n "$port" ]; do
+    i=$((i + 1))
+    [ "$i" -lt 200 ] || { echo "load.sh: no listening line in 20 s: $(cat "$tmp/err")" >&2; exit 1; }
+    sleep 0.1
+done
+b=https://127.0.0.1:$port
+c="curl -sf --max-time 20 --cacert $tmp/certs/dev-ca.pem -H Content-Type:application/json"
+user=load$$
+$c -d "{\"username\":\"$user\",\"password\":\"correct horse\"}" "$b/v1/auth/register" >/dev/null
+token=$($c -d "{\"username\":\"$user\",\"password\":\"correct horse\"}" "$b/v1/auth/login" |
+        sed 's/.*"token":"\([0-9a-f]*\)".*/\1/')
+first=
+for n in $(seq 100); do
+    id=$($c -H "Authorization: Bearer $token" -d '{"title":"seed","body":"a note to read"}' \
+         "$b/v1/notes" | sed 's/.*"id":\([0-9]*\).*/\1/')
+    first=${first:-$id}
+done
+[ "$first" = 1 ] || echo "load.sh: note ids start at $first (a shared database): reads of ids 1..100 may 404"
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+t0=$(cpu)
+PN_TOKEN=$token PN_NOTES=100 timeout $((${LOAD_SECONDS:-20} + 30)) \
+    wrk -t2 -c"${CONNS:-32}" -d"${LOAD_SECONDS:-20}s" --timeout 10s -s "$here/load.lua" "$b" |
+    grep '^load:'
+t1=$(cpu)
+hz=$(getconf CLK_TCK)
+echo "load: server CPU $(( (t1 - t0) * 100 / hz / ${LOAD_SECONDS:-20} ))% of one core over the run (user+sys)"
+kill "$pid"
+wait "$pid" || true
+pid=
