@@ -3,7 +3,8 @@
 # make deploy-test: the deployment end-to-end tests against the CLI, each a
 # script in this directory that prints "NAME: P passed, F failed" and exits
 # non-zero on a failure (add a new one by dropping it here). Runs
-# every tests/deploy/*.py and *.sh test (not this file, not common.py) and
+# every tests/deploy/*.py and *.sh test (not this file, not common.py, not
+# the proxy_*.sh scripts of make proxy-test) and
 # prints the totals; exits 1 when anything failed or a tool is missing.
 # Needs systemd-socket-activate (systemd), start_server
 # (libserver-starter-perl), h2load (nghttp2-client), ab (apache2-utils),
@@ -44,7 +45,8 @@ scripts_ok=0 scripts_failed=0
 out="$DEPLOY_SCRATCH/out"
 for t in "$here"/*.py "$here"/*.sh; do
     [ -f "$t" ] || continue
-    case "$(basename "$t")" in run.sh|common.py) continue ;; esac
+    # proxy_*.sh are make proxy-test's (bash, APPSRV=...).
+    case "$(basename "$t")" in run.sh|common.py|proxy_*) continue ;; esac
     start=$(date +%s)
     case "$t" in
     *.py) interp=python3 ;;
