@@ -30,6 +30,11 @@
 #include "proc.h"
 #include "tls_util.h"
 
+/* The suites use tls_util.h's shell runner (and one of them HTTPS), which
+ * exists only in a build with TLS; the upload code itself is the same in
+ * a TLS=no build, and make test, asan and valgrind run these suites. */
+#ifdef APPSRV_HAVE_TLS
+
 /* ------------------------------------------------------------ helpers */
 
 static uint32_t crc32_of(uint32_t crc, const unsigned char *p, size_t n)
@@ -780,3 +785,5 @@ Test(upload_host, chunked_over_limit_413)
     e2e_conn_close(&c);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
 }
+
+#endif /* APPSRV_HAVE_TLS */
