@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # test/load.sh BIN [DB] - a bounded load run over TLS: starts BIN on a free
 # port (DB: a fresh SQLite file in a temp dir, or a postgres:// URL), makes
-# one user with 100 notes, runs wrk (test/load.lua: 80 % reads, 15 %
-# writes) for LOAD_SECONDS (20) with CONNS (32) connections on 2 threads, and
+# one user with 100 notes and a 256 KiB photo, runs wrk (test/load.lua:
+# 80 % reads, 15 % writes, 5 % photo downloads) for LOAD_SECONDS (20) with CONNS (32) connections on 2 threads, and
 # prints req/s, latency and the server's CPU time over the run. Stops the
 # server it started, removes its temp dir.
 set -eu
@@ -14,7 +14,7 @@ pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 db=${2:-$tmp/notes.db}
 sh "$here/mkcert.sh" "$tmp/certs"
-"$bin" --port 0 --db "$db" --tls-cert "$tmp/certs/server.pem" --tls-key "$tmp/certs/server.key" \
+"$bin" --port 0 --db "$db" --photo-dir "$tmp/photos" --tls-cert "$tmp/certs/server.pem" --tls-key "$tmp/certs/server.key" \
     ${THREADS:+--threads "$THREADS"} 2>"$tmp/err" &
 pid=$!
 i=0
@@ -37,9 +37,14 @@ for n in $(seq 100); do
     first=${first:-$id}
 done
 [ "$first" = 1 ] || echo "load.sh: note ids start at $first (a shared database): reads of ids 1..100 may 404"
+(printf '\377\330\377\340'; head -c 262140 /dev/urandom) > "$tmp/p.jpg"
+photo=$(curl -sf --max-time 20 --cacert "$tmp/certs/dev-ca.pem" -H "Authorization: Bearer $token" \
+        -F "photo=@$tmp/p.jpg" \
+        "$b/v1/notes/$first/photos" | sed 's/.*"url":"\([^"]*\)".*/\1/')
+[ -n "$photo" ] || { echo "load.sh: the photo upload failed" >&2; exit 1; }
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 t0=$(cpu)
-PN_TOKEN=$token PN_NOTES=100 timeout $((${LOAD_SECONDS:-20} + 30)) \
+PN_TOKEN=$token PN_NOTES=100 PN_PHOTO=$photo timeout $((${LOAD_SECONDS:-20} + 30)) \
     wrk -t2 -c"${CONNS:-32}" -d"${LOAD_SECONDS:-20}s" --timeout 10s -s "$here/load.lua" "$b" |
     grep '^load:'
 t1=$(cpu)
