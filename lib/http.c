@@ -12,8 +12,13 @@
  * hooks (mw.c) run around routing and before every head; request IDs and
  * metrics (stats.h) are taken per request; a response that upgrades
  * (WebSocket's 101) switches the connection's protocol after it is
- * queued. Invariant: a request's views point into rbuf or the body
- * buffer, both kept until its response has been written.
+ * queued. Routes made with appsrv_route_ex() are routed at the head:
+ * their on_head hook decides before any body byte (and before 100), their
+ * limit replaces max_body, and a streamed body is handed to the host in
+ * pieces with pause/resume (the input block is reused, never grown). A
+ * content coding (gzip.c) set by an after hook is run on each stream write
+ * here. Invariant: a request's views point into rbuf or the body buffer,
+ * both kept until its response has been written.
  */
 #include "http.h"
 
