@@ -80,6 +80,7 @@ typedef struct upload {
     int refs;            /* the body's, and a pending auth job's */
     int64_t user, note;
     char device[65];
+    char token_hash[TOKEN_HASH_HEX + 1]; /* for the auth job: it never reads req */
     appsrv_multipart_t *mp;
     int fd;              /* the temp file, or -1 */
     bool have_photo, in_photo;
@@ -301,9 +302,10 @@ static int on_body(appsrv_req_t *req, const void *data, size_t len, int end, voi
 static void upload_auth_job(store_conn_t *c, void *arg)
 {
     upload_t *u = arg;
-    char hash[TOKEN_HASH_HEX + 1];
     int64_t user = 0;
-    bool ok = auth_token_hash(u->req, hash) && auth_lookup(c, hash, &user) == 0;
+    /* u->req may be gone already (an early error answered it): only u's own
+     * copy of the token hash is read here. */
+    bool ok = auth_lookup(c, u->token_hash, &user) == 0;
     pthread_mutex_lock(&u->lock);
     u->auth = ok ? AUTH_OK : AUTH_BAD;
     u->user = user;
@@ -367,6 +369,8 @@ static int upload_handler(appsrv_req_t *req, appsrv_res_t *res, void *user)
     }
     u->user = auth_cached_user(req);
     u->auth = u->user > 0 ? AUTH_OK : AUTH_PENDING;
+    if (u->auth == AUTH_PENDING && !auth_token_hash(req, u->token_hash))
+        u->auth = AUTH_BAD; /* on_head saw a token: not reached */
     if (u->auth == AUTH_PENDING) {
         u->refs++;
         if (dbpool_submit(g_app.pool, upload_auth_job, u) != 0) {
