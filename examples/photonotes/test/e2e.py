@@ -306,9 +306,15 @@ def scenario(binary, certs, db, tmp):
 
         srv = Server(binary, certs, db)
         cl = Client(srv.port, ctx)
+        # Tokens this process has not cached yet: the upload's body waits for
+        # the database. A's (logged out) with a text file: refused as not a
+        # photo or as unauthorized, whichever is known first.
+        STEP[0] = "a text file with a logged-out token"
+        st, _ = upload(cl, a, nid, b"plain text, certainly not a photo" * 64, "a.txt")
+        check(st in (401, 415), "a text file with a logged-out token: %d" % st)
+        photos(cl, b, nid)
         _, got = cl.expect(200, "read after restart", "GET", "/v1/notes/%d" % nid, token=b)
         check(got["body"] == "two dozen" and got["version"] == 2, "after restart %r" % got)
-        photos(cl, b, nid)
         cl.expect(401, "A's token after restart", "GET", "/v1/notes", token=a)
         srv.stop()
 
