@@ -12,7 +12,7 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -185,8 +185,11 @@ const txt = new FormData();
 txt.append('photo', new Blob(['just text, not a photo at all']), 'notes.txt');
 const refused = await fetch(`${base}/v1/notes/${id}/photos`, { method: 'POST', body: txt, headers: { Authorization: `Bearer ${a}` } });
 check(refused.status === 415, `a text file as a photo: ${refused.status}`);
+const file = join(dir, 'photos', `${photo.id}.photo`);
+check(existsSync(file), `${file} missing after the upload`);
 expect(await api('DELETE', photo.url, { token: a }), 204, 'delete the photo');
 expect(await api('GET', photo.url, { token: b }), 404, 'the deleted photo');
+check(!existsSync(file), `${file} still there after DELETE`);
 
 step = 'delete, unknown token on the WebSocket, logout';
 expect(await api('DELETE', `/v1/notes/${seen[0]}`, { token: a, device: 'phone-A' }), 204, 'delete');
