@@ -325,13 +325,19 @@ static int on_update(appsrv_req_t *req, appsrv_res_t *res, void *user)
 
 static int run_delete(store_conn_t *c, job_t *j)
 {
-    int rc = g_app.vt->note_delete(c, j->user, j->id, j->if_version);
+    photo_t photos[MAX_PHOTOS_PER_NOTE];
+    size_t nphotos = 0;
+    int rc = g_app.vt->photo_list(c, j->user, j->id, photos, MAX_PHOTOS_PER_NOTE, &nphotos);
+    if (rc == 0)
+        rc = g_app.vt->note_delete(c, j->user, j->id, j->if_version);
     if (rc == -ENOENT)
         return reply_error(j->res, 404, "not_found", "no such note");
     if (rc == -ESTALE)
         return reply_stale(j->res);
     if (rc < 0)
         return rc;
+    for (size_t i = 0; i < nphotos; i++) /* their rows went with the note */
+        photo_unlink(photos[i].id);
     live_note_event(c, j->user, "note.deleted", NULL, j->id, j->device);
     return appsrv_res_set_status(j->res, 204);
 }

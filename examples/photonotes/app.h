@@ -41,6 +41,7 @@ struct app {
     int auth_slot;            /* appsrv_use() slot of the auth hook */
     int64_t session_ttl_ms;   /* lifetime of a bearer token */
     const char *instance;     /* X-Instance answer header (several instances) */
+    const char *photo_dir;    /* where photo files live (shared by instances) */
 };
 extern struct app g_app;
 
@@ -74,6 +75,8 @@ struct job {
 
 /* Allocates a zeroed job for req/res. NULL when out of memory. */
 job_t *job_new(appsrv_req_t *req, appsrv_res_t *res, job_run_fn run, bool need_user);
+/* The request's X-Device-ID (1..64 of [A-Za-z0-9._-]) into out, or "". */
+void device_id(const appsrv_req_t *req, char out[65]);
 /* Hands j to the pool; returns what the handler returns (APPSRV_LATER,
  * or 0 with a 503 in res when the pool is full). */
 int job_defer(job_t *j);
@@ -117,6 +120,12 @@ void auth_cache_free(void);
 /* ---------------------------------------------------------- api_notes.c */
 int notes_routes(appsrv_server_t *srv);
 
+/* --------------------------------------------------------- api_photos.c */
+int photos_routes(appsrv_server_t *srv);
+json_t *photo_json(const photo_t *p);
+/* Removes photo id's file (after its row went). */
+void photo_unlink(int64_t id);
+
 /* --------------------------------------------------------------- live.c */
 int live_routes(appsrv_server_t *srv);
 /* Publishes a note event for user from a db thread: through the store's
@@ -125,6 +134,9 @@ int live_routes(appsrv_server_t *srv);
  * deletion (id given). */
 void live_note_event(store_conn_t *c, int64_t user, const char *type, const note_t *n,
                      int64_t id, const char *device);
+/* "photo.added" / "photo.deleted": {"type","id":note,"photo":{...},"device"}. */
+void live_photo_event(store_conn_t *c, int64_t user, const char *type, const photo_t *p,
+                      const char *device);
 /* A payload from another instance (the store's listener): "E <user> <json>"
  * fans out to local subscribers, "L <token hash>" forgets a session. */
 void live_deliver(const char *payload);

@@ -146,18 +146,24 @@ job_t *job_new(appsrv_req_t *req, appsrv_res_t *res, job_run_fn run, bool need_u
         return NULL;
     j->req = req, j->res = res, j->run = run, j->need_user = need_user;
     j->if_version = -1;
-    appsrv_str_t dev = appsrv_req_header(req, "X-Device-ID");
-    if (dev.ptr != NULL && dev.len < sizeof(j->device)) {
-        bool ok = true;
-        for (size_t i = 0; i < dev.len; i++) {
-            char ch = dev.ptr[i];
-            ok &= (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
-        }
-        if (ok)
-            memcpy(j->device, dev.ptr, dev.len);
-    }
+    device_id(req, j->device);
     return j;
+}
+
+void device_id(const appsrv_req_t *req, char out[65])
+{
+    appsrv_str_t dev = appsrv_req_header(req, "X-Device-ID");
+    out[0] = '\0';
+    if (dev.ptr == NULL || dev.len > 64)
+        return;
+    for (size_t i = 0; i < dev.len; i++) {
+        char ch = dev.ptr[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return;
+    }
+    memcpy(out, dev.ptr, dev.len);
+    out[dev.len] = '\0';
 }
 
 static void job_main(store_conn_t *c, void *arg)

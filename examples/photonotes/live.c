@@ -97,21 +97,14 @@ void live_publish_local(int64_t user, const char *text)
     pthread_mutex_unlock(&g_hub.lock);
 }
 
-void live_note_event(store_conn_t *c, int64_t user, const char *type, const note_t *n,
-                     int64_t id, const char *device)
+/* Publishes event j (consumed) to user's subscribers on every instance. */
+static void publish(store_conn_t *c, int64_t user, json_t *j)
 {
-    json_t *j = json_pack("{s:s, s:I, s:s}", "type", type, "id", (json_int_t)id, "device",
-                          device);
-    if (j == NULL)
-        return;
-    if (n != NULL)
-        json_object_set_new(j, "note", note_json(n));
-    char *text = json_dumps(j, JSON_COMPACT);
+    char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     if (text != NULL && g_app.vt->notify != NULL && strlen(text) > NOTIFY_MAX) {
-        /* Too long for NOTIFY: the id and version; clients fetch the note. */
+        /* Too long for NOTIFY: without the note; clients fetch it. */
         free(text);
         json_object_del(j, "note");
-        json_object_set_new(j, "version", json_integer(n->version));
         text = json_dumps(j, JSON_COMPACT);
     }
     json_decref(j);
@@ -129,6 +122,26 @@ void live_note_event(store_conn_t *c, int64_t user, const char *type, const note
         }
     }
     free(text);
+}
+
+void live_note_event(store_conn_t *c, int64_t user, const char *type, const note_t *n,
+                     int64_t id, const char *device)
+{
+    json_t *j = json_pack("{s:s, s:I, s:s}", "type", type, "id", (json_int_t)id, "device",
+                          device);
+    if (j != NULL && n != NULL) {
+        json_object_set_new(j, "version", json_integer(n->version));
+        json_object_set_new(j, "note", note_json(n));
+    }
+    publish(c, user, j);
+}
+
+void live_photo_event(store_conn_t *c, int64_t user, const char *type, const photo_t *p,
+                      const char *device)
+{
+    publish(c, user, json_pack("{s:s, s:I, s:s, s:o}", "type", type, "id",
+                               (json_int_t)p->note_id, "device", device, "photo",
+                               photo_json(p)));
 }
 
 void live_deliver(const char *payload)

@@ -64,7 +64,11 @@ static void usage(FILE *f)
             "  --threads N           event-loop threads (default: CPUs)\n"
             "  --db-threads N        database threads (4)\n"
             "  --session-ttl SECONDS bearer token lifetime (2592000: 30 days)\n"
-            "  --instance NAME       sent as X-Instance (to tell instances apart)\n");
+            "  --instance NAME       sent as X-Instance (to tell instances apart)\n"
+            "  --photo-dir DIR       photo files (photos; shared by all instances)\n"
+            "  --drain-delay MS      on SIGTERM, /ready answers 503 and serving goes on\n"
+            "                        this long before the drain (0)\n"
+            "  --no-gzip             do not gzip JSON answers and event streams\n");
 }
 
 static appsrv_server_t *g_srv;
@@ -93,11 +97,14 @@ static int on_health(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return text(res, 200, "ok\n");
 }
 
-/* Ready = accepting work. Until the library's drain accessor exists this
- * is the same as /health; the database is checked at start-up. */
+/* Ready = take new work: 503 from the stop on, while --drain-delay keeps
+ * serving, so a load balancer moves clients away before the listener
+ * closes. (The database is checked at start-up.) */
 static int on_ready(appsrv_req_t *req, appsrv_res_t *res, void *user)
 {
     (void)req, (void)user;
+    if (appsrv_server_draining(g_app.srv))
+        return text(res, 503, "draining\n");
     return text(res, 200, "ready\n");
 }
 
@@ -116,11 +123,12 @@ int main(int argc, char **argv)
     const char *cert = NULL, *key = NULL, *access_log = NULL;
     const char *cors[16];
     size_t ncors = 0;
-    int port = 8443, threads = 0, db_threads = 4;
+    int port = 8443, threads = 0, db_threads = 4, drain_delay = 0;
+    bool gzip = true;
     long session_ttl = 30 * 86400;
     appsrv_log_format_t log_format = APPSRV_LOG_COMBINED;
     enum { O_HOST = 256, O_PORT, O_DB, O_CERT, O_KEY, O_CORS, O_LOG, O_LOGFMT, O_THREADS,
-           O_DBTHREADS, O_TTL, O_INSTANCE, O_HELP };
+           O_DBTHREADS, O_TTL, O_INSTANCE, O_PHOTOS, O_DRAIN, O_NOGZIP, O_HELP };
     static const struct option opts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -134,6 +142,9 @@ int main(int argc, char **argv)
         {"db-threads", required_argument, NULL, O_DBTHREADS},
         {"session-ttl", required_argument, NULL, O_TTL},
         {"instance", required_argument, NULL, O_INSTANCE},
+        {"photo-dir", required_argument, NULL, O_PHOTOS},
+        {"drain-delay", required_argument, NULL, O_DRAIN},
+        {"no-gzip", no_argument, NULL, O_NOGZIP},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -164,17 +175,22 @@ int main(int argc, char **argv)
         case O_DBTHREADS: db_threads = atoi(optarg); break;
         case O_TTL: session_ttl = atol(optarg); break;
         case O_INSTANCE: g_app.instance = optarg; break;
+        case O_PHOTOS: g_app.photo_dir = optarg; break;
+        case O_DRAIN: drain_delay = atoi(optarg); break;
+        case O_NOGZIP: gzip = false; break;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind < argc || port < 0 || port > 65535 || db_threads < 1 || db_threads > 64 ||
-        session_ttl < 1 || threads < 0 || (cert == NULL) != (key == NULL)) {
+        session_ttl < 1 || threads < 0 || drain_delay < 0 || (cert == NULL) != (key == NULL)) {
         usage(stderr);
         return 2;
     }
     if (db == NULL || db[0] == '\0')
         db = "photonotes.db";
+    if (g_app.photo_dir == NULL)
+        g_app.photo_dir = "photos";
     if (sodium_init() < 0) {
         fprintf(stderr, "photonotes: libsodium failed to start\n");
         return 1;
@@ -211,6 +227,7 @@ int main(int argc, char **argv)
         cfg.threads = threads;
     cfg.max_body = 64 * 1024; /* JSON only, for now */
     cfg.request_ids = true;
+    cfg.drain_delay_ms = drain_delay;
     CHECK(appsrv_server_new(&g_srv, &cfg));
     g_app.srv = g_srv;
     if (ncors > 0) {
@@ -223,12 +240,16 @@ int main(int argc, char **argv)
     if (g_app.instance != NULL)
         CHECK(appsrv_use(g_srv, NULL, add_instance, (void *)g_app.instance));
     CHECK(g_app.auth_slot = appsrv_use(g_srv, auth_hook, NULL, NULL));
+    /* JSON and event streams; photos (images) are never compressed. */
+    if (gzip && appsrv_gzip_available())
+        CHECK(appsrv_gzip_use(g_srv, NULL));
     CHECK(appsrv_route(g_srv, "GET", "/health", on_health, NULL));
     CHECK(appsrv_route(g_srv, "GET", "/ready", on_ready, NULL));
     CHECK(appsrv_route_metrics(g_srv, "/metrics"));
     CHECK(auth_routes(g_srv));
     CHECK(notes_routes(g_srv));
     CHECK(live_routes(g_srv));
+    CHECK(photos_routes(g_srv));
     if (access_log != NULL && strcmp(access_log, "-") == 0)
         CHECK(appsrv_access_log_fd(g_srv, STDERR_FILENO, log_format));
     else if (access_log != NULL)

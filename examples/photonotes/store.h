@@ -26,6 +26,13 @@ typedef struct note {
 
 void note_clear(note_t *n);
 
+typedef struct photo {
+    int64_t id, note_id, size, created_at;
+    char type[32];                      /* image/jpeg, image/png, image/heic, image/webp */
+    char sha256[TOKEN_HASH_HEX + 1];    /* of the content, lowercase hex */
+} photo_t;
+#define MAX_PHOTOS_PER_NOTE 32
+
 typedef struct store_conn store_conn_t;
 
 typedef struct store_vt {
@@ -60,6 +67,15 @@ typedef struct store_vt {
     int (*note_update)(store_conn_t *c, int64_t user, int64_t id, int64_t if_version,
                        const char *title, const char *body, int64_t now, note_t *out);
     int (*note_delete)(store_conn_t *c, int64_t user, int64_t id, int64_t if_version);
+
+    /* Attaches a photo to note (the user's: else -ENOENT); *id its id. */
+    int (*photo_create)(store_conn_t *c, int64_t user, const photo_t *p, int64_t now,
+                        int64_t *id);
+    int (*photo_get)(store_conn_t *c, int64_t user, int64_t id, photo_t *out);
+    int (*photo_delete)(store_conn_t *c, int64_t user, int64_t id);
+    /* The note's photos, oldest first, at most max. */
+    int (*photo_list)(store_conn_t *c, int64_t user, int64_t note, photo_t *out, size_t max,
+                      size_t *n);
 
     /* Delivers an event to every instance's subscribers: NULL for a
      * single-process store (the caller publishes locally); PostgreSQL

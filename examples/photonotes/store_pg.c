@@ -38,10 +38,17 @@ static const char *const k_migrations[] = {
     " title TEXT NOT NULL, body TEXT NOT NULL, version BIGINT NOT NULL,"
     " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);"
     "CREATE INDEX notes_user ON notes(user_id, id);",
+    "CREATE TABLE photos (id BIGSERIAL PRIMARY KEY,"
+    " user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " note_id BIGINT NOT NULL REFERENCES notes(id) ON DELETE CASCADE,"
+    " type TEXT NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL);"
+    "CREATE INDEX photos_note ON photos(note_id, id);",
 };
 #define NMIGRATIONS ((int)(sizeof(k_migrations) / sizeof(k_migrations[0])))
 
 #define NOTE_COLS "id, version, created_at, updated_at, title, body"
+#define PHOTO_COLS "id, note_id, size, created_at, type, sha256"
 static const struct {
     const char *name, *sql;
     int nparams;
@@ -66,6 +73,13 @@ static const struct {
     {"note_del", "DELETE FROM notes WHERE user_id = $1 AND id = $2"
                  " AND ($3::bigint < 0 OR version = $3::bigint)", 3},
     {"notify", "SELECT pg_notify('" CHANNEL "', $1)", 1},
+    {"photo_ins", "INSERT INTO photos (user_id, note_id, type, size, sha256, created_at)"
+                  " SELECT $1, id, $3, $4, $5, $6 FROM notes WHERE user_id = $1 AND id = $2"
+                  " RETURNING id", 6},
+    {"photo_get", "SELECT " PHOTO_COLS " FROM photos WHERE user_id = $1 AND id = $2", 2},
+    {"photo_del", "DELETE FROM photos WHERE user_id = $1 AND id = $2", 2},
+    {"photo_list", "SELECT " PHOTO_COLS " FROM photos WHERE user_id = $1 AND note_id = $2"
+                   " ORDER BY id LIMIT $3", 3},
 };
 #define NSTMTS ((int)(sizeof(k_stmts) / sizeof(k_stmts[0])))
 
@@ -380,6 +394,72 @@ static int pg_notify(store_conn_t *c, const char *payload)
     return rc;
 }
 
+static void read_photo(PGresult *r, int row, photo_t *p)
+{
+    p->id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+    p->note_id = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+    p->size = strtoll(PQgetvalue(r, row, 2), NULL, 10);
+    p->created_at = strtoll(PQgetvalue(r, row, 3), NULL, 10);
+    snprintf(p->type, sizeof(p->type), "%s", PQgetvalue(r, row, 4));
+    snprintf(p->sha256, sizeof(p->sha256), "%s", PQgetvalue(r, row, 5));
+}
+
+static int pg_photo_create(store_conn_t *c, int64_t user, const photo_t *p, int64_t now,
+                           int64_t *id)
+{
+    char u[24], n[24], sz[24], t[24];
+    const char *v[] = {I64(u, user), I64(n, p->note_id), p->type, I64(sz, p->size), p->sha256,
+                       I64(t, now)};
+    PGresult *r;
+    int rc = exec(c, "photo_ins", 6, v, &r);
+    if (rc != 0)
+        return rc;
+    rc = PQntuples(r) == 1 ? 0 : -ENOENT; /* no such note of the user's */
+    if (rc == 0)
+        *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return rc;
+}
+
+/* photo_get and photo_list: up to max rows into out. */
+static int photo_rows(store_conn_t *c, const char *name, int n, const char *const *vals,
+                      photo_t *out, size_t max, size_t *got)
+{
+    PGresult *r;
+    int rc = exec(c, name, n, vals, &r);
+    *got = 0;
+    if (rc != 0)
+        return rc;
+    for (int row = 0; row < PQntuples(r) && *got < max; row++)
+        read_photo(r, row, &out[(*got)++]);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_photo_get(store_conn_t *c, int64_t user, int64_t id, photo_t *out)
+{
+    char u[24], i[24];
+    const char *v[] = {I64(u, user), I64(i, id)};
+    size_t got;
+    int rc = photo_rows(c, "photo_get", 2, v, out, 1, &got);
+    return rc != 0 ? rc : got == 1 ? 0 : -ENOENT;
+}
+
+static int pg_photo_delete(store_conn_t *c, int64_t user, int64_t id)
+{
+    char u[24], i[24];
+    const char *v[] = {I64(u, user), I64(i, id)};
+    return change(c, "photo_del", 2, v);
+}
+
+static int pg_photo_list(store_conn_t *c, int64_t user, int64_t note, photo_t *out, size_t max,
+                         size_t *n)
+{
+    char u[24], i[24], m[24];
+    const char *v[] = {I64(u, user), I64(i, note), I64(m, (int64_t)max)};
+    return photo_rows(c, "photo_list", 3, v, out, max, n);
+}
+
 /* ------------------------------------------------------------ listener */
 
 static struct {
@@ -475,6 +555,10 @@ const store_vt store_pg_vt = {
     .note_list = pg_note_list,
     .note_update = pg_note_update,
     .note_delete = pg_note_delete,
+    .photo_create = pg_photo_create,
+    .photo_get = pg_photo_get,
+    .photo_delete = pg_photo_delete,
+    .photo_list = pg_photo_list,
     .notify = pg_notify,
     .listen_start = pg_listen_start,
     .listen_stop = pg_listen_stop,

@@ -29,12 +29,19 @@ static const char *const k_migrations[] = {
     " title TEXT NOT NULL, body TEXT NOT NULL, version INTEGER NOT NULL,"
     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
     "CREATE INDEX notes_user ON notes(user_id, id);",
+    "CREATE TABLE photos (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    " note_id INTEGER NOT NULL REFERENCES notes(id) ON DELETE CASCADE,"
+    " type TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE INDEX photos_note ON photos(note_id, id);",
 };
 #define NMIGRATIONS ((int)(sizeof(k_migrations) / sizeof(k_migrations[0])))
 
 enum {
     S_USER_INS, S_USER_FIND, S_SESS_GC, S_SESS_INS, S_SESS_FIND, S_SESS_DEL, S_NOTE_INS, S_NOTE_GET,
-    S_NOTE_LIST, S_NOTE_UPD, S_NOTE_DEL, S_COUNT
+    S_NOTE_LIST, S_NOTE_UPD, S_NOTE_DEL, S_PHOTO_INS, S_PHOTO_GET, S_PHOTO_DEL, S_PHOTO_LIST,
+    S_COUNT
 };
 
 static const char *const k_sql[S_COUNT] = {
@@ -59,6 +66,13 @@ static const char *const k_sql[S_COUNT] = {
                    " RETURNING id, version, created_at, updated_at, title, body",
     [S_NOTE_DEL] = "DELETE FROM notes WHERE user_id = ?1 AND id = ?2"
                    " AND (?3 < 0 OR version = ?3)",
+    [S_PHOTO_INS] = "INSERT INTO photos (user_id, note_id, type, size, sha256, created_at)"
+                    " SELECT ?1, id, ?3, ?4, ?5, ?6 FROM notes WHERE user_id = ?1 AND id = ?2",
+    [S_PHOTO_GET] = "SELECT id, note_id, size, created_at, type, sha256 FROM photos"
+                    " WHERE user_id = ?1 AND id = ?2",
+    [S_PHOTO_DEL] = "DELETE FROM photos WHERE user_id = ?1 AND id = ?2",
+    [S_PHOTO_LIST] = "SELECT id, note_id, size, created_at, type, sha256 FROM photos"
+                     " WHERE user_id = ?1 AND note_id = ?2 ORDER BY id LIMIT ?3",
 };
 
 struct store_conn {
@@ -382,6 +396,77 @@ static int sq_note_delete(store_conn_t *c, int64_t user, int64_t id, int64_t if_
     return rc == -ENOENT ? why_not(c, user, id, NULL) : rc;
 }
 
+static void read_photo(sqlite3_stmt *st, photo_t *p)
+{
+    p->id = sqlite3_column_int64(st, 0);
+    p->note_id = sqlite3_column_int64(st, 1);
+    p->size = sqlite3_column_int64(st, 2);
+    p->created_at = sqlite3_column_int64(st, 3);
+    snprintf(p->type, sizeof(p->type), "%s", (const char *)sqlite3_column_text(st, 4));
+    snprintf(p->sha256, sizeof(p->sha256), "%s", (const char *)sqlite3_column_text(st, 5));
+}
+
+static int sq_photo_create(store_conn_t *c, int64_t user, const photo_t *p, int64_t now,
+                           int64_t *id)
+{
+    sqlite3_stmt *st = stmt(c, S_PHOTO_INS);
+    if (st == NULL)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int64(st, 2, p->note_id);
+    sqlite3_bind_text(st, 3, p->type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, p->size);
+    sqlite3_bind_text(st, 5, p->sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, now);
+    int rc = change(c, st); /* -ENOENT: no such note of the user's */
+    if (rc == 0)
+        *id = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+static int sq_photo_get(store_conn_t *c, int64_t user, int64_t id, photo_t *out)
+{
+    sqlite3_stmt *st = stmt(c, S_PHOTO_GET);
+    if (st == NULL)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int64(st, 2, id);
+    int step = sqlite3_step(st);
+    int rc = step == SQLITE_ROW ? 0 : step == SQLITE_DONE ? -ENOENT : done(c, st, step);
+    if (rc == 0)
+        read_photo(st, out);
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sq_photo_delete(store_conn_t *c, int64_t user, int64_t id)
+{
+    sqlite3_stmt *st = stmt(c, S_PHOTO_DEL);
+    if (st == NULL)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int64(st, 2, id);
+    return change(c, st);
+}
+
+static int sq_photo_list(store_conn_t *c, int64_t user, int64_t note, photo_t *out, size_t max,
+                         size_t *n)
+{
+    sqlite3_stmt *st = stmt(c, S_PHOTO_LIST);
+    if (st == NULL)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, user);
+    sqlite3_bind_int64(st, 2, note);
+    sqlite3_bind_int64(st, 3, (int64_t)max);
+    int step;
+    *n = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW && *n < max)
+        read_photo(st, &out[(*n)++]);
+    int rc = done(c, st, step);
+    sqlite3_reset(st);
+    return rc;
+}
+
 const store_vt store_sqlite_vt = {
     .name = "sqlite",
     .open = sq_open,
@@ -397,6 +482,10 @@ const store_vt store_sqlite_vt = {
     .note_list = sq_note_list,
     .note_update = sq_note_update,
     .note_delete = sq_note_delete,
+    .photo_create = sq_photo_create,
+    .photo_get = sq_photo_get,
+    .photo_delete = sq_photo_delete,
+    .photo_list = sq_photo_list,
     .notify = NULL,
     .listen_start = NULL,
     .listen_stop = NULL,

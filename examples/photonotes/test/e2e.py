@@ -10,6 +10,8 @@ If-Match gets 412; logout refuses the token; a restart keeps the data;
 CORS, /health, /ready and /metrics answer. Every wait is bounded and says
 what it waited for; only the processes it started are killed; its temp
 dir is removed."""
+import gzip
+import hashlib
 import http.client
 import json
 import os
@@ -40,10 +42,11 @@ def check(cond, msg):
 class Server:
     """One photonotes process on a free port; stop() or kill() it."""
 
-    def __init__(self, binary, certs, db, extra=()):
+    def __init__(self, binary, certs, db, extra=(), photo_dir=None):
         self.err = b""
         self.proc = subprocess.Popen(
             [binary, "--port", "0", "--db", db, "--threads", "2",
+             "--photo-dir", photo_dir or os.path.join(os.path.dirname(db), "photos"),
              "--tls-cert", os.path.join(certs, "server.pem"),
              "--tls-key", os.path.join(certs, "server.key"), *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -177,6 +180,68 @@ class Events:
         self.c.close()
 
 
+def upload(cl, token, nid, data, filename, headers=None):
+    """POST a multipart body in 64 KiB writes (never whole in one buffer
+    on the wire); returns (status, json)."""
+    boundary = "pn%d" % os.getpid()
+    head = ('--%s\r\nContent-Disposition: form-data; name="photo"; filename="%s"\r\n'
+            'Content-Type: application/octet-stream\r\n\r\n' % (boundary, filename)).encode()
+    tail = ("\r\n--%s--\r\n" % boundary).encode()
+    c = cl.conn(timeout=60)
+    try:
+        c.putrequest("POST", "/v1/notes/%d/photos" % nid)
+        c.putheader("Authorization", "Bearer " + token)
+        c.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
+        c.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
+        for k, v in (headers or {}).items():
+            c.putheader(k, v)
+        c.endheaders()
+        c.send(head)
+        for i in range(0, len(data), 65536):
+            c.send(data[i:i + 65536])
+        c.send(tail)
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        c.close()
+
+
+def photos(cl, token, nid):
+    """A 5 MB PNG with a token the restarted server has not cached (the
+    body waits for the database's answer), an interrupted download resumed
+    with Range + If-Range, 304, and a too-large upload refused before its
+    body."""
+    STEP[0] = "photo upload"
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(5 * 1024 * 1024 - 8)
+    st, ph = upload(cl, token, nid, png, "shot.png")
+    check(st == 201 and ph["sha256"] == hashlib.sha256(png).hexdigest()
+          and ph["type"] == "image/png", "upload: %d %r" % (st, ph))
+    c = cl.conn(timeout=60)
+    c.request("GET", ph["url"], headers={"Authorization": "Bearer " + token})
+    r = c.getresponse()
+    etag = r.getheader("ETag")
+    part = r.read(1500000)  # then the connection drops
+    c.close()
+    check(r.status == 200 and etag and len(part) == 1500000, "download %d %r" % (r.status, etag))
+    st, r, _, rest = cl.call("GET", ph["url"], token=token,
+                             headers={"Range": "bytes=%d-" % len(part), "If-Range": etag})
+    check(st == 206 and hashlib.sha256(part + rest).hexdigest() == ph["sha256"],
+          "resumed download: %d, %d bytes" % (st, len(rest)))
+    cl.expect(304, "If-None-Match on the photo", "GET", ph["url"], token=token,
+              headers={"If-None-Match": etag})
+    # Refused on the head alone: 30 MB announced, nothing sent after it.
+    c = cl.conn(timeout=20)
+    c.putrequest("POST", "/v1/notes/%d/photos" % nid)
+    c.putheader("Authorization", "Bearer " + token)
+    c.putheader("Content-Type", "multipart/form-data; boundary=x")
+    c.putheader("Content-Length", str(30 * 1024 * 1024))
+    c.putheader("Expect", "100-continue")
+    c.endheaders()
+    r = c.getresponse()
+    check(r.status == 413, "30 MB upload: %d" % r.status)
+    c.close()
+
+
 def scenario(binary, certs, db, tmp):
     ctx = ssl.create_default_context(cafile=os.path.join(certs, "dev-ca.pem"))
     srv = Server(binary, certs, db, ["--cors", "https://app.example"])
@@ -210,6 +275,14 @@ def scenario(binary, certs, db, tmp):
                 and d["note"]["version"] == 2)
         cl.expect(412, "stale If-Match", "PUT", "/v1/notes/%d" % nid, token=b,
                   headers={"If-Match": '"1"'}, body={"title": "Eggs", "body": "from B"})
+        # JSON answers are gzipped for clients that ask (OkHttp, URLSession do).
+        _, big = cl.expect(201, "a long note", "POST", "/v1/notes", token=a,
+                           body={"title": "long", "body": "lorem ipsum " * 400})
+        st, r, _, raw = cl.call("GET", "/v1/notes/%d" % big["id"], token=b,
+                                headers={"Accept-Encoding": "gzip"})
+        check(st == 200 and r.getheader("Content-Encoding") == "gzip"
+              and json.loads(gzip.decompress(raw))["body"] == big["body"],
+              "gzip: %d %r, %d bytes" % (st, r.getheader("Content-Encoding"), len(raw)))
         cl.expect(404, "someone else's id", "GET", "/v1/notes/999999", token=b)
 
         # Plumbing a deployment relies on.
@@ -233,19 +306,35 @@ def scenario(binary, certs, db, tmp):
 
         srv = Server(binary, certs, db)
         cl = Client(srv.port, ctx)
+        # Tokens this process has not cached yet: the upload's body waits for
+        # the database. A's (logged out) with a text file: refused as not a
+        # photo or as unauthorized, whichever is known first.
+        STEP[0] = "a text file with a logged-out token"
+        st, _ = upload(cl, a, nid, b"plain text, certainly not a photo" * 64, "a.txt")
+        check(st in (401, 415), "a text file with a logged-out token: %d" % st)
+        photos(cl, b, nid)
         _, got = cl.expect(200, "read after restart", "GET", "/v1/notes/%d" % nid, token=b)
         check(got["body"] == "two dozen" and got["version"] == 2, "after restart %r" % got)
         cl.expect(401, "A's token after restart", "GET", "/v1/notes", token=a)
         srv.stop()
 
         # Expiry: a 1 s session is refused once it is over.
-        srv = Server(binary, certs, db, ["--session-ttl", "1"])
+        srv = Server(binary, certs, db, ["--session-ttl", "1", "--drain-delay", "3000"])
         cl = Client(srv.port, ctx)
         _, short = cl.expect(200, "login with a 1 s session", "POST", "/v1/auth/login", body=cred)
         cl.expect(200, "the short token at once", "GET", "/v1/notes", token=short["token"])
         time.sleep(1.2)
         cl.expect(401, "the short token after it expired", "GET", "/v1/notes",
                   token=short["token"])
+        # A stop with --drain-delay: /ready says 503 while the server still serves.
+        cl.expect(200, "ready before the stop", "GET", "/ready")
+        srv.proc.send_signal(signal.SIGTERM)
+        STEP[0] = "/ready to answer 503 after SIGTERM"
+        end = time.monotonic() + 2
+        while cl.call("GET", "/ready")[0] != 503:
+            check(time.monotonic() < end, "/ready still 200 2 s after SIGTERM")
+            time.sleep(0.05)
+        cl.expect(200, "health while draining", "GET", "/health")
         srv.stop()
     finally:
         srv.kill()
@@ -267,7 +356,7 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("e2e.py: ok (register, login x2, live create/update over SSE, 412, 422, "
-          "CORS, metrics, logout, restart, expiry)")
+          "CORS, metrics, logout, restart, 5 MB photo + Range resume, gzip, expiry, /ready while draining)")
     return 0
 
 

@@ -1,12 +1,13 @@
 -- SPDX-License-Identifier: MIT
 -- test/load.lua - wrk script for test/load.sh: one user's traffic mix.
 -- 80 % reads (60 % GET /v1/notes/:id, 20 % the first page of the list),
--- 15 % writes (10 % PUT with If-Match: *, 5 % POST), 5 % the health check
--- (stands in for photo downloads until photos exist). PN_TOKEN and
--- PN_NOTES (ids 1..PN_NOTES exist) come from the environment.
+-- 15 % writes (10 % PUT with If-Match: *, 5 % POST), 5 % photo downloads
+-- (PN_PHOTO: its URL, a 256 KiB JPEG). PN_TOKEN and PN_NOTES (ids
+-- 1..PN_NOTES exist) come from the environment.
 local token = os.getenv("PN_TOKEN")
 local nnotes = tonumber(os.getenv("PN_NOTES") or "100")
 local auth = "Bearer " .. token
+local photo = os.getenv("PN_PHOTO")
 
 function setup(thread)
     math.randomseed(os.time() + tonumber(tostring(thread):match("0x(%x+)"), 16) % 1000)
@@ -28,7 +29,7 @@ request = function()
         h["Content-Type"] = "application/json"
         return wrk.format("POST", "/v1/notes", h, '{"title":"new","body":"made by the load run"}')
     else
-        return wrk.format("GET", "/health", h)
+        return wrk.format("GET", photo, h)
     end
 end
 

@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -82,9 +83,11 @@ def scenario(binary, tmp, procs):
     here = os.path.dirname(os.path.abspath(__file__))
     subprocess.run(["sh", os.path.join(here, "mkcert.sh"), certs], check=True, timeout=60)
     e2e.STEP[0] = "starting two instances"
-    s1 = Server(binary, certs, url, ["--instance", "s1", "--db-threads", "2"])
+    shared = os.path.join(tmp, "photos")  # one directory for both, as a shared volume
+    args = ["--db-threads", "2", "--drain-delay", "4000"]
+    s1 = Server(binary, certs, url, ["--instance", "s1"] + args, shared)
     procs.append(s1)
-    s2 = Server(binary, certs, url, ["--instance", "s2", "--db-threads", "2"])
+    s2 = Server(binary, certs, url, ["--instance", "s2"] + args, shared)
     procs.append(s2)
 
     lb = free_port()
@@ -95,6 +98,8 @@ def scenario(binary, tmp, procs):
                 "    timeout client 60s\n    timeout server 60s\n"
                 "frontend api\n    bind 127.0.0.1:%d\n    default_backend photonotes\n"
                 "backend photonotes\n    balance roundrobin\n"
+                "    option httpchk GET /ready\n    http-check expect status 200\n"
+                "    default-server check check-ssl verify none inter 300 fall 1 rise 2\n"
                 "    server s1 127.0.0.1:%d\n    server s2 127.0.0.1:%d\n"
                 % (lb, s1.port, s2.port))
     e2e.STEP[0] = "haproxy"
@@ -140,6 +145,15 @@ def scenario(binary, tmp, procs):
     c1.expect(412, "stale If-Match on s1", "PUT", "/v1/notes/%d" % n["id"], token=b,
               headers={"If-Match": '"1"'}, body={"title": "direct", "body": "late"})
 
+    # A photo uploaded on s1 is announced everywhere and served by s2.
+    jpeg = b"\xff\xd8\xff\xe0" + os.urandom(256 * 1024)
+    st, ph = e2e.upload(c1, a, n["id"], jpeg, "a.jpg")
+    check(st == 201, "photo upload on s1: %d %r" % (st, ph))
+    ev.wait("photo.added from s1", lambda e, d: e == "note" and d["type"] == "photo.added"
+            and d["photo"]["id"] == ph["id"])
+    st, _, _, body = c2.call("GET", ph["url"], token=b)
+    check(st == 200 and body == jpeg, "the photo from s2: %d, %d bytes" % (st, len(body)))
+
     # Logout on s1; s2 had A's token cached and must refuse it now.
     c2.expect(200, "A on s2 (caches the token)", "GET", "/v1/notes", token=a)
     c1.expect(204, "logout A on s1", "POST", "/v1/auth/logout", token=a)
@@ -149,6 +163,18 @@ def scenario(binary, tmp, procs):
             raise Fail("s2 still accepts A's token 10 s after the logout on s1")
         time.sleep(0.05)
     ev.close()
+
+    # Zero-downtime: s1 stops with a drain delay; /ready turns 503, HAProxy's
+    # health check takes s1 out, and new connections all reach s2.
+    s1.proc.send_signal(signal.SIGTERM)
+    e2e.STEP[0] = "haproxy to send everything to s2 while s1 drains"
+    end, streak = time.monotonic() + 3.5, 0
+    while streak < 4:
+        check(time.monotonic() < end, "haproxy still sends to s1 3.5 s after its SIGTERM")
+        st, r, _, _ = via_lb.call("GET", "/v1/notes", token=b)
+        check(st == 200, "during the drain: %d" % st)
+        streak = streak + 1 if r.getheader("X-Instance") == "s2" else 0
+    s1.stop()
 
 
 def stop_all(procs):
@@ -199,7 +225,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     if rc == 0:
         print("pg_cluster.py: ok (2 instances on one PostgreSQL behind HAProxy: events across "
-              "instances by LISTEN/NOTIFY, 412 across instances, logout seen by the other)")
+              "instances by LISTEN/NOTIFY, 412 across instances, a photo stored on one served by the other, logout seen by the other, /ready drain moves traffic)")
     return rc
 
 
