@@ -80,7 +80,7 @@ endif
 
 LIB_SRCS := $(filter-out $(TLS_OUT) $(ZLIB_OUT),$(sort $(wildcard lib/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
-CLI_OBJS := $(BUILD)/cli/appsrv.o $(BUILD)/cli/deploy_cli.o
+CLI_OBJS := $(BUILD)/cli/appsrv.o $(BUILD)/cli/deploy_cli.o $(BUILD)/cli/routes.o
 # tests/support/: the toolkit every suite shares (README in e2e.h). Files
 # named *_cr.c use Criterion; the others also build into the adversarial
 # program.

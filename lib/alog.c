@@ -4,8 +4,8 @@
  * formatted by logfmt.c into a per-worker buffer on the loop thread and
  * written in batches with write(2), whole lines per call, so workers
  * sharing one O_APPEND file never split each other's lines. Called by
- * req.c per request and by server.c at start and stop; the flush timer
- * runs on the worker's loop.
+ * req.c per request and by server.c and sworker.c at start and stop;
+ * the flush timer runs on the worker's loop.
  */
 #include "alog.h"
 

@@ -2,7 +2,7 @@
 /*
  * async.c - the per-worker completion queue and the lock host threads
  * share with the loop. Called by res.c (post, remove, lock around the
- * shared response fields) and server.c (run from the wake-up callback).
+ * shared response fields) and sworker.c (run from the wake-up callback).
  * The queue is doubly linked: an item leaves it in O(1) whenever its
  * owner is disposed, so it never points at freed or reused memory.
  */

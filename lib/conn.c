@@ -5,7 +5,7 @@
  * timeouts, the lingering close, the idle list and the reference count.
  * Called by loop.c on readiness (edge-triggered: EPOLLIN|EPOLLOUT|
  * EPOLLRDHUP registered once, so no epoll_ctl per request) and by
- * server.c at accept; does all I/O through the transport table
+ * listen.c at accept; does all I/O through the transport table
  * (transport.h) and hands bytes to the protocol table (proto.h).
  * Invariants: bytes of rbuf before the output queue drains may be
  * referenced by queued responses (request views), so rbuf is compacted or

@@ -6,7 +6,7 @@
  * SERVER_STARTER_PORT ("addr=fd;addr=fd"), and the readiness protocol
  * (sd_notify(3): one datagram to NOTIFY_SOCKET). Without libsystemd: the
  * protocols are a few environment variables and one sendto(). Calls libc
- * only; server.c calls appsrv_sd_notify() at run and at drain.
+ * only; sworker.c calls appsrv_sd_notify() at run and at drain.
  */
 #include "deploy.h"
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * file.c - file responses: appsrv_res_fd() attaches an open file as the
- * body of a response (res.h's file fields; http.c frames it and conn.c
+ * body of a response (res.h's file fields; http_out.c frames it and conn.c
  * sends it with the transport's sendfile or pread + write), and
  * appsrv_res_file()/appsrv_res_file_fd() add the validators
  * (Last-Modified, a strong ETag from mtime and size), the conditional

@@ -4,7 +4,7 @@
  * (appsrv_gzip_use): decides per response (type, status, size, the
  * request's Accept-Encoding through accept.c), compresses a whole body in
  * the hook with zlib, and gives a stream an encoder (res.h's
- * appsrv__coding_t) that http.c runs on each write. Owns a copy of the
+ * appsrv__coding_t) that http_out.c runs on each write. Owns a copy of the
  * options (freed with the server, registered through appsrv__server_use)
  * and the deflate state of each compressing stream (freed with its
  * response). Built only with zlib; gzip_none.c stands in without it.
@@ -276,7 +276,7 @@ static void gz_after(const appsrv_req_t *req, appsrv_res_t *res, void *user)
     appsrv_str_t ae = appsrv_req_header(req, "Accept-Encoding");
     if (!appsrv__accepts_gzip(ae.ptr, ae.len))
         return;
-    if (res->streaming) { /* at the stream's head (http.c) */
+    if (res->streaming) { /* at the stream's head (http_out.c) */
         if (!req->is_head && !res->no_body) {
             z_stream *z = malloc(sizeof(*z));
             if (z == NULL)

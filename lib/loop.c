@@ -3,7 +3,7 @@
  * loop.c - one epoll loop per worker thread: fd watchers, a binary-heap of
  * one-shot timers, an eventfd to wake the loop from other threads or from
  * a signal handler, and the cached clock and Date string (formatted by
- * status.c). Called by server.c (run, wake), async.c (wake) and conn.c,
+ * status.c). Called by sworker.c (run, wake), async.c (wake) and conn.c,
  * res.c, sse.c (watch, timers). epoll_ctl/epoll_wait
  * stay behind the few functions here. Invariant: a timer is in the heap
  * iff its idx != 0; callbacks may start or stop any timer, including the

@@ -3,8 +3,9 @@
  * mw.h - the server's middleware table: hooks before routing and after
  * the handler (appsrv_use), per-request data slots, and the error
  * responder that shapes every answer the library makes itself. mw.c runs
- * them; http.c calls in at dispatch, framing and error time; server.c
- * owns the table (one per server, read-only once run starts).
+ * them; http.c, http_out.c and http_body.c call in at dispatch, framing
+ * and error time; server.c owns the table (one per server, read-only once
+ * run starts).
  */
 #ifndef APPSRV_MW_H
 #define APPSRV_MW_H

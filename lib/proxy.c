@@ -6,7 +6,7 @@
  * what has arrived, proxy_proto.c parses it, and only the header's own
  * bytes are consumed, so nothing after it (the request, a ClientHello) is
  * taken from the transport. Called by conn.c through the preamble hook
- * that server.c sets on a listener's connections.
+ * that listen.c sets on a listener's connections.
  */
 #include "proxy.h"
 

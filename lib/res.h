@@ -30,7 +30,7 @@
 #define APPSRV__STREAM_LOW (64 * 1024)
 
 /*
- * A content coding applied to a response's stream data as http.c frames
+ * A content coding applied to a response's stream data as http_out.c frames
  * it (gzip.c's). encode compresses in[0..len) with a flush (finish: the
  * last call, len may be 0) into out[0..cap) and returns the bytes written,
  * or -1 on failure; cap >= bound(len). free releases the state.
@@ -62,7 +62,8 @@ struct appsrv_res {
     bool body_is_heap; /* body is malloc'd by us */
     bool close;        /* close the connection after this response */
     /* Protocol switch (101): called once this response is queued and its
-     * request finished (http.c respond()); NULL for none. */
+     * request finished (appsrv__http_respond(), http_out.h); NULL for
+     * none. */
     void (*upgrade)(appsrv__conn_t *c, void *data);
     void *upgrade_data;
     /* shared (async lock) */
@@ -97,7 +98,7 @@ struct appsrv_res {
     void *stop_ud;
     /* A file body (file.c: appsrv_res_fd()): file_len bytes of file_fd
      * from file_off, sent instead of body. res owns file_fd (-1: none)
-     * until http.c moves it into the output queue; dispose closes it. */
+     * until http_out.c moves it into the output queue; dispose closes it. */
     int file_fd;
     off_t file_off;
     uint64_t file_len;

@@ -14,7 +14,8 @@
 #include "worker.h"
 
 /* Sizes the workers' block pools for the listeners added so far and the
- * given protocols (what appsrv_server_run() does first). */
+ * given protocols (what appsrv_server_run() does first). In listen.c,
+ * declared in listen.h too (server.h is what the tests include). */
 void appsrv__server_prepare(appsrv_server_t *srv);
 /* Worker i's state. */
 appsrv__worker_t *appsrv__server_worker(appsrv_server_t *srv, int i);

@@ -46,7 +46,7 @@ int appsrv_res_sse_begin(appsrv_res_t *res, int heartbeat_ms)
     if (rc < 0)
         return rc;
     if (heartbeat_ms > 0)
-        res->hb_timer.cb = hb_timer_cb; /* started with the head (http.c) */
+        res->hb_timer.cb = hb_timer_cb; /* started with the head (http_out.c) */
     return appsrv__res_stream_begin(res, heartbeat_ms);
 }
 

@@ -59,8 +59,9 @@ typedef struct appsrv__worker {
     bool timers_closed;
     /* mw.c: the server's hooks and error responder (read-only once run). */
     const struct appsrv__mw *mw;
-    /* http.c: some route was registered with appsrv_route_ex(), so heads
-     * are routed before the body (one test per request when not). */
+    /* http.c, http_body.c: some route was registered with
+     * appsrv_route_ex(), so heads are routed before the body (one test
+     * per request when not). */
     bool route_ex;
     /* trust.h: the proxies whose X-Forwarded-* are believed (NULL: none);
      * the server's, immutable once run starts. */

@@ -152,7 +152,7 @@ int appsrv__ws_upgrade(appsrv_req_t *req, appsrv_res_t *res, void *user)
     }
     char accept[29];
     appsrv__ws_accept(key.ptr, key.len, accept);
-    /* §4.2.2: 101, Upgrade, Connection (http.c), the accept value and the
+    /* §4.2.2: 101, Upgrade, Connection (http_out.c), the accept value and the
      * subprotocol; no Sec-WebSocket-Extensions: none is agreed. */
     appsrv_res_set_body(res, "", 0);
     if (appsrv_res_add_header(res, "Upgrade", "websocket") < 0 ||
