@@ -27,6 +27,7 @@
 
 #include "expect.h"
 #include "file.h"
+#include "sh.h"
 #include "static.h"
 
 /* ------------------------------------------------------------ fixtures */
@@ -661,27 +662,6 @@ Test(files, client_leaves_mid_file_no_fd_kept, .timeout = 60)
 
 /* ---------------------------------------------------- real clients */
 
-/* Runs sh -c cmd (bounded); returns the exit status, output in *out. */
-static int sh(const char *cmd, int timeout_ms, char **out)
-{
-    char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
-    e2e_proc_t p;
-    int rc = e2e_proc_spawn(&p, argv, E2E_PROC_OUT | E2E_PROC_ERR);
-    cr_assert_eq(rc, 0, "spawn: %s", e2e_errname(rc));
-    rc = e2e_proc_wait(&p, timeout_ms);
-    cr_assert_eq(rc, 0, "`%s` did not finish in %d ms; out: %s; err: %s", cmd, timeout_ms,
-                 p.out.buf ? p.out.buf : "", p.err.buf ? p.err.buf : "");
-    if (out != NULL) {
-        size_t n = (p.out.buf ? strlen(p.out.buf) : 0) + (p.err.buf ? strlen(p.err.buf) : 0);
-        *out = malloc(n + 1);
-        cr_assert_not_null(*out);
-        snprintf(*out, n + 1, "%s%s", p.out.buf ? p.out.buf : "", p.err.buf ? p.err.buf : "");
-    }
-    int st = WIFEXITED(p.status) ? WEXITSTATUS(p.status) : 255;
-    e2e_proc_free(&p);
-    return st;
-}
-
 static const char py_script[] =
     "import http.client, sys\n"
     "port = int(sys.argv[1])\n"
@@ -721,7 +701,7 @@ Test(files, python_http_client, .timeout = 60)
     fclose(f);
     snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %d", path, s.port);
     char *out = NULL;
-    int st = sh(cmd, 30000, &out);
+    int st = sh_run(cmd, 30000, &out);
     cr_expect_eq(st, 0, "python: %s", out);
     char want[512];
     snprintf(want, sizeof(want),
@@ -752,7 +732,7 @@ Test(files, curl_resume_download, .timeout = 90)
              "curl -s -I http://127.0.0.1:%d/files/big.bin | tr -d '\\r' | "
              "grep -c -e '^Accept-Ranges: bytes' -e '^ETag: \"' -e '^Content-Length: 3145851'",
              g_dir, s.port, s.port, s.port, s.port);
-    int st = sh(cmd, 30000, &out);
+    int st = sh_run(cmd, 30000, &out);
     cr_expect_eq(st, 0, "curl: %s", out);
     cr_expect_str_eq(out, "1000000\n206\nsame\n416\n3\n");
     free(out);

@@ -20,4 +20,9 @@ int e2e_sh(const char *cmd, int timeout_ms, char **out);
 /* True when `command -v name` finds it. */
 bool e2e_have(const char *name);
 
+/* In sh_cr.c, for the Criterion suites only: e2e_sh() that fails the test
+ * when cmd cannot run or outlives timeout_ms. Returns its exit status;
+ * *out (may be NULL) as e2e_sh() gives it. */
+int sh_run(const char *cmd, int timeout_ms, char **out);
+
 #endif /* APPSRV_TEST_SH_H */
