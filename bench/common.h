@@ -1,22 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * common.h - what the benchmark clients share (idle_clients.c, tls_client.c,
- * reqloop.c, ws_load.c): the monotonic clock in seconds, the server's
- * resident memory summed over its process tree (nginx: master + worker),
- * read from /proc, and raising this process's open-file limit to its hard
- * limit. Header only (each client is one file built by bench/run.sh), plain
- * C11 + POSIX, static inline so a client may use part of it.
+ * common.h - what the benchmark programs share. The clients
+ * (idle_clients.c, tls_client.c, reqloop.c, ws_load.c): the monotonic clock
+ * in seconds, the server's resident memory summed over its process tree
+ * (nginx: master + worker), read from /proc, and raising this process's
+ * open-file limit to its hard limit. The servers (limit.c, ws_limit.c,
+ * peer_*.c): the loopback listening socket and the stop signals. Header
+ * only (each program is one file built by bench/run.sh), plain C11 +
+ * POSIX, static inline so a program may use part of it.
  */
 #ifndef APPSRV_BENCH_COMMON_H
 #define APPSRV_BENCH_COMMON_H
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,6 +123,37 @@ static inline long bench_raise_nofile(void)
     return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)0x7fffffffL
                ? 0x7fffffffL
                : (long)rl.rlim_cur;
+}
+
+/* A listening socket on 127.0.0.1:port: non-blocking, close-on-exec,
+ * SO_REUSEADDR, a backlog of 4096 (10,000 idle clients connect at once).
+ * Returns it, or -1 with errno set. */
+static inline int bench_listen(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* SIGPIPE ignored (a client gone is a failed write); SIGINT and SIGTERM
+ * call on_stop, which sets the server's stop flag. */
+static inline void bench_stop_signals(void (*on_stop)(int))
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 #endif /* APPSRV_BENCH_COMMON_H */
