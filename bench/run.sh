@@ -356,6 +356,20 @@ print(f"         {sys.argv[4]:9s} {sys.argv[5]}: {mps:10.0f} msg/s  {per:10.0f} 
 EOF2
 }
 
+# run_idle TAG SERVER TIMEOUT CMD...: runs the idle client CMD on LG_CPU for
+# at most TIMEOUT seconds; its last "TAG ..." line becomes a TAG line of RAW.
+run_idle() {
+    local tag=$1 srv=$2 tmo=$3 out line; shift 3
+    out=$(timeout -k 3 "$tmo" taskset -c "$LG_CPU" "$@" 2>&1)
+    line=$(printf '%s\n' "$out" | grep "^$tag " | tail -n 1)
+    if [ -n "$line" ]; then
+        printf '%s\t%s\t%s\n' "$tag" "$srv" "$line" >> "$RAW"
+        log "         $srv: $line"
+    else
+        note "no $tag line from ${1##*/} on $srv: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+    fi
+}
+
 # ------------------------------------------------------------------ (d) idle
 if has d "$SCENARIOS"; then
     log "scenario (d): $IDLE idle keep-alive connections"
@@ -365,15 +379,7 @@ if has d "$SCENARIOS"; then
             continue
         fi
         start_server "$s" || continue
-        out=$(timeout -k 3 120 taskset -c $LG_CPU "$BIN/idle_clients" -p "$SPORT" -P "$SPID" \
-            -n "$IDLE" -t 60 2>&1)
-        line=$(printf '%s\n' "$out" | grep '^IDLE ' | tail -n 1)
-        if [ -n "$line" ]; then
-            printf 'IDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
-            log "         $s: $line"
-        else
-            note "idle_clients failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
-        fi
+        run_idle IDLE "$s" 120 "$BIN/idle_clients" -p "$SPORT" -P "$SPID" -n "$IDLE" -t 60
         stop_server
     done
 fi
@@ -383,15 +389,7 @@ if has wsd "$SCENARIOS"; then
     log "scenario (wsd): $WS_IDLE idle WebSocket connections"
     for s in $OK_WS; do
         start_server "$s" || continue
-        out=$(timeout -k 3 120 taskset -c $LG_CPU "$BIN/ws_load" -p "$SPORT" -i "$WS_IDLE" \
-            -P "$SPID" 2>&1)
-        line=$(printf '%s\n' "$out" | grep '^WSIDLE ' | tail -n 1)
-        if [ -n "$line" ]; then
-            printf 'WSIDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
-            log "         $s: $line"
-        else
-            note "ws_load -i failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
-        fi
+        run_idle WSIDLE "$s" 120 "$BIN/ws_load" -p "$SPORT" -i "$WS_IDLE" -P "$SPID"
         stop_server
     done
 fi
@@ -620,15 +618,8 @@ if [ -n "$TLS_SCEN" ] && [ "$TLS_OK" = 1 ]; then
         log "scenario (td): $TLS_IDLE idle TLS connections"
         for s in "${TLS_A[@]}"; do
             start_tls_server "$s" || continue
-            out=$(OPENSSL_CONF=$TD/client.cnf timeout -k 3 180 taskset -c $LG_CPU \
-                "$BIN/tls_client" -p "$SPORT" -m idle -n "$TLS_IDLE" -P "$SPID" 2>&1)
-            line=$(printf '%s\n' "$out" | grep '^TLSIDLE ' | tail -n 1)
-            if [ -n "$line" ]; then
-                printf 'TLSIDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
-                log "         $s: $line"
-            else
-                note "tls_client idle failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
-            fi
+            OPENSSL_CONF=$TD/client.cnf run_idle TLSIDLE "$s" 180 \
+                "$BIN/tls_client" -p "$SPORT" -m idle -n "$TLS_IDLE" -P "$SPID"
             stop_server
         done
     fi
