@@ -319,3 +319,10 @@ clean:
 	rm -rf build
 
 -include $(DEPS)
+
+# ------------------------------------------------------- compile-only check
+# Everything `make test` and the CI programs compile, run nothing: .ci/run
+# builds it with clang and -Werror (make CC=clang BUILD=build/clang
+# test-build) so a clang-only warning in tests/ or fuzz/ fails CI.
+.PHONY: test-build
+test-build: all $(TESTS) $(ADV_BIN) $(WSC_BIN) $(REPLAY_BINS)

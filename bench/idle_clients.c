@@ -21,8 +21,6 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -32,10 +30,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common.h"
 
 enum { ST_CONNECTING, ST_READING, ST_DONE, ST_FAILED };
 
@@ -49,84 +48,6 @@ struct cl {
 static int g_port;
 static char g_req[256];
 static size_t g_req_len;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* ---------------------------------------------------------- server memory */
-
-static long ppid_of(long pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    if (p == NULL)
-        return -1;
-    char state;
-    long ppid;
-    if (sscanf(p + 1, " %c %ld", &state, &ppid) != 2)
-        return -1;
-    return ppid;
-}
-
-static long vmrss_kb(long pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    long kb = 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
-
-/* VmRSS of root plus every descendant (nginx: master + worker). */
-static long tree_rss_kb(long root)
-{
-    long pids[4096], parents[4096];
-    int n = 0;
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return vmrss_kb(root);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < 4096) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        pids[n] = strtol(e->d_name, NULL, 10);
-        parents[n] = ppid_of(pids[n]);
-        n++;
-    }
-    closedir(d);
-    long set[256];
-    int ns = 0;
-    set[ns++] = root;
-    for (int i = 0; i < ns; i++)
-        for (int j = 0; j < n && ns < 256; j++)
-            if (parents[j] == set[i])
-                set[ns++] = pids[j];
-    long kb = 0;
-    for (int i = 0; i < ns; i++)
-        kb += vmrss_kb(set[i]);
-    return kb;
-}
 
 /* ---------------------------------------------------------- HTTP helpers */
 
@@ -165,7 +86,7 @@ static int open_socket(void)
 /* One request on a fresh connection; milliseconds, or -1 on failure. */
 static double probe(double timeout_s)
 {
-    double t0 = now_s(), deadline = t0 + timeout_s;
+    double t0 = bench_now_s(), deadline = t0 + timeout_s;
     int fd = open_socket();
     if (fd < 0)
         return -1;
@@ -173,8 +94,8 @@ static double probe(double timeout_s)
     char buf[4096];
     size_t got = 0, sent = 0;
     int ok = 0;
-    while (now_s() < deadline) {
-        int ms = (int)((deadline - now_s()) * 1000) + 1;
+    while (bench_now_s() < deadline) {
+        int ms = (int)((deadline - bench_now_s()) * 1000) + 1;
         if (poll(&p, 1, ms) <= 0)
             break;
         if (p.events == POLLOUT) {
@@ -202,7 +123,7 @@ static double probe(double timeout_s)
             break;
     }
     close(fd);
-    return ok ? (now_s() - t0) * 1000.0 : -1;
+    return ok ? (bench_now_s() - t0) * 1000.0 : -1;
 }
 
 /* ---------------------------------------------------------- main */
@@ -236,30 +157,25 @@ int main(int argc, char **argv)
     g_req_len = (size_t)snprintf(g_req, sizeof(g_req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
                                  path);
 
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (long)rl.rlim_cur < n + 16) {
-        fprintf(stderr, "idle_clients: open-file limit %ld is below %ld\n", (long)rl.rlim_cur,
-                n + 16);
-        n = (long)rl.rlim_cur - 16;
+    long nofile = bench_raise_nofile();
+    if (nofile >= 0 && nofile < n + 16) {
+        fprintf(stderr, "idle_clients: open-file limit %ld is below %ld\n", nofile, n + 16);
+        n = nofile - 16;
     }
 
     /* Warm the server up, then take the baseline. */
     probe(5);
     usleep(200 * 1000);
-    long rss0 = tree_rss_kb(server_pid);
+    long rss0 = bench_rss_tree_kb(server_pid);
 
     struct cl *cs = calloc((size_t)n, sizeof(*cs));
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event evs[256];
     if (cs == NULL || ep < 0)
         return 1;
-    double t0 = now_s(), deadline = t0 + timeout_s;
+    double t0 = bench_now_s(), deadline = t0 + timeout_s;
     long next = 0, inflight = 0, answered = 0, failed = 0;
-    while ((next < n || inflight > 0) && now_s() < deadline) {
+    while ((next < n || inflight > 0) && bench_now_s() < deadline) {
         while (next < n && inflight < conc) {
             struct cl *c = &cs[next++];
             c->fd = open_socket();
@@ -322,7 +238,7 @@ int main(int argc, char **argv)
             }
         }
     }
-    double setup_s = now_s() - t0;
+    double setup_s = bench_now_s() - t0;
     /* Connections still connecting or reading at the deadline are failures. */
     for (long i = 0; i < next; i++)
         if (cs[i].state == ST_CONNECTING || cs[i].state == ST_READING) {
@@ -334,7 +250,7 @@ int main(int argc, char **argv)
     failed += n - next; /* never tried: out of time */
 
     usleep(1000 * 1000); /* let the server settle */
-    long rss1 = tree_rss_kb(server_pid);
+    long rss1 = bench_rss_tree_kb(server_pid);
     double probes[5] = {-1, -1, -1, -1, -1};
     for (int i = 0; i < 5; i++)
         if ((probes[i] = probe(5)) < 0)

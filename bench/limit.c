@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define RBUF_SIZE (256 * 1024)
 #define WBUF_SIZE (1024 * 1024)
 #define MAX_EVENTS 256
@@ -358,17 +360,10 @@ int main(int argc, char **argv)
         return 2;
     }
     int port = atoi(argv[1]);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    bench_stop_signals(on_signal);
 
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, 4096) < 0) {
+    int lfd = bench_listen(port);
+    if (lfd < 0) {
         perror("limit: listen");
         return 1;
     }

@@ -19,6 +19,8 @@
 
 #include <civetweb.h>
 
+#include "common.h"
+
 #define MAX_BODY (8 * 1024 * 1024)
 
 static volatile sig_atomic_t g_stop;
@@ -80,10 +82,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: peer_civetweb PORT\n");
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    bench_stop_signals(on_signal);
 
     char ports[64];
     snprintf(ports, sizeof(ports), "127.0.0.1:%d", atoi(argv[1]));

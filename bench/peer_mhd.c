@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #include <microhttpd.h>
 
 #define MAX_BODY (8 * 1024 * 1024)
@@ -133,10 +135,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int port = atoi(argv[1]);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    bench_stop_signals(on_signal);
 
     static const char hello[] = "Hello, World!";
     g_hello = MHD_create_response_from_buffer(sizeof(hello) - 1, (void *)hello,

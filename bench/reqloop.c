@@ -24,12 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "common.h"
 
 static int send_all(int fd, const char *p, size_t len)
 {
@@ -165,14 +160,14 @@ int main(int argc, char **argv)
         perror("reqloop: connect");
         return 1;
     }
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (long i = 0; i < count; i++) {
         if (send_all(fd, req, req_len) < 0 || read_answer(fd, buf, cap + 4096) < 0) {
             fprintf(stderr, "reqloop: request %ld of %ld failed\n", i + 1, count);
             return 1;
         }
     }
-    printf("REQLOOP count=%ld seconds=%.3f\n", count, now_s() - t0);
+    printf("REQLOOP count=%ld seconds=%.3f\n", count, bench_now_s() - t0);
     close(fd);
     free(req);
     free(buf);

@@ -15,7 +15,7 @@
 #   BENCH_IDLE=10000     idle connections (scenario d)
 #   BENCH_IR_REQS=20000  requests counted under callgrind (instructions/request)
 #   BENCH_SERVERS="appsrv limit nginx h2o lighttpd mhd civetweb evhttp"
-#   BENCH_SCENARIOS="a b c d e f g ir ta th tr td wsa wsb wsd hk gz"
+#   BENCH_SCENARIOS="a b c d e f g ir ta th tr td wsa wsb wsd hk gz sc st"
 #                        g: observability overhead: scenario (a) against
 #                        appsrv with --access-log (to a file), --metrics,
 #                        and request IDs on, beside plain appsrv
@@ -25,6 +25,9 @@
 #                        sc: scaling, keep-alive with 1 and 2 worker threads
 #                        and 2 processes on one inherited socket
 #                        (bench/scaling.py; its own section of BENCH_OUT)
+#                        st: static files, appsrv --root against nginx
+#                        (bench/static.sh: a 4 KiB and a 64 MiB file),
+#                        appended to the report, outside BENCH_BUDGET
 #   BENCH_TLS_SERVERS="appsrv nginx h2o"   servers of the TLS scenarios
 #   BENCH_TLS_IDLE=5000  idle TLS connections (scenario td)
 #   BENCH_TLS_SECONDS=5  length of one TLS run (ta th tr); the TLS rounds
@@ -53,7 +56,7 @@ BODY=${BENCH_BODY:-65536}
 IDLE=${BENCH_IDLE:-10000}
 IR_REQS=${BENCH_IR_REQS:-20000}
 SERVERS=${BENCH_SERVERS:-"appsrv limit nginx h2o lighttpd mhd civetweb evhttp"}
-SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd hk gz sc"}
+SCENARIOS=${BENCH_SCENARIOS:-"a b c d e f g ir ta th tr td wsa wsb wsd hk gz sc st"}
 TLS_SERVERS=${BENCH_TLS_SERVERS:-"appsrv nginx h2o"}
 TLS_IDLE=${BENCH_TLS_IDLE:-5000}
 TLS_SECS=${BENCH_TLS_SECONDS:-5}
@@ -69,7 +72,6 @@ RUN=$BIN/run
 RAW=$RUN/raw.txt
 SRV_CPU=0        # the server's CPU (both for appsrv -t 2)
 LG_CPU=1         # the load generator's CPU
-CLK_TCK=$(getconf CLK_TCK)
 
 mkdir -p "$BIN" "$RUN"
 : > "$RAW"
@@ -77,12 +79,15 @@ mkdir -p "$BIN" "$RUN"
 log() { printf '[%4ds] %s\n' $((SECONDS - T_START)) "$*" >&2; }
 note() { log "NOTE: $*"; printf 'NOTE\t%s\n' "$*" >> "$RAW"; }
 has() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
+# free_port, spawn/wait/stop_server (SPID, TREE), alive, cpu_ticks,
+# wrk_measure, rotated, nginx_conf: the shell shared with the other scripts.
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 printf 'FACT\tload_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RAW"
 
 # One server runs at a time (SPID, started and reaped here); the EXIT trap
 # stops it if the run is cut short. Nothing else is ever signalled.
-SPID=""
 cleanup() {
     [ -n "$SPID" ] && stop_server
     [ -n "${POLICY_RC_CREATED:-}" ] && rm -f /usr/sbin/policy-rc.d
@@ -203,59 +208,19 @@ cat bench/wrk_report.lua bench/wrk_echo.lua > "$RUN/echo.lua"
 printf 'Hello, World!' > "$RUN/plaintext.txt"
 
 # ------------------------------------------------------------------ servers
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-write_configs() { # port
-    local port=$1 d=$RUN/nginx
-    mkdir -p "$d"
-    local echo_mod="" echo_loc="return 404;"
-    if [ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then
-        echo_mod="load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;"
-        echo_loc="echo_read_request_body; echo_request_body;"
-    fi
-    cat > "$d/nginx.conf" <<EOF
-$echo_mod
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 20000; use epoll; }
-http {
-    access_log off;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
-        location = /echo {
-            client_max_body_size 8m;
-            client_body_buffer_size 128k;
-            client_body_in_single_buffer on;
-            default_type application/octet-stream;
-            $echo_loc
-        }
-    }
-}
-EOF
-    # h2o 2.2 cannot return a canned body without mruby: a static file.
-    cat > "$RUN/h2o.conf" <<EOF
+# h2o_conf NAME PORT [SSL]: $RUN/NAME.conf, one thread; h2o 2.2 cannot
+# return a canned body without mruby, so /plaintext is a static file. SSL:
+# the lines of the listen block's ssl: map, each ending in a newline.
+h2o_conf() {
+    cat > "$RUN/$1.conf" <<EOF
 listen:
   host: 127.0.0.1
-  port: $port
-num-threads: 1
+  port: $2
+${3:-}num-threads: 1
 max-connections: 16000
 http1-request-timeout: 120
-pid-file: $RUN/h2o.pid
-error-log: $RUN/h2o_error.log
+pid-file: $RUN/$1.pid
+error-log: $RUN/$1_error.log
 user: root
 hosts:
   default:
@@ -263,6 +228,26 @@ hosts:
       /plaintext:
         file.file: $RUN/plaintext.txt
 EOF
+}
+
+write_configs() { # port
+    local port=$1
+    local echo_mod="" echo_loc="return 404;"
+    if [ -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then
+        echo_mod="load_module /usr/lib/nginx/modules/ngx_http_echo_module.so;"
+        echo_loc="echo_read_request_body; echo_request_body;"
+    fi
+    nginx_conf "$RUN/nginx" "" "\
+        listen 127.0.0.1:$port backlog=4096;
+        location = /plaintext { default_type text/plain; return 200 \"Hello, World!\"; }
+        location = /echo {
+            client_max_body_size 8m;
+            client_body_buffer_size 128k;
+            client_body_in_single_buffer on;
+            default_type application/octet-stream;
+            $echo_loc
+        }" "$echo_mod"
+    h2o_conf h2o "$port"
     # lighttpd: the same file, served by its built-in static handler.
     mkdir -p "$RUN/www"
     cp "$RUN/plaintext.txt" "$RUN/www/plaintext"
@@ -282,7 +267,6 @@ EOF
 }
 
 SPORT=""
-TREE=""
 # start_server NAME [CPU_LIST] [WRAPPER...]; sets SPID, SPORT, TREE.
 start_server() {
     local name=$1 cpus=${2:-$SRV_CPU}; shift; [ $# -gt 0 ] && shift
@@ -301,88 +285,34 @@ start_server() {
     limit) cmd=("$BIN/limit" "$SPORT") ;;
     wslimit) cmd=("$BIN/ws_limit" "$SPORT") ;;
     wsnode) cmd=(node bench/ws_node_echo.js "$SPORT") ;;
-    nginx) cmd=(nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log") ;;
+    nginx) nginx_cmd "$RUN/nginx"; cmd=("${NGINX_CMD[@]}") ;;
     h2o) cmd=(h2o -c "$RUN/h2o.conf") ;;
     lighttpd) cmd=(lighttpd -D -f "$RUN/lighttpd.conf") ;;
     mhd | civetweb | evhttp) cmd=("$BIN/peer_$name" "$SPORT") ;;
     esac
-    taskset -c "$cpus" "$@" "${cmd[@]}" > "$RUN/$name.log" 2>&1 &
-    SPID=$!
+    spawn_server "$cpus" "$RUN/$name.log" "$@" "${cmd[@]}"
     # Ready once it answers GET /plaintext with "Hello, World!".
-    local i tries=50
+    local tries=50
     [ $# -gt 0 ] && tries=300 # under valgrind
-    for ((i = 0; i < tries; i++)); do
-        if ! kill -0 "$SPID" 2>/dev/null; then
-            note "$name exited at start-up: $(tail -n 2 "$RUN/$name.log" | tr '\n' ' ')"
-            wait "$SPID" 2>/dev/null
-            SPID=""
-            return 1
-        fi
-        if timeout 5 "$BIN/reqloop" -p "$SPORT" -n 1 -x 'Hello, World!' > /dev/null 2>&1; then
-            TREE="$SPID $(pgrep -P "$SPID" | tr '\n' ' ')"
-            return 0
-        fi
-        sleep 0.1
-    done
-    note "$name did not answer GET /plaintext correctly within $((tries / 10)) s: skipped"
-    stop_server
-    return 1
-}
-
-stop_server() {
-    [ -n "$SPID" ] || return 0
-    local i kids
-    kids=$(pgrep -P "$SPID" | tr '\n' ' ')
-    kill -TERM "$SPID" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$SPID" 2>/dev/null; then
-        log "$SPID did not stop in 10 s: SIGKILL"
-        # shellcheck disable=SC2086 # a list of PIDs
-        kill -KILL "$SPID" $kids 2>/dev/null
-    fi
-    wait "$SPID" 2>/dev/null
-    SPID=""
-}
-
-alive() { [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; }
-
-# Server CPU time in clock ticks: utime + stime over the process tree.
-cpu_ticks() {
-    local t=0 p s
-    for p in $TREE; do
-        s=$(< "/proc/$p/stat") 2>/dev/null || continue
-        s=${s##*) }
-        # shellcheck disable=SC2086
-        set -- $s
-        t=$((t + ${12} + ${13}))
-    done
-    echo $t
+    wait_server "$name" "$RUN/$name.log" "$tries" \
+        timeout 5 "$BIN/reqloop" -p "$SPORT" -n 1 -x 'Hello, World!'
 }
 
 # run_wrk SERVER SCENARIO ROUND wrk-args... ; appends one RUN line to $RAW.
 run_wrk() {
     local srv=$1 scen=$2 round=$3; shift 3
-    local c0 c1 out rc
-    c0=$(cpu_ticks)
-    out=$(timeout -k 3 $((SECS + 30)) taskset -c $LG_CPU wrk -t1 -c"$CONNS" -d"${SECS}s" \
-        --timeout 2s "$@" 2>&1)
-    rc=$?
-    c1=$(cpu_ticks)
-    if ! kill -0 "$SPID" 2>/dev/null; then
+    wrk_measure "$CONNS" 2s "$@"
+    if ! alive; then
         note "$srv died during scenario $scen (see build/bench/run/$srv.log): run discarded"
         return 2
     fi
-    local json
-    json=$(printf '%s\n' "$out" | sed -n 's/^WRKJSON //p' | tail -n 1)
-    if [ $rc -ne 0 ] || [ -z "$json" ]; then
-        note "wrk failed on $srv scenario $scen (exit $rc): $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+    local json=$WRK_JSON
+    if [ "$WRK_RC" -ne 0 ] || [ -z "$json" ]; then
+        note "wrk failed on $srv scenario $scen (exit $WRK_RC): $(printf '%s' "$WRK_OUT" | tail -n 2 | tr '\n' ' ')"
         return 1
     fi
-    printf 'RUN\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$scen" "$round" $((c1 - c0)) "$CLK_TCK" "$json" >> "$RAW"
-    python3 - "$json" $((c1 - c0)) "$CLK_TCK" "$srv" "$scen" <<'EOF' >&2
+    printf 'RUN\t%s\t%s\t%s\t%s\t%s\t%s\n' "$srv" "$scen" "$round" "$WRK_TICKS" "$CLK_TCK" "$json" >> "$RAW"
+    python3 - "$json" "$WRK_TICKS" "$CLK_TCK" "$srv" "$scen" <<'EOF' >&2
 import json, sys
 j = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = int(sys.argv[3])
 rps = j["requests"] / (j["duration_us"] / 1e6)
@@ -426,6 +356,20 @@ print(f"         {sys.argv[4]:9s} {sys.argv[5]}: {mps:10.0f} msg/s  {per:10.0f} 
 EOF2
 }
 
+# run_idle TAG SERVER TIMEOUT CMD...: runs the idle client CMD on LG_CPU for
+# at most TIMEOUT seconds; its last "TAG ..." line becomes a TAG line of RAW.
+run_idle() {
+    local tag=$1 srv=$2 tmo=$3 out line; shift 3
+    out=$(timeout -k 3 "$tmo" taskset -c "$LG_CPU" "$@" 2>&1)
+    line=$(printf '%s\n' "$out" | grep "^$tag " | tail -n 1)
+    if [ -n "$line" ]; then
+        printf '%s\t%s\t%s\n' "$tag" "$srv" "$line" >> "$RAW"
+        log "         $srv: $line"
+    else
+        note "no $tag line from ${1##*/} on $srv: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+    fi
+}
+
 # ------------------------------------------------------------------ (d) idle
 if has d "$SCENARIOS"; then
     log "scenario (d): $IDLE idle keep-alive connections"
@@ -435,15 +379,7 @@ if has d "$SCENARIOS"; then
             continue
         fi
         start_server "$s" || continue
-        out=$(timeout -k 3 120 taskset -c $LG_CPU "$BIN/idle_clients" -p "$SPORT" -P "$SPID" \
-            -n "$IDLE" -t 60 2>&1)
-        line=$(printf '%s\n' "$out" | grep '^IDLE ' | tail -n 1)
-        if [ -n "$line" ]; then
-            printf 'IDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
-            log "         $s: $line"
-        else
-            note "idle_clients failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
-        fi
+        run_idle IDLE "$s" 120 "$BIN/idle_clients" -p "$SPORT" -P "$SPID" -n "$IDLE" -t 60
         stop_server
     done
 fi
@@ -453,15 +389,7 @@ if has wsd "$SCENARIOS"; then
     log "scenario (wsd): $WS_IDLE idle WebSocket connections"
     for s in $OK_WS; do
         start_server "$s" || continue
-        out=$(timeout -k 3 120 taskset -c $LG_CPU "$BIN/ws_load" -p "$SPORT" -i "$WS_IDLE" \
-            -P "$SPID" 2>&1)
-        line=$(printf '%s\n' "$out" | grep '^WSIDLE ' | tail -n 1)
-        if [ -n "$line" ]; then
-            printf 'WSIDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
-            log "         $s: $line"
-        else
-            note "ws_load -i failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
-        fi
+        run_idle WSIDLE "$s" 120 "$BIN/ws_load" -p "$SPORT" -i "$WS_IDLE" -P "$SPID"
         stop_server
     done
 fi
@@ -603,26 +531,8 @@ EOF
 fi
 
 write_tls_configs() { # port
-    local port=$1 d=$RUN/nginx_tls
-    mkdir -p "$d"
-    cat > "$d/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 20000; use epoll; }
-http {
-    access_log off;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    server {
+    local port=$1
+    nginx_conf "$RUN/nginx_tls" "" "\
         listen 127.0.0.1:$port ssl backlog=4096;
         ssl_certificate $TD/cert.pem;
         ssl_certificate_key $TD/key.pem;
@@ -630,67 +540,34 @@ http {
         ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305;
         ssl_prefer_server_ciphers on;
         ssl_session_tickets on;
-        location = /plaintext { default_type text/plain; return 200 "Hello, World!"; }
-    }
-}
-EOF
-    cat > "$RUN/h2o_tls.conf" <<EOF
-listen:
-  host: 127.0.0.1
-  port: $port
-  ssl:
+        location = /plaintext { default_type text/plain; return 200 \"Hello, World!\"; }"
+    h2o_conf h2o_tls "$port" "  ssl:
     certificate-file: $TD/cert.pem
     key-file: $TD/key.pem
     minimum-version: TLSv1.2
     cipher-suite: ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305
     cipher-preference: server
-num-threads: 1
-max-connections: 16000
-http1-request-timeout: 120
-pid-file: $RUN/h2o_tls.pid
-error-log: $RUN/h2o_tls_error.log
-user: root
-hosts:
-  default:
-    paths:
-      /plaintext:
-        file.file: $RUN/plaintext.txt
-EOF
+"
 }
 
 # start_tls_server NAME; sets SPID, SPORT, TREE (as start_server does).
 start_tls_server() {
-    local name=$1 cmd i
+    local name=$1 cmd
     SPORT=$(free_port)
     write_tls_configs "$SPORT"
     case $name in
     appsrv) cmd=(build/appsrv -p "$SPORT" -t 1 -q -c 20000 --tls-cert "$TD/cert.pem"
         --tls-key "$TD/key.pem") ;;
-    nginx) cmd=(nginx -p "$RUN/nginx_tls" -c "$RUN/nginx_tls/nginx.conf"
-        -e "$RUN/nginx_tls/error.log") ;;
+    nginx) nginx_cmd "$RUN/nginx_tls"; cmd=("${NGINX_CMD[@]}") ;;
     h2o) cmd=(h2o -c "$RUN/h2o_tls.conf") ;;
     *) note "no TLS configuration for $name: skipped"; return 1 ;;
     esac
-    taskset -c "$SRV_CPU" "${cmd[@]}" > "$RUN/${name}_tls.log" 2>&1 &
-    SPID=$!
-    for ((i = 0; i < 50; i++)); do
-        if ! kill -0 "$SPID" 2>/dev/null; then
-            note "$name (TLS) exited at start-up: $(tail -n 2 "$RUN/${name}_tls.log" | tr '\n' ' ')"
-            wait "$SPID" 2>/dev/null
-            SPID=""
-            return 1
-        fi
-        if [ "$(timeout 5 curl -sk "https://127.0.0.1:$SPORT/plaintext" 2>/dev/null)" = \
-            'Hello, World!' ]; then
-            TREE="$SPID $(pgrep -P "$SPID" | tr '\n' ' ')"
-            return 0
-        fi
-        sleep 0.1
-    done
-    note "$name (TLS) did not answer within 5 s: skipped"
-    stop_server
-    return 1
+    spawn_server "$SRV_CPU" "$RUN/${name}_tls.log" "${cmd[@]}"
+    wait_server "$name (TLS)" "$RUN/${name}_tls.log" 50 \
+        answers_hello "https://127.0.0.1:$SPORT/plaintext"
 }
+
+answers_hello() { [ "$(timeout 5 curl -sk "$1" 2>/dev/null)" = 'Hello, World!' ]; }
 
 # run_tls_client SERVER SCENARIO ROUND MODE; appends a TLSRUN line.
 run_tls_client() {
@@ -741,15 +618,8 @@ if [ -n "$TLS_SCEN" ] && [ "$TLS_OK" = 1 ]; then
         log "scenario (td): $TLS_IDLE idle TLS connections"
         for s in "${TLS_A[@]}"; do
             start_tls_server "$s" || continue
-            out=$(OPENSSL_CONF=$TD/client.cnf timeout -k 3 180 taskset -c $LG_CPU \
-                "$BIN/tls_client" -p "$SPORT" -m idle -n "$TLS_IDLE" -P "$SPID" 2>&1)
-            line=$(printf '%s\n' "$out" | grep '^TLSIDLE ' | tail -n 1)
-            if [ -n "$line" ]; then
-                printf 'TLSIDLE\t%s\t%s\n' "$s" "$line" >> "$RAW"
-                log "         $s: $line"
-            else
-                note "tls_client idle failed on $s: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
-            fi
+            OPENSSL_CONF=$TD/client.cnf run_idle TLSIDLE "$s" 180 \
+                "$BIN/tls_client" -p "$SPORT" -m idle -n "$TLS_IDLE" -P "$SPID"
             stop_server
         done
     fi
@@ -831,6 +701,12 @@ fi
 if has sc "$SCENARIOS"; then
     BENCH_OUT="$OUT" BENCH_SECONDS="$SECS" python3 bench/scaling.py > /dev/null ||
         log "scaling (bench/scaling.py) failed"
+fi
+# st: static files (bench/static.sh), appended to $OUT.
+if has st "$SCENARIOS"; then
+    { printf '\n## Static files: appsrv --root against nginx (bench/static.sh)\n\n'
+      BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS bench/static.sh; } >> "$OUT" ||
+        log "bench/static.sh failed"
 fi
 cat "$OUT"
 log "done in $((SECONDS - T_START)) s; written to $OUT"

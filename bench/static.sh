@@ -10,7 +10,8 @@
 #   s64m: a 64 MiB file, keep-alive, 4 connections: bytes per server
 #         CPU-second
 # Loopback only; every wait bounded; only the server started here is
-# signalled. Prints a Markdown table (and the raw runs) on stdout.
+# signalled. Prints a Markdown table on stdout. Also scenario st of
+# bench/run.sh; the shared shell is bench/lib.sh.
 #
 # Environment: BENCH_SECONDS=3, BENCH_ROUNDS=3,
 #   STATIC_SERVERS="appsrv nginx", APPSRV_BIN=build/appsrv,
@@ -29,7 +30,9 @@ NOCACHE=${APPSRV_NOCACHE_BIN:-}
 RUN=$PWD/build/bench/static
 SRV_CPU=0
 LG_CPU=1
-CLK_TCK=$(getconf CLK_TCK)
+log() { printf '[static] %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 mkdir -p "$RUN/www" "$RUN/nginx"
 RAW=$RUN/raw.txt
 : > "$RAW"
@@ -43,61 +46,9 @@ head -c 4096 /dev/urandom > "$RUN/www/4k.bin"
     head -c 67108864 /dev/urandom > "$RUN/www/64m.bin"
 cat bench/wrk_report.lua > "$RUN/report.lua"
 
-SPID=""
-stop_server() {
-    [ -n "$SPID" ] || return 0
-    kill -TERM "$SPID" 2> /dev/null
-    local i
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$SPID" 2> /dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SPID" 2> /dev/null && kill -KILL "$SPID" $(pgrep -P "$SPID") 2> /dev/null
-    wait "$SPID" 2> /dev/null
-    SPID=""
-}
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-nginx_conf() { # port
-    cat > "$RUN/nginx/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $RUN/nginx/nginx.pid;
-error_log $RUN/nginx/error.log warn;
-events { worker_connections 20000; use epoll; }
-http {
-    access_log off;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    sendfile on;
-    tcp_nopush on;
-    open_file_cache max=10000 inactive=60s;
-    open_file_cache_valid 60s;
-    open_file_cache_min_uses 1;
-    open_file_cache_errors on;
-    etag on;
-    types { application/octet-stream bin; }
-    client_body_temp_path $RUN/nginx/body;
-    proxy_temp_path $RUN/nginx/proxy;
-    fastcgi_temp_path $RUN/nginx/fastcgi;
-    uwsgi_temp_path $RUN/nginx/uwsgi;
-    scgi_temp_path $RUN/nginx/scgi;
-    server {
-        listen 127.0.0.1:$1 backlog=4096;
-        root $RUN/www;
-    }
-}
-EOF
-}
-
-TREE=""
 PORT=""
 start_server() { # name
     PORT=$(free_port)
@@ -107,61 +58,42 @@ start_server() { # name
     appsrv_nocache)
         cmd=("$NOCACHE" -p "$PORT" -t 1 -q -c 20000 --no-request-ids --root "$RUN/www") ;;
     nginx)
-        nginx_conf "$PORT"
-        cmd=(nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/error.log") ;;
-    *) echo "static.sh: unknown server $1" >&2; return 1 ;;
+        nginx_conf "$RUN/nginx" "\
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=10000 inactive=60s;
+    open_file_cache_valid 60s;
+    open_file_cache_min_uses 1;
+    open_file_cache_errors on;
+    etag on;
+    types { application/octet-stream bin; }" "\
+        listen 127.0.0.1:$PORT backlog=4096;
+        root $RUN/www;"
+        nginx_cmd "$RUN/nginx"
+        cmd=("${NGINX_CMD[@]}") ;;
+    *) log "unknown server $1"; return 1 ;;
     esac
-    taskset -c $SRV_CPU "${cmd[@]}" > "$RUN/$1.log" 2>&1 &
-    SPID=$!
-    local i
-    for ((i = 0; i < 50; i++)); do
-        if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
-            "http://127.0.0.1:$PORT/4k.bin" 2> /dev/null)" = 200 ]; then
-            TREE="$SPID $(pgrep -P "$SPID" | tr '\n' ' ')"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "static.sh: $1 did not serve /4k.bin: $(tail -n 2 "$RUN/$1.log")" >&2
-    stop_server
-    return 1
+    spawn_server "$SRV_CPU" "$RUN/$1.log" "${cmd[@]}"
+    wait_server "$1" "$RUN/$1.log" 50 serves_4k
 }
 
-cpu_ticks() {
-    local t=0 p s
-    for p in $TREE; do
-        s=$(< "/proc/$p/stat") 2> /dev/null || continue
-        s=${s##*) }
-        # shellcheck disable=SC2086
-        set -- $s
-        t=$((t + ${12} + ${13}))
-    done
-    echo $t
+serves_4k() {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+        "http://127.0.0.1:$PORT/4k.bin" 2> /dev/null)" = 200 ]
 }
 
 run() { # server scenario round conns path
-    local c0 c1 out json
-    c0=$(cpu_ticks)
-    out=$(timeout -k 3 $((SECS + 30)) taskset -c $LG_CPU wrk -t1 -c"$4" -d"${SECS}s" \
-        --timeout 5s -s "$RUN/report.lua" "http://127.0.0.1:$PORT$5" 2>&1)
-    c1=$(cpu_ticks)
-    json=$(printf '%s\n' "$out" | sed -n 's/^WRKJSON //p' | tail -n 1)
-    if [ -z "$json" ]; then
-        echo "static.sh: wrk failed on $1 $2: $(printf '%s' "$out" | tail -n 2)" >&2
+    wrk_measure "$4" 5s -s "$RUN/report.lua" "http://127.0.0.1:$PORT$5"
+    if [ -z "$WRK_JSON" ]; then
+        log "wrk failed on $1 $2: $(printf '%s' "$WRK_OUT" | tail -n 2)"
         return 1
     fi
-    printf 'RUN\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" $((c1 - c0)) "$CLK_TCK" "$json" >> "$RAW"
+    printf 'RUN\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$WRK_TICKS" "$CLK_TCK" "$WRK_JSON" >> "$RAW"
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
-    # Rotate the order each round (warm caches and noise spread evenly).
-    set -- $SERVERS
-    order=""
-    for ((k = 0; k < $#; k++)); do
-        i=$(( (k + r - 1) % $# + 1 ))
-        order+=" ${!i}"
-    done
-    for s in $order; do
+    # shellcheck disable=SC2086 # a list of names
+    for s in $(rotated "$r" $SERVERS); do
         start_server "$s" || continue
         run "$s" s4k "$r" 64 /4k.bin
         run "$s" s64m "$r" 4 /64m.bin

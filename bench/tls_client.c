@@ -22,8 +22,6 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -36,10 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common.h"
 
 static int g_port = 0, g_conc = 4, g_secs = 3, g_n = 5000;
 static long g_pid = 0;
@@ -47,13 +46,6 @@ static const char *g_mode = "full", *g_path = "/plaintext";
 static SSL_CTX *g_ctx;
 static atomic_long g_count, g_errors, g_resumed;
 static atomic_bool g_stop;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int tcp_connect(void)
 {
@@ -141,50 +133,16 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static long rss_kb_of(long pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    long kb = 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
-/* VmRSS of pid and its children (nginx: master + worker). */
-static long rss_tree_kb(long pid)
-{
-    long kb = rss_kb_of(pid);
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", pid, pid);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        long c;
-        while (fscanf(f, "%ld", &c) == 1)
-            kb += rss_tree_kb(c);
-        fclose(f);
-    }
-    return kb;
-}
-
 static int run_idle(void)
 {
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    bench_raise_nofile();
     SSL **ssl = calloc((size_t)g_n, sizeof(*ssl));
     int *fds = calloc((size_t)g_n, sizeof(*fds));
     if (ssl == NULL || fds == NULL)
         return 1;
     usleep(200000);
-    long before = rss_tree_kb(g_pid);
-    double t0 = now_s();
+    long before = bench_rss_tree_kb(g_pid);
+    double t0 = bench_now_s();
     int answered = 0;
     for (int i = 0; i < g_n; i++) {
         fds[i] = tcp_connect();
@@ -196,9 +154,9 @@ static int run_idle(void)
             answered++;
         ERR_clear_error();
     }
-    double setup = now_s() - t0;
+    double setup = bench_now_s() - t0;
     usleep(500000);
-    long after = rss_tree_kb(g_pid);
+    long after = bench_rss_tree_kb(g_pid);
     printf("TLSIDLE n=%d answered=%d rss_before_kb=%ld rss_after_kb=%ld kib_per_conn=%.2f "
            "setup_s=%.1f\n",
            g_n, answered, before, after, answered > 0 ? (double)(after - before) / answered : 0.0,
@@ -258,15 +216,15 @@ int main(int argc, char **argv)
     if (strcmp(g_mode, "full") != 0 && strcmp(g_mode, "resume") != 0)
         return 2;
     pthread_t th[256];
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < g_conc; i++)
         pthread_create(&th[i], NULL, loop_main, NULL);
-    while (now_s() - t0 < g_secs)
+    while (bench_now_s() - t0 < g_secs)
         usleep(10000);
     atomic_store(&g_stop, true);
     for (int i = 0; i < g_conc; i++)
         pthread_join(th[i], NULL);
-    double secs = now_s() - t0;
+    double secs = bench_now_s() - t0;
     printf("TLSC mode=%s count=%ld errors=%ld secs=%.3f resumed=%ld\n", g_mode,
            atomic_load(&g_count), atomic_load(&g_errors), secs, atomic_load(&g_resumed));
     return 0;

@@ -14,7 +14,8 @@
 #       gzip for the bytes saved.
 # One worker each on CPU 0, wrk -t1 on CPU 1, BENCH_ROUNDS rounds with the
 # servers in alternating order, medians printed. Loopback only; every wait
-# bounded; only the servers started here are signalled (by PID).
+# bounded; only the servers started here are signalled (by PID). The
+# shell shared with bench/run.sh and bench/static.sh is bench/lib.sh.
 #
 # Environment: BENCH_SECONDS (3), BENCH_ROUNDS (3), BENCH_CONNS (64),
 # TOOLKIT_SCENARIOS ("hk gz"). Prints Markdown on stdout.
@@ -27,9 +28,11 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-64}
 SCEN=${TOOLKIT_SCENARIOS:-"hk gz"}
 RUN=build/bench/toolkit
-CLK_TCK=$(getconf CLK_TCK)
+LG_CPU=1
 mkdir -p "$RUN/nginx"
 log() { printf '[toolkit] %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 [ -f build/libappsrv.a ] || { log "build/libappsrv.a missing: run make first"; exit 1; }
 cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -o "$RUN/toolkit_host" bench/toolkit_host.c \
@@ -54,98 +57,39 @@ open(sys.argv[1], "w").write(out.ljust(16384))
 PY
 chmod -R a+rX "$RUN/nginx"
 
-SPID=""
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
 SPORT=""
 start_host() { # args...
-    local i
-    taskset -c 0 "$RUN/toolkit_host" -j "$RUN/nginx/data.json" "$@" > "$RUN/host.out" 2> "$RUN/host.err" &
-    SPID=$!
-    for ((i = 0; i < 50; i++)); do
-        SPORT=$(sed -n 's/^PORT //p' "$RUN/host.out")
-        [ -n "$SPORT" ] && return 0
-        sleep 0.1
-    done
-    log "toolkit_host did not start: $(cat "$RUN/host.err")"
-    return 1
+    # The host prints "PORT n" once it listens.
+    spawn_server 0 "$RUN/host.log" "$RUN/toolkit_host" -j "$RUN/nginx/data.json" "$@"
+    wait_server toolkit_host "$RUN/host.log" 50 grep -q '^PORT ' "$RUN/host.log" &&
+        SPORT=$(sed -n 's/^PORT //p' "$RUN/host.log" | head -n 1)
 }
 
 start_nginx() {
-    SPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    SPORT=$(free_port)
     local d=$PWD/$RUN/nginx
-    cat > "$d/nginx.conf" <<NGX
-daemon off;
-master_process on;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; use epoll; }
-http {
-    access_log off;
-    keepalive_requests 1000000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $d/body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
+    nginx_conf "$d" "\
     gzip on;
     gzip_comp_level 6;
     gzip_min_length 1024;
     gzip_types application/json;
-    gzip_vary on;
-    server {
+    gzip_vary on;" "\
         listen 127.0.0.1:$SPORT backlog=4096;
-        location = /data.json { root $d; default_type application/json; }
-    }
-}
-NGX
-    taskset -c 0 nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" 2> "$RUN/nginx.err" &
-    SPID=$!
-    local i
-    for ((i = 0; i < 50; i++)); do
-        curl -s -o /dev/null "http://127.0.0.1:$SPORT/data.json" && return 0
-        sleep 0.1
-    done
-    log "nginx did not start: $(cat "$RUN/nginx.err" "$d/error.log" 2>/dev/null)"
-    return 1
-}
-
-stop_server() {
-    [ -n "$SPID" ] || return 0
-    local i
-    kill -TERM "$SPID" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SPID" 2>/dev/null && kill -KILL "$SPID" 2>/dev/null
-    wait "$SPID" 2>/dev/null
-    SPID=""
-}
-
-cpu_ticks() { # the server and its children (nginx's worker)
-    local t=0 p s
-    for p in $SPID $(pgrep -P "$SPID"); do
-        s=$(< "/proc/$p/stat") 2>/dev/null || continue
-        s=${s##*) }
-        # shellcheck disable=SC2086
-        set -- $s
-        t=$((t + ${12} + ${13}))
-    done
-    echo $t
+        location = /data.json { root $d; default_type application/json; }"
+    nginx_cmd "$d"
+    spawn_server 0 "$RUN/nginx.err" "${NGINX_CMD[@]}"
+    wait_server nginx "$RUN/nginx.err" 50 curl -s -o /dev/null "http://127.0.0.1:$SPORT/data.json"
 }
 
 # measure NAME PATH [wrk args...]: prints "NAME req_per_cpu_s bytes_per_resp rps".
 measure() {
     local name=$1 path=$2; shift 2
-    local c0 c1 out json
-    c0=$(cpu_ticks)
-    out=$(timeout -k 3 $((SECS + 30)) taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 2s \
-        -s "$RUN/report.lua" "$@" "http://127.0.0.1:$SPORT$path" 2>&1)
-    c1=$(cpu_ticks)
-    json=$(printf '%s\n' "$out" | sed -n 's/^WRKJSON //p' | tail -n 1)
-    [ -n "$json" ] || { log "wrk failed on $name: $out"; return 1; }
-    python3 - "$name" "$json" $((c1 - c0)) "$CLK_TCK" <<'PY'
+    wrk_measure "$CONNS" 2s -s "$RUN/report.lua" "$@" "http://127.0.0.1:$SPORT$path"
+    [ -n "$WRK_JSON" ] || { log "wrk failed on $name: $WRK_OUT"; return 1; }
+    python3 - "$name" "$WRK_JSON" "$WRK_TICKS" "$CLK_TCK" <<'PY'
 import json, sys
 j = json.loads(sys.argv[2]); cpu = int(sys.argv[3]) / int(sys.argv[4])
 err = sum(v for k, v in j.items() if k.startswith("err_"))

@@ -30,6 +30,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #include "ws_handshake.h"
 
 typedef struct conn {
@@ -213,15 +215,12 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     int port = argc > 1 ? atoi(argv[1]) : 8080;
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(lfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 4096) < 0) {
+    int lfd = bench_listen(port), one = 1;
+    if (lfd < 0) {
         perror("ws_limit");
         return 1;
     }
+    setsockopt(lfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     int ep = epoll_create1(0);
     struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le);

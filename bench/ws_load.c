@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static uint64_t now_us(void)
 {
     struct timespec ts;
@@ -348,10 +350,7 @@ static double echo_ms(int fd)
 
 static int run_idle(int n, int pid, int hold_s)
 {
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    bench_raise_nofile();
     long before = rss_kb(pid);
     uint64_t t0 = now_us();
     int *fds = calloc((size_t)n, sizeof(int)), open = 0;

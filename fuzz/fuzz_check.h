@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_check.h - checks shared by the fuzz drivers: the chunked decoder run
+ * fuzz_check.h - checks shared by the fuzz drivers: FUZZ_CHECK (every
+ * driver's CHECK), and the chunked decoder run
  * whole, split in two (the first part in its own exactly-sized allocation,
  * so ASan sees an over-read) and byte by byte, with every run required to
  * agree. Any disagreement or broken invariant calls abort(), which libFuzzer
@@ -12,16 +13,20 @@
 #include "http_parse.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FUZZ_DONE 1
 
-/* Assert that survives NDEBUG: a failed check is a finding. */
+/* Assert that survives NDEBUG: a failed check is a finding (its place and
+ * condition on stderr, then abort()). */
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \
-        if (!(cond))                                                                               \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);              \
             abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* The contract's caller loop; appends data to out, counts consumed. */

@@ -36,17 +36,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz_check.h"
 #include "res.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_conn: check failed at line %d: %s\n", __LINE__, #c);             \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define CHECK FUZZ_CHECK
 
 /* When the socket stays full the client reads, then the host finishes
  * what it holds (a deferred response keeps later input in the socket). */

@@ -27,17 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "ws_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_ws_conn: check failed at line %d: %s\n", __LINE__, #c);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define CHECK FUZZ_CHECK
 
 #include "conn_harness.h"
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "expect.h"
+#include "sh.h"
 #ifdef APPSRV_HAVE_TLS
 #include "tls_util.h"
 #endif
@@ -76,25 +77,6 @@ static void stop_cli(e2e_proc_t *p)
     cr_expect(WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0, "appsrv status 0x%x: %s",
               (unsigned)p->status, p->err.buf ? p->err.buf : "");
     e2e_proc_free(p);
-}
-
-/* Runs sh -c cmd (bounded); returns the exit status, output in *out. */
-static int sh(const char *cmd, int timeout_ms, char **out)
-{
-    char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
-    e2e_proc_t p;
-    int rc = e2e_proc_spawn(&p, argv, E2E_PROC_OUT | E2E_PROC_ERR);
-    cr_assert_eq(rc, 0, "spawn: %s", e2e_errname(rc));
-    rc = e2e_proc_wait(&p, timeout_ms);
-    cr_assert_eq(rc, 0, "`%s` did not finish in %d ms; out: %s; err: %s", cmd, timeout_ms,
-                 p.out.buf ? p.out.buf : "", p.err.buf ? p.err.buf : "");
-    size_t n = (p.out.buf ? strlen(p.out.buf) : 0) + (p.err.buf ? strlen(p.err.buf) : 0);
-    *out = malloc(n + 1);
-    cr_assert_not_null(*out);
-    snprintf(*out, n + 1, "%s%s", p.out.buf ? p.out.buf : "", p.err.buf ? p.err.buf : "");
-    int st = WIFEXITED(p.status) ? WEXITSTATUS(p.status) : 255;
-    e2e_proc_free(&p);
-    return st;
 }
 
 Test(cli_root, routes_win_files_served, .timeout = 60)
@@ -220,7 +202,7 @@ Test(cli_root, curl_cut_and_resume, .timeout = 60)
              "curl -s -C - -o part -w '%%{http_code}\\n' http://127.0.0.1:%d/rnd.bin && "
              "sha256sum < part | cut -c1-64 && sha256sum < rnd.bin | cut -c1-64",
              g_dir, port, port);
-    int st = sh(cmd, 30000, &out);
+    int st = sh_run(cmd, 30000, &out);
     cr_expect_eq(st, 0, "sh: %s", out);
     char n[32] = "", code[8] = "", h1[80] = "", h2[80] = "";
     cr_expect_eq(sscanf(out, "%31s %7s %64s %64s", n, code, h1, h2), 4, "output: %s", out);
@@ -269,7 +251,7 @@ Test(cli_root, https_fallback_bytes, .timeout = 120)
              "curl -s --cacert %s -o /dev/null -w '%%{http_code} %%{size_download}\\n' "
              "-H 'Range: bytes=-100000' https://localhost:%d/huge.bin",
              g_dir, pki.ca, HUGE_LEN - 4, port, pki.ca, port, pki.ca, port);
-    int st = sh(cmd, 60000, &out);
+    int st = sh_run(cmd, 60000, &out);
     cr_expect_eq(st, 0, "sh: %s", out);
     char a[80] = "", b[80] = "";
     const char *l2 = strchr(out, '\n');

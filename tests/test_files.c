@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 
 #include "expect.h"
 #include "file.h"
+#include "sh.h"
 #include "static.h"
 
 /* ------------------------------------------------------------ fixtures */
@@ -246,27 +248,40 @@ static int range(const char *v, uint64_t size, uint64_t *a, uint64_t *b)
 
 Test(files, range_parser)
 {
-    uint64_t a = 0, b = 0;
-    cr_expect_eq(range("bytes=0-9", 100, &a, &b), 1);
-    cr_expect(a == 0 && b == 9);
-    cr_expect_eq(range("bytes=90-", 100, &a, &b), 1);
-    cr_expect(a == 90 && b == 99);
-    cr_expect_eq(range("bytes=-10", 100, &a, &b), 1);
-    cr_expect(a == 90 && b == 99);
-    cr_expect_eq(range("bytes=-1000", 100, &a, &b), 1);
-    cr_expect(a == 0 && b == 99);
-    cr_expect_eq(range("bytes=50-5000", 100, &a, &b), 1);
-    cr_expect(a == 50 && b == 99);
-    cr_expect_eq(range("BYTES=1-1", 100, &a, &b), 1);
-    cr_expect_eq(range("bytes=100-", 100, &a, &b), -1);
-    cr_expect_eq(range("bytes=-0", 100, &a, &b), -1);
-    cr_expect_eq(range("bytes=0-0", 0, &a, &b), -1);
-    cr_expect_eq(range("bytes=5-1", 100, &a, &b), 0);
-    cr_expect_eq(range("bytes=0-1,5-6", 100, &a, &b), 0);
-    cr_expect_eq(range("items=0-1", 100, &a, &b), 0);
-    cr_expect_eq(range("bytes=", 100, &a, &b), 0);
-    cr_expect_eq(range("bytes=x-1", 100, &a, &b), 0);
-    cr_expect_eq(range("bytes=99999999999999999999999-", 100, &a, &b), 0);
+    /* rc 1: one satisfiable range, first..last; -1: unsatisfiable (416);
+     * 0: ignored (the whole file). */
+    static const struct {
+        const char *v;
+        uint64_t size;
+        int rc;
+        uint64_t first, last;
+    } t[] = {
+        {"bytes=0-9", 100, 1, 0, 9},
+        {"bytes=90-", 100, 1, 90, 99},
+        {"bytes=-10", 100, 1, 90, 99},
+        {"bytes=-1000", 100, 1, 0, 99},
+        {"bytes=50-5000", 100, 1, 50, 99},
+        {"BYTES=1-1", 100, 1, 1, 1},
+        {"bytes=100-", 100, -1, 0, 0},
+        {"bytes=-0", 100, -1, 0, 0},
+        {"bytes=0-0", 0, -1, 0, 0},
+        {"bytes=5-1", 100, 0, 0, 0},
+        {"bytes=0-1,5-6", 100, 0, 0, 0},
+        {"items=0-1", 100, 0, 0, 0},
+        {"bytes=", 100, 0, 0, 0},
+        {"bytes=x-1", 100, 0, 0, 0},
+        {"bytes=99999999999999999999999-", 100, 0, 0, 0},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+        uint64_t a = 0, b = 0;
+        int rc = range(t[i].v, t[i].size, &a, &b);
+        cr_expect_eq(rc, t[i].rc, "%s of %" PRIu64 ": %d, want %d", t[i].v, t[i].size, rc,
+                     t[i].rc);
+        if (rc == 1 && t[i].rc == 1)
+            cr_expect(a == t[i].first && b == t[i].last,
+                      "%s of %" PRIu64 ": %" PRIu64 "-%" PRIu64 ", want %" PRIu64 "-%" PRIu64,
+                      t[i].v, t[i].size, a, b, t[i].first, t[i].last);
+    }
 }
 
 static bool em(const char *list, const char *etag, bool weak)
@@ -276,15 +291,18 @@ static bool em(const char *list, const char *etag, bool weak)
 
 Test(files, etag_compare)
 {
-    cr_expect(em("\"x\"", "\"x\"", false));
-    cr_expect(em("\"a\", \"x\"", "\"x\"", true));
-    cr_expect(em("*", "\"x\"", false));
-    cr_expect(em("W/\"x\"", "\"x\"", true));
-    cr_expect(!em("W/\"x\"", "\"x\"", false));
-    cr_expect(!em("\"y\"", "\"x\"", true));
-    cr_expect(!em("x", "\"x\"", true));
-    cr_expect(!em("\"x", "\"x\"", true));
-    cr_expect(!em("", "\"x\"", true));
+    /* Does list match the ETag "x", with weak or strong comparison? */
+    static const struct {
+        const char *list;
+        bool weak, match;
+    } t[] = {
+        {"\"x\"", false, true},       {"\"a\", \"x\"", true, true}, {"*", false, true},
+        {"W/\"x\"", true, true},      {"W/\"x\"", false, false},    {"\"y\"", true, false},
+        {"x", true, false},            {"\"x", true, false},         {"", true, false},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(t); i++)
+        cr_expect_eq(em(t[i].list, "\"x\"", t[i].weak), t[i].match, "[%s] %s \"x\": want %s",
+                     t[i].list, t[i].weak ? "weak" : "strong", t[i].match ? "match" : "none");
 }
 
 static int dec(const char *raw, char *out)
@@ -295,13 +313,19 @@ static int dec(const char *raw, char *out)
 Test(files, path_decode)
 {
     char out[256];
-    cr_expect_eq(dec("a/b.txt", out), 7);
-    cr_expect_str_eq(out, "a/b.txt");
-    cr_expect_eq(dec("a%20b", out), 3);
-    cr_expect_str_eq(out, "a b");
-    cr_expect_eq(dec("d/", out), 1);
-    cr_expect_eq(dec("", out), 0);
-    cr_expect_eq(dec("caf%C3%A9", out), 5);
+    /* Decoded paths (a trailing slash dropped) and their lengths. */
+    static const struct {
+        const char *raw, *want;
+    } good[] = {
+        {"a/b.txt", "a/b.txt"}, {"a%20b", "a b"}, {"d/", "d"}, {"", ""}, {"caf%C3%A9", "caf\xc3\xa9"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        int n = dec(good[i].raw, out);
+        cr_expect_eq(n, (int)strlen(good[i].want), "\"%s\": %d", good[i].raw, n);
+        if (n >= 0)
+            cr_expect_eq(memcmp(out, good[i].want, (size_t)n), 0, "\"%s\": %.*s", good[i].raw,
+                         n, out);
+    }
     static const char *const bad[] = {
         "..",        "a/../b",     "%2e%2e",    "%2E%2e/x", "a/%2e%2e/b", ".",   "a/./b",
         "a%2fb",     "a%2Fb",      "a%5cb",     "a\\b",     "a%00b",      "a//b", "/etc/passwd",
@@ -638,27 +662,6 @@ Test(files, client_leaves_mid_file_no_fd_kept, .timeout = 60)
 
 /* ---------------------------------------------------- real clients */
 
-/* Runs sh -c cmd (bounded); returns the exit status, output in *out. */
-static int sh(const char *cmd, int timeout_ms, char **out)
-{
-    char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
-    e2e_proc_t p;
-    int rc = e2e_proc_spawn(&p, argv, E2E_PROC_OUT | E2E_PROC_ERR);
-    cr_assert_eq(rc, 0, "spawn: %s", e2e_errname(rc));
-    rc = e2e_proc_wait(&p, timeout_ms);
-    cr_assert_eq(rc, 0, "`%s` did not finish in %d ms; out: %s; err: %s", cmd, timeout_ms,
-                 p.out.buf ? p.out.buf : "", p.err.buf ? p.err.buf : "");
-    if (out != NULL) {
-        size_t n = (p.out.buf ? strlen(p.out.buf) : 0) + (p.err.buf ? strlen(p.err.buf) : 0);
-        *out = malloc(n + 1);
-        cr_assert_not_null(*out);
-        snprintf(*out, n + 1, "%s%s", p.out.buf ? p.out.buf : "", p.err.buf ? p.err.buf : "");
-    }
-    int st = WIFEXITED(p.status) ? WEXITSTATUS(p.status) : 255;
-    e2e_proc_free(&p);
-    return st;
-}
-
 static const char py_script[] =
     "import http.client, sys\n"
     "port = int(sys.argv[1])\n"
@@ -698,7 +701,7 @@ Test(files, python_http_client, .timeout = 60)
     fclose(f);
     snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %d", path, s.port);
     char *out = NULL;
-    int st = sh(cmd, 30000, &out);
+    int st = sh_run(cmd, 30000, &out);
     cr_expect_eq(st, 0, "python: %s", out);
     char want[512];
     snprintf(want, sizeof(want),
@@ -729,11 +732,47 @@ Test(files, curl_resume_download, .timeout = 90)
              "curl -s -I http://127.0.0.1:%d/files/big.bin | tr -d '\\r' | "
              "grep -c -e '^Accept-Ranges: bytes' -e '^ETag: \"' -e '^Content-Length: 3145851'",
              g_dir, s.port, s.port, s.port, s.port);
-    int st = sh(cmd, 30000, &out);
+    int st = sh_run(cmd, 30000, &out);
     cr_expect_eq(st, 0, "curl: %s", out);
     cr_expect_str_eq(out, "1000000\n206\nsame\n416\n3\n");
     free(out);
     finish(&s, fds0);
+}
+
+/* GET /files/hello.txt every 100 ms, for at most 5 s, until done(r).
+ * Returns whether it came. */
+static bool poll_hello(e2e_server_t *s, bool (*done)(const e2e_resp_t *r))
+{
+    int64_t dl = e2e_now_ms() + 5000;
+    bool seen = false;
+    while (!seen && e2e_now_ms() < dl) {
+        e2e_resp_t r;
+        get(s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+        seen = done(&r);
+        e2e_resp_free(&r);
+        if (!seen)
+            e2e_pause_ms(100);
+    }
+    return seen;
+}
+
+/* The longer content, else still the old one (never anything else). */
+static bool longer_content(const e2e_resp_t *r)
+{
+    bool seen = r->body_len == 20 && memcmp(r->body, "changed, and longer\n", 20) == 0;
+    cr_assert(seen || (r->body_len == 12 && memcmp(r->body, "hello, file\n", 12) == 0),
+              "neither old nor new: %s", r->body);
+    return seen;
+}
+
+static bool same_size_rewrite(const e2e_resp_t *r)
+{
+    return r->body_len == 20 && memcmp(r->body, "CHANGED", 7) == 0;
+}
+
+static bool gone(const e2e_resp_t *r)
+{
+    return r->status == 404;
 }
 
 /* The small-file cache: a change shows once the copy is a second old
@@ -758,45 +797,17 @@ Test(files, cache_revalidates, .timeout = 60)
     snprintf(h, sizeof(h), "If-None-Match: %s\r\n", et);
     cond(&s, "/files/hello.txt", h, 304, 0);
     write_file("hello.txt", "changed, and longer\n", 20);
-    int64_t dl = e2e_now_ms() + 5000;
-    bool seen = false;
-    while (!seen && e2e_now_ms() < dl) {
-        get(&s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
-        seen = r.body_len == 20 && memcmp(r.body, "changed, and longer\n", 20) == 0;
-        cr_assert(seen || (r.body_len == 12 && memcmp(r.body, "hello, file\n", 12) == 0),
-                  "neither old nor new: %s", r.body);
-        e2e_resp_free(&r);
-        if (!seen)
-            e2e_pause_ms(100);
-    }
-    cr_expect(seen, "the new content did not show within 5 s");
+    cr_expect(poll_hello(&s, longer_content), "the new content did not show within 5 s");
     /* Same size, new mtime. */
     e2e_pause_ms(20);
     write_file("hello.txt", "CHANGED, AND LONGER\n", 20);
-    dl = e2e_now_ms() + 5000;
-    seen = false;
-    while (!seen && e2e_now_ms() < dl) {
-        get(&s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
-        seen = r.body_len == 20 && memcmp(r.body, "CHANGED", 7) == 0;
-        e2e_resp_free(&r);
-        if (!seen)
-            e2e_pause_ms(100);
-    }
-    cr_expect(seen, "the same-size rewrite did not show within 5 s");
+    cr_expect(poll_hello(&s, same_size_rewrite),
+              "the same-size rewrite did not show within 5 s");
     /* Gone: 404 once revalidated. */
     char p[256];
     snprintf(p, sizeof(p), "%s/hello.txt", g_root);
     cr_assert_eq(unlink(p), 0);
-    dl = e2e_now_ms() + 5000;
-    int st = 200;
-    while (st != 404 && e2e_now_ms() < dl) {
-        get(&s, "GET /files/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", &r);
-        st = r.status;
-        e2e_resp_free(&r);
-        if (st != 404)
-            e2e_pause_ms(100);
-    }
-    cr_expect_eq(st, 404, "a deleted file is still served after 5 s");
+    cr_expect(poll_hello(&s, gone), "a deleted file is still served after 5 s");
     finish(&s, fds0);
 }
 

@@ -22,8 +22,9 @@ static void fmt(const appsrv_addr_t *a, char *buf, size_t cap)
 }
 
 /* Every proper prefix asks for more; the whole header (plus trailing
- * request bytes, which it must not take) parses to its length. */
-static appsrv__pp_t parse_all_splits(const void *hdr, size_t len)
+ * request bytes, which it must not take) parses to its length. what names
+ * the case in failure messages. */
+static appsrv__pp_t parse_all_splits(const char *what, const void *hdr, size_t len)
 {
     unsigned char buf[1024];
     cr_assert_leq(len + 16, sizeof(buf));
@@ -36,53 +37,58 @@ static appsrv__pp_t parse_all_splits(const void *hdr, size_t len)
         memcpy(p, buf, i);
         int r = appsrv__pp_parse(p, i, &pp);
         free(p);
-        cr_assert_eq(r, 0, "prefix of %zu/%zu bytes: %d, want 0 (more)", i, len, r);
+        cr_assert_eq(r, 0, "%s: prefix of %zu/%zu bytes: %d, want 0 (more)", what, i, len, r);
     }
     memset(&pp, 0, sizeof(pp));
     int r = appsrv__pp_parse(buf, len + 16, &pp);
-    cr_assert_eq(r, (int)len, "whole header: %d, want %zu", r, len);
+    cr_assert_eq(r, (int)len, "%s: whole header: %d, want %zu", what, r, len);
     return pp;
 }
 
-static void expect_bad(const void *hdr, size_t len)
+static void expect_bad(const char *what, const void *hdr, size_t len)
 {
     appsrv__pp_t pp;
     int r = appsrv__pp_parse(hdr, len, &pp);
-    cr_assert_eq(r, -EPROTO, "%.*s: %d, want -EPROTO", (int)len, (const char *)hdr, r);
+    cr_assert_eq(r, -EPROTO, "%s: %d, want -EPROTO", what, r);
 }
 
-#define V1(s)  parse_all_splits(s, sizeof(s) - 1)
-#define BAD(s) expect_bad(s, sizeof(s) - 1)
-
-Test(proxy_proto, v1_tcp4)
+/* A parsed PROXY header's addresses, formatted. */
+static void expect_addrs(const char *what, const appsrv__pp_t *pp, const char *src,
+                         const char *dst)
 {
-    appsrv__pp_t pp = V1("PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n");
-    char a[64], b[64];
-    cr_assert_eq(pp.version, 1);
-    cr_assert_eq(pp.cmd, APPSRV__PP_PROXY);
-    fmt(&pp.src, a, sizeof(a));
-    fmt(&pp.dst, b, sizeof(b));
-    cr_assert_str_eq(a, "192.0.2.10:56324");
-    cr_assert_str_eq(b, "198.51.100.1:443");
+    char a[64];
+    fmt(&pp->src, a, sizeof(a));
+    cr_assert_str_eq(a, src, "%s: source %s, want %s", what, a, src);
+    fmt(&pp->dst, a, sizeof(a));
+    cr_assert_str_eq(a, dst, "%s: destination %s, want %s", what, a, dst);
 }
 
-Test(proxy_proto, v1_tcp6)
-{
-    appsrv__pp_t pp = V1("PROXY TCP6 2001:db8::1 ::1 65535 0\r\n");
-    char a[64], b[64];
-    cr_assert_eq(pp.cmd, APPSRV__PP_PROXY);
-    fmt(&pp.src, a, sizeof(a));
-    fmt(&pp.dst, b, sizeof(b));
-    cr_assert_str_eq(a, "[2001:db8::1]:65535");
-    cr_assert_str_eq(b, "[::1]:0");
-}
+/* v1 headers that parse; src and dst only for PROXY (UNKNOWN leaves the
+ * socket's addresses standing). */
+static const struct {
+    const char *hdr;
+    int cmd;
+    const char *src, *dst;
+} v1_good[] = {
+    {"PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n", APPSRV__PP_PROXY, "192.0.2.10:56324",
+     "198.51.100.1:443"},
+    {"PROXY TCP6 2001:db8::1 ::1 65535 0\r\n", APPSRV__PP_PROXY, "[2001:db8::1]:65535",
+     "[::1]:0"},
+    {"PROXY UNKNOWN\r\n", APPSRV__PP_UNKNOWN, NULL, NULL},
+    {"PROXY UNKNOWN ffff:f...f:ffff 1.2.3.4 65535 65535\r\n", APPSRV__PP_UNKNOWN, NULL, NULL},
+};
 
-Test(proxy_proto, v1_unknown)
+Test(proxy_proto, v1_good)
 {
-    appsrv__pp_t pp = V1("PROXY UNKNOWN\r\n");
-    cr_assert_eq(pp.cmd, APPSRV__PP_UNKNOWN);
-    pp = V1("PROXY UNKNOWN ffff:f...f:ffff 1.2.3.4 65535 65535\r\n");
-    cr_assert_eq(pp.cmd, APPSRV__PP_UNKNOWN);
+    for (size_t i = 0; i < sizeof(v1_good) / sizeof(v1_good[0]); i++) {
+        const char *h = v1_good[i].hdr;
+        appsrv__pp_t pp = parse_all_splits(h, h, strlen(h));
+        cr_assert_eq(pp.version, 1, "%s: version %d", h, pp.version);
+        cr_assert_eq(pp.cmd, v1_good[i].cmd, "%s: command %d, want %d", h, (int)pp.cmd,
+                     v1_good[i].cmd);
+        if (v1_good[i].src != NULL)
+            expect_addrs(h, &pp, v1_good[i].src, v1_good[i].dst);
+    }
 }
 
 Test(proxy_proto, v1_longest)
@@ -91,41 +97,45 @@ Test(proxy_proto, v1_longest)
     const char *h = "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
                     "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
     cr_assert_eq(strlen(h), 104u);
-    appsrv__pp_t pp = parse_all_splits(h, strlen(h));
+    appsrv__pp_t pp = parse_all_splits("longest v1", h, strlen(h));
     cr_assert_eq(pp.cmd, APPSRV__PP_PROXY);
     /* 107 bytes without a LF: refused, not waited for. */
     char longer[120];
     memset(longer, 'x', sizeof(longer));
     memcpy(longer, "PROXY UNKNOWN ", 14);
-    expect_bad(longer, 107);
+    expect_bad("107 bytes, no LF", longer, 107);
     appsrv__pp_t q;
     cr_assert_eq(appsrv__pp_parse(longer, 106, &q), 0);
 }
 
 Test(proxy_proto, v1_bad)
 {
-    BAD("GET / HTTP/1.1\r\n");
-    BAD("G");
-    BAD("PROXY\r\n");
-    BAD("proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n");
-    BAD("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n");    /* LF without CR */
-    BAD("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n"); /* trailing space */
-    BAD("PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n"); /* double space */
-    BAD("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n");    /* a port missing */
-    BAD("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n");
-    BAD("PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n");
-    BAD("PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n");
-    BAD("PROXY TCP4 ::1 ::1 1 2\r\n"); /* family mismatch */
-    BAD("PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n");
-    BAD("PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n");
-    BAD("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n"); /* leading zero */
-    BAD("PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n");
-    BAD("PROXY TCP4 1.2.3.4 5.6.7.8 1 +2\r\n");
-    BAD("PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n");
-    BAD("PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n");
-    BAD("PROXY \r\n");
-    BAD("PROXY UNKNOWNX\r\n");
-    BAD("PROXY UNKNOWN \x01\r\n");
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\n",
+        "G",
+        "PROXY\r\n",
+        "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",    /* LF without CR */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n", /* trailing space */
+        "PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n", /* double space */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",    /* a port missing */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",
+        "PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 ::1 ::1 1 2\r\n", /* family mismatch */
+        "PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", /* leading zero */
+        "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",
+        "PROXY TCP4 1.2.3.4 5.6.7.8 1 +2\r\n",
+        "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        "PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n",
+        "PROXY \r\n",
+        "PROXY UNKNOWNX\r\n",
+        "PROXY UNKNOWN \x01\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_bad(bad[i], bad[i], strlen(bad[i]));
 }
 
 /* ------------------------------------------------------------------ v2 */
@@ -151,14 +161,10 @@ Test(proxy_proto, v2_tcp4)
     unsigned char body[12] = {127, 0, 0, 2, 10, 0, 0, 1, 0x1f, 0x90, 0x00, 0x50};
     unsigned char h[64];
     size_t n = v2(h, 0x21, 0x11, body, sizeof(body));
-    appsrv__pp_t pp = parse_all_splits(h, n);
-    char a[64], b[64];
+    appsrv__pp_t pp = parse_all_splits("v2 TCP4", h, n);
     cr_assert_eq(pp.version, 2);
     cr_assert_eq(pp.cmd, APPSRV__PP_PROXY);
-    fmt(&pp.src, a, sizeof(a));
-    fmt(&pp.dst, b, sizeof(b));
-    cr_assert_str_eq(a, "127.0.0.2:8080");
-    cr_assert_str_eq(b, "10.0.0.1:80");
+    expect_addrs("v2 TCP4", &pp, "127.0.0.2:8080", "10.0.0.1:80");
 }
 
 Test(proxy_proto, v2_tcp6_with_tlvs)
@@ -184,12 +190,8 @@ Test(proxy_proto, v2_tcp6_with_tlvs)
            5);
     unsigned char h[128];
     size_t n = v2(h, 0x21, 0x21, body, sizeof(body));
-    appsrv__pp_t pp = parse_all_splits(h, n);
-    char a[64];
-    fmt(&pp.src, a, sizeof(a));
-    cr_assert_str_eq(a, "[2001:db8::7]:50000");
-    fmt(&pp.dst, a, sizeof(a));
-    cr_assert_str_eq(a, "[::1]:80");
+    appsrv__pp_t pp = parse_all_splits("v2 TCP6 + TLVs", h, n);
+    expect_addrs("v2 TCP6 + TLVs", &pp, "[2001:db8::7]:50000", "[::1]:80");
 }
 
 Test(proxy_proto, v2_local_unspec_unix)
@@ -197,16 +199,16 @@ Test(proxy_proto, v2_local_unspec_unix)
     unsigned char h[600], body[216 + 4];
     memset(body, 'u', sizeof(body));
     /* LOCAL: addresses skipped whatever the family says. */
-    appsrv__pp_t pp = parse_all_splits(h, v2(h, 0x20, 0x00, NULL, 0));
+    appsrv__pp_t pp = parse_all_splits("LOCAL UNSPEC", h, v2(h, 0x20, 0x00, NULL, 0));
     cr_assert_eq(pp.cmd, APPSRV__PP_LOCAL);
-    pp = parse_all_splits(h, v2(h, 0x20, 0x11, body, 12));
+    pp = parse_all_splits("LOCAL TCP4", h, v2(h, 0x20, 0x11, body, 12));
     cr_assert_eq(pp.cmd, APPSRV__PP_LOCAL);
     /* PROXY with UNSPEC: unknown, socket addresses stand. */
-    pp = parse_all_splits(h, v2(h, 0x21, 0x00, NULL, 0));
+    pp = parse_all_splits("PROXY UNSPEC", h, v2(h, 0x21, 0x00, NULL, 0));
     cr_assert_eq(pp.cmd, APPSRV__PP_UNKNOWN);
     /* AF_UNIX stream: unknown too. */
     memcpy(body + 216, "\x04\x00\x01z", 4);
-    pp = parse_all_splits(h, v2(h, 0x21, 0x31, body, 216 + 4));
+    pp = parse_all_splits("PROXY UNIX stream", h, v2(h, 0x21, 0x31, body, 216 + 4));
     cr_assert_eq(pp.cmd, APPSRV__PP_UNKNOWN);
 }
 
@@ -222,21 +224,30 @@ Test(proxy_proto, v2_bad)
         cr_assert_eq(appsrv__pp_parse(h, n, &pp), -EPROTO, "signature byte %d", i);
         cr_assert_eq(appsrv__pp_parse(h, (size_t)i + 1, &pp), -EPROTO, "prefix to %d", i);
     }
-    expect_bad(h, v2(h, 0x11, 0x11, body, 12));  /* version 1 */
-    expect_bad(h, v2(h, 0x31, 0x11, body, 12));  /* version 3 */
-    expect_bad(h, v2(h, 0x22, 0x11, body, 12));  /* command 2 */
-    expect_bad(h, v2(h, 0x21, 0x12, body, 12));  /* UDP over IPv4 */
-    expect_bad(h, v2(h, 0x21, 0x22, body, 36));  /* UDP over IPv6 */
-    expect_bad(h, v2(h, 0x21, 0x10, body, 12));  /* IPv4, transport unspec */
-    expect_bad(h, v2(h, 0x21, 0x41, body, 12));  /* family 4 */
-    expect_bad(h, v2(h, 0x21, 0x13, body, 12));  /* transport 3 */
-    expect_bad(h, v2(h, 0x21, 0x11, body, 11));  /* IPv4 block short */
-    expect_bad(h, v2(h, 0x21, 0x21, body, 35));  /* IPv6 block short */
-    expect_bad(h, v2(h, 0x21, 0x31, body, 215)); /* unix block short */
-    expect_bad(h, v2(h, 0x21, 0x11, body, 14));  /* a TLV cut in its header */
+    /* ver_cmd, family/transport and body length that are refused. */
+    static const struct {
+        int ver_cmd, fam;
+        size_t len;
+        const char *what;
+    } bad[] = {
+        {0x11, 0x11, 12, "version 1"},
+        {0x31, 0x11, 12, "version 3"},
+        {0x22, 0x11, 12, "command 2"},
+        {0x21, 0x12, 12, "UDP over IPv4"},
+        {0x21, 0x22, 36, "UDP over IPv6"},
+        {0x21, 0x10, 12, "IPv4, transport unspec"},
+        {0x21, 0x41, 12, "family 4"},
+        {0x21, 0x13, 12, "transport 3"},
+        {0x21, 0x11, 11, "IPv4 block short"},
+        {0x21, 0x21, 35, "IPv6 block short"},
+        {0x21, 0x31, 215, "unix block short"},
+        {0x21, 0x11, 14, "a TLV cut in its header"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_bad(bad[i].what, h, v2(h, bad[i].ver_cmd, bad[i].fam, body, bad[i].len));
     body[12] = 1;
     body[14] = 9;
-    expect_bad(h, v2(h, 0x21, 0x11, body, 12 + 3 + 8)); /* TLV longer than the rest */
+    expect_bad("TLV longer than the rest", h, v2(h, 0x21, 0x11, body, 12 + 3 + 8));
     /* Over the length bound: refused from the 16-byte header alone. */
     size_t n = v2(h, 0x21, 0x11, body, 12);
     h[14] = (APPSRV__PP_V2_MAX_LEN + 1) >> 8;

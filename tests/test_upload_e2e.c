@@ -28,12 +28,10 @@
 #include "client.h"
 #include "e2e.h"
 #include "proc.h"
-#include "tls_util.h"
-
-/* The suites use tls_util.h's shell runner (and one of them HTTPS), which
- * exists only in a build with TLS; the upload code itself is the same in
- * a TLS=no build, and make test, asan and valgrind run these suites. */
+#include "sh.h"
 #ifdef APPSRV_HAVE_TLS
+#include "tls_util.h"
+#endif
 
 /* ------------------------------------------------------------ helpers */
 
@@ -62,7 +60,7 @@ static void scratch_remove(scratch_t *s)
 {
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
-    tls_sh(cmd, 10000, NULL);
+    e2e_sh(cmd, 10000, NULL);
 }
 
 /* Writes n pattern bytes (or a sparse file of zeros) to dir/name; returns
@@ -111,7 +109,7 @@ static void cli_stop(e2e_proc_t *p)
 static char *sh(const char *cmd, int want, int timeout_ms)
 {
     char *out = NULL;
-    int rc = tls_sh(cmd, timeout_ms, &out);
+    int rc = e2e_sh(cmd, timeout_ms, &out);
     cr_assert_eq(rc, want, "`%s` exited %d (want %d): %s", cmd, rc, want, out ? out : "");
     return out;
 }
@@ -351,7 +349,7 @@ Test(upload_cli, client_layouts)
     }
     /* The real Python requests, when installed (Debian: python3-requests). */
     char *probe = NULL;
-    if (tls_sh("/usr/bin/python3 -c 'import requests'", 10000, &probe) == 0) {
+    if (e2e_sh("/usr/bin/python3 -c 'import requests'", 10000, &probe) == 0) {
         char cmd[1024];
         snprintf(cmd, sizeof(cmd),
                  "/usr/bin/python3 -c \"import requests,zlib,json; d=bytes(range(256))*4096; "
@@ -373,6 +371,9 @@ Test(upload_cli, client_layouts)
     cli_stop(&p);
 }
 
+/* The one HTTPS test: tls_util.h's test PKI exists only in a TLS build
+ * (the rest of the file runs in every build, TLS=no ZLIB=no too). */
+#ifdef APPSRV_HAVE_TLS
 static bool https_line(const char *err, void *ud)
 {
     (void)ud;
@@ -417,6 +418,7 @@ Test(upload_cli, over_tls)
     scratch_remove(&s);
     tls_pki_remove(&pki);
 }
+#endif /* APPSRV_HAVE_TLS */
 
 /* --------------------------------------------- in-process: on_head */
 
@@ -490,7 +492,7 @@ Test(upload_host, refusal_with_expect_sends_no_100)
     e2e_conn_close(&c);
 
     /* curl with Expect: the 401 arrives and no body byte is sent */
-    if (tls_have("curl")) {
+    if (e2e_have("curl")) {
         scratch_t sc;
         scratch_make(&sc);
         char path[128], cmd[512];
@@ -785,5 +787,3 @@ Test(upload_host, chunked_over_limit_413)
     e2e_conn_close(&c);
     cr_assert_eq(e2e_server_stop(&s, 10000), 0);
 }
-
-#endif /* APPSRV_HAVE_TLS */

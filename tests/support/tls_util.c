@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tls_util.c - TLS test helpers (contract in tls_util.h): the openssl
- * command makes a PKI in a temp dir, a process-group shell runner with a
- * deadline, the server start with an HTTPS listener, a blocking OpenSSL
- * client and a thread-per-connection plaintext-to-TLS relay. Uses the
- * public API, e2e.h and OpenSSL; called by the test_e2e_tls*.c suites.
+ * command makes a PKI in a temp dir (through sh.h's shell runner), the
+ * server start with an HTTPS listener, a blocking OpenSSL client and a
+ * thread-per-connection plaintext-to-TLS relay. Uses the public API,
+ * e2e.h, sh.h and OpenSSL; called by the test_e2e_tls*.c suites.
  */
 #ifdef APPSRV_HAVE_TLS
 
@@ -20,75 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* ------------------------------------------------------------------ shell */
-
-int tls_sh(const char *cmd, int timeout_ms, char **out)
-{
-    char path[] = "/tmp/appsrv-tls-sh-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return -errno;
-    unlink(path);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd);
-        return -errno;
-    }
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        signal(SIGPIPE, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    setpgid(pid, pid);
-    int st = e2e_wait_child(pid, timeout_ms);
-    int rc;
-    if (st == -1) {
-        kill(-pid, SIGKILL);
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-        rc = -ETIMEDOUT;
-    } else {
-        rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    }
-    kill(-pid, SIGKILL); /* stragglers of the group */
-    if (out != NULL) {
-        off_t n = lseek(fd, 0, SEEK_END);
-        *out = malloc((size_t)(n > 0 ? n : 0) + 1);
-        if (*out == NULL) {
-            close(fd);
-            return -ENOMEM;
-        }
-        ssize_t got = n > 0 ? pread(fd, *out, (size_t)n, 0) : 0;
-        (*out)[got > 0 ? got : 0] = '\0';
-    }
-    close(fd);
-    return rc;
-}
-
-bool tls_have(const char *name)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "command -v %s", name);
-    return tls_sh(cmd, 5000, NULL) == 0;
-}
 
 /* -------------------------------------------------------------------- PKI */
 
@@ -136,7 +71,7 @@ int tls_pki_make(tls_pki_t *p)
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "sh %s %s", script, p->dir);
     char *out = NULL;
-    int rc = tls_sh(cmd, 30000, &out);
+    int rc = e2e_sh(cmd, 30000, &out);
     if (rc != 0)
         fprintf(stderr, "tls_pki_make: %s\n", out != NULL ? out : "?");
     free(out);
@@ -161,7 +96,7 @@ void tls_pki_remove(const tls_pki_t *p)
         return;
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", p->dir);
-    tls_sh(cmd, 5000, NULL);
+    e2e_sh(cmd, 5000, NULL);
 }
 
 /* ----------------------------------------------------------------- server */

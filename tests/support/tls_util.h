@@ -2,7 +2,7 @@
 /*
  * tls_util.h - helpers for the TLS end-to-end tests (test_e2e_tls*.c): a
  * throw-away PKI made with the openssl command (root CA, intermediate,
- * leaves), a shell runner with a deadline that captures output, an
+ * leaves), the shell runner of sh.h under its older names, an
  * in-process server with both an HTTP and an HTTPS listener, a blocking
  * OpenSSL client, and a relay that lets the plaintext e2e client (e2e.h)
  * run the same scenarios over TLS. Built only with TLS (APPSRV_HAVE_TLS);
@@ -19,6 +19,7 @@
 #include <stdbool.h>
 
 #include "e2e.h"
+#include "sh.h"
 
 /* Files of the test PKI, all under dir. "localhost" leaves carry
  * DNS:localhost and IP:127.0.0.1; alt covers alt.test and *.wild.test. */
@@ -35,13 +36,16 @@ typedef struct tls_pki {
 int tls_pki_make(tls_pki_t *p);
 void tls_pki_remove(const tls_pki_t *p);
 
-/* Runs `sh -c cmd` (stdin /dev/null unless cmd redirects), waits at most
- * timeout_ms, kills it after. *out (may be NULL) gets stdout+stderr,
- * malloc'd and NUL-terminated. Returns the exit status (0..255),
- * -ETIMEDOUT or a negative errno. */
-int tls_sh(const char *cmd, int timeout_ms, char **out);
-/* True when `command -v name` finds it. */
-bool tls_have(const char *name);
+/* The shell runner and the PATH probe are sh.h's e2e_sh() and e2e_have()
+ * (built with or without TLS); these names stay for the TLS suites. */
+static inline int tls_sh(const char *cmd, int timeout_ms, char **out)
+{
+    return e2e_sh(cmd, timeout_ms, out);
+}
+static inline bool tls_have(const char *name)
+{
+    return e2e_have(name);
+}
 
 /* e2e_server_start() plus an HTTPS listener with tls: s->port is the
  * HTTP port, *https_port the HTTPS one. */
