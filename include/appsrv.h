@@ -1586,6 +1586,19 @@ APPSRV_API int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int po
                                   const appsrv_listen_opts_t *opts);
 
 /*
+ * Listener options on an inherited socket: as appsrv_listen_opts() on fd,
+ * a socket that is already listening (systemd socket activation,
+ * start_server, appsrv_inherited_fds()), with the checks, ownership and
+ * returns of appsrv_listen_http_fd() (-EBADF, -ENOTSOCK, -EINVAL: not a
+ * listening stream socket; fd stays the caller's on failure), and
+ * -EINVAL for an unknown proto or tls on a line listener. So a server
+ * behind a proxy can take the PROXY protocol on a socket it inherited.
+ * Before run; any thread.
+ */
+APPSRV_API int appsrv_listen_opts_fd(appsrv_server_t *srv, int fd,
+                                     const appsrv_listen_opts_t *opts);
+
+/*
  * Trusted proxies: cidrs is "CIDR[,CIDR...]" (IPv4 and IPv6, e.g.
  * "10.0.0.0/8,::1/128"; an address alone is one host; copied). When a
  * request's peer (or the address its PROXY header reported) lies in one
