@@ -508,16 +508,9 @@ int main(int argc, char **argv)
         appsrv_tls_free(tls);
         return 1;
     }
-    if (hfd >= 0 && proxy_protocol) {
-        fprintf(stderr, "appsrv: --proxy-protocol is not available on an inherited socket\n");
-        appsrv_server_free(srv);
-        appsrv_tls_free(tls);
-        return 2;
-    }
     appsrv_listen_opts_t lopts = {
         .proto = APPSRV_PROTO_HTTP, .tls = tls, .proxy_protocol = proxy_protocol};
-    int hport = hfd >= 0 ? (tls != NULL ? appsrv_listen_https_fd(srv, hfd, tls)
-                                        : appsrv_listen_http_fd(srv, hfd))
+    int hport = hfd >= 0 ? appsrv_listen_opts_fd(srv, hfd, &lopts)
                          : appsrv_listen_opts(srv, host, port, &lopts);
     if (hport < 0 && hfd >= 0) {
         fprintf(stderr, "appsrv: cannot serve the inherited socket %d: %s\n", hfd,

@@ -1289,9 +1289,10 @@ APPSRV_API int appsrv_static(appsrv_server_t *srv, const char *prefix, const cha
  * routes: before the handler, so before the body). Order: for a request
  * that announces a body (or sends Expect: 100-continue) on_head runs as
  * soon as the head is parsed, before the hooks; for one without a body
- * it runs after them, right before the handler. A graceful stop does not
- * call appsrv_res_on_stop() callbacks while a streamed body is still
- * arriving (only once it has ended); the drain timeout bounds it.
+ * it runs after them, right before the handler. A graceful stop ends a
+ * streamed body still arriving (or paused) with -ESHUTDOWN (see
+ * appsrv_body_cb), then calls appsrv_res_on_stop() callbacks if res is
+ * still unanswered.
  */
 typedef struct appsrv_route_opts {
     appsrv_handler_cb on_head; /* NULL: accept every head */
@@ -1316,7 +1317,12 @@ APPSRV_API int appsrv_req_set_max_body(appsrv_req_t *req, uint64_t max);
  * trailers too) or end < 0: -EMSGSIZE (over the limit; the rest is not
  * read: answer 413 unless the response head is out, in which case the
  * connection is cut), APPSRV_EPARSE (bad chunked framing), or
- * APPSRV_ECANCELED (the client left; the cancel callback follows).
+ * APPSRV_ECANCELED (the client left; the cancel callback follows), or
+ * -ESHUTDOWN (a graceful stop began, appsrv_server_stop(): the rest is
+ * not read; answer now, e.g. 503, and release what the body held; the
+ * response still works and the connection closes after it; a paused
+ * body gets it too, and a body whose handler runs once the drain has
+ * begun gets it right after the handler returns).
  * Return 0 to go on, APPSRV_PAUSE to stop reading after this piece (the
  * socket is no longer read, so the TCP window closes) until
  * appsrv_req_body_resume(), or a negative value to stop for good (the
@@ -1584,6 +1590,19 @@ typedef struct appsrv_listen_opts {
  */
 APPSRV_API int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int port,
                                   const appsrv_listen_opts_t *opts);
+
+/*
+ * Listener options on an inherited socket: as appsrv_listen_opts() on fd,
+ * a socket that is already listening (systemd socket activation,
+ * start_server, appsrv_inherited_fds()), with the checks, ownership and
+ * returns of appsrv_listen_http_fd() (-EBADF, -ENOTSOCK, -EINVAL: not a
+ * listening stream socket; fd stays the caller's on failure), and
+ * -EINVAL for an unknown proto or tls on a line listener. So a server
+ * behind a proxy can take the PROXY protocol on a socket it inherited.
+ * Before run; any thread.
+ */
+APPSRV_API int appsrv_listen_opts_fd(appsrv_server_t *srv, int fd,
+                                     const appsrv_listen_opts_t *opts);
 
 /*
  * Trusted proxies: cidrs is "CIDR[,CIDR...]" (IPv4 and IPv6, e.g.

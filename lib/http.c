@@ -481,6 +481,8 @@ static void http_rebase(appsrv__conn_t *c, uint32_t shift)
 
 static void http_drain(appsrv__conn_t *c)
 {
+    if (c->state == APPSRV__ST_BODY && c->ctx != NULL)
+        appsrv__http_stream_stop(c); /* then WAIT: the stop notification too */
     if (c->state == APPSRV__ST_WAIT && c->ctx != NULL)
         appsrv__res_stop(&appsrv__http_ctx(c)->res);
 }

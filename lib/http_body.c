@@ -242,8 +242,10 @@ APPSRV__HTTP_COLD void appsrv__http_stream_dispatch(appsrv__conn_t *c)
             appsrv__res_defer(res);
             appsrv__conn_hold(c);
             c->wait_untimed = false;
-            if (c->w->draining)
+            if (c->w->draining) {
+                appsrv__http_stream_stop(c);
                 appsrv__res_stop(res);
+            }
             return;
         }
         if (rc < 0 || res->status == 0)
@@ -384,6 +386,17 @@ APPSRV__HTTP_COLD void appsrv__http_stream_gone(appsrv__conn_t *c)
         if (x->body_cb != NULL)
             x->body_cb(&x->req, NULL, 0, APPSRV_ECANCELED, x->body_ud);
     }
+}
+
+/* A graceful stop began (or had begun when the handler took the body)
+ * while the body is still coming or paused: its last call is -ESHUTDOWN,
+ * the host answers, the rest is not read and the connection closes after
+ * the answer (stream_end). */
+APPSRV__HTTP_COLD void appsrv__http_stream_stop(appsrv__conn_t *c)
+{
+    appsrv__http_ctx_t *x = appsrv__http_ctx(c);
+    if (c->state == APPSRV__ST_BODY && x->streaming && !x->body_done)
+        stream_end(c, -ESHUTDOWN);
 }
 
 static void resume_cb(appsrv__aitem_t *it)

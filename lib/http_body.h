@@ -48,6 +48,8 @@ void appsrv__http_stream_dispatch(appsrv__conn_t *c);
 int appsrv__http_stream_step(appsrv__conn_t *c);
 /* The connection closes: a body still coming ends with ECANCELED. */
 void appsrv__http_stream_gone(appsrv__conn_t *c);
+/* A graceful stop: a body still coming (or paused) ends with -ESHUTDOWN. */
+void appsrv__http_stream_stop(appsrv__conn_t *c);
 /* The block's context is disposed: its resume item leaves the queue. */
 void appsrv__http_resume_dispose(appsrv__conn_t *c);
 

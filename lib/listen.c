@@ -145,27 +145,36 @@ int appsrv_listen_line(appsrv_server_t *srv, const char *host, int port)
                         &appsrv__transport_plain, NULL, host, port);
 }
 
-/* Listener options (appsrv.h, "behind a load balancer"). */
-int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int port,
-                       const appsrv_listen_opts_t *opts)
+/* Listener options (appsrv.h, "behind a load balancer"), for a socket
+ * made here (adopt false: host, port) or inherited (adopt true: fd). */
+static int listen_with_opts(appsrv_server_t *srv, const appsrv_listen_opts_t *opts, bool adopt,
+                            const char *host, int port, int fd)
 {
     appsrv_listen_opts_t o = {.proto = APPSRV_PROTO_HTTP};
     if (opts != NULL)
         o = *opts;
     int rc;
     if (o.proto == APPSRV_PROTO_LINE && o.tls == NULL)
-        rc = appsrv_listen_line(srv, host, port);
+        rc = adopt ? appsrv_listen_line_fd(srv, fd) : appsrv_listen_line(srv, host, port);
     else if ((o.proto == APPSRV_PROTO_HTTP || o.proto == 0) && o.tls != NULL)
-        rc = appsrv_listen_https(srv, host, port, o.tls);
+        rc = adopt ? appsrv_listen_https_fd(srv, fd, o.tls)
+                   : appsrv_listen_https(srv, host, port, o.tls);
     else if (o.proto == APPSRV_PROTO_HTTP || o.proto == 0)
-        rc = appsrv_listen_http(srv, host, port);
+        rc = adopt ? appsrv_listen_http_fd(srv, fd) : appsrv_listen_http(srv, host, port);
     else
         return -EINVAL;
-    if (rc > 0 && o.proxy_protocol)
+    /* rc: the port, 0 for a Unix socket (adopted), or the error */
+    if (rc >= 0 && o.proxy_protocol)
         srv->listeners[srv->nlisteners - 1].preamble = srv->cfg.max_conns_per_client > 0
                                                            ? appsrv__proxy_limit_preamble
                                                            : appsrv__proxy_preamble;
     return rc;
+}
+
+int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int port,
+                       const appsrv_listen_opts_t *opts)
+{
+    return listen_with_opts(srv, opts, false, host, port, -1);
 }
 
 /* ------------------------------------------------- deployment (issue 18) */
@@ -226,6 +235,13 @@ int appsrv_listen_line_fd(appsrv_server_t *srv, int fd)
 {
     return adopt_listener(srv, &appsrv__line_proto, srv != NULL ? &srv->line_routes : NULL,
                           &appsrv__transport_plain, NULL, fd);
+}
+
+/* The inherited-socket counterpart of appsrv_listen_opts(): the checks
+ * of the _fd calls on fd, then the same options. */
+int appsrv_listen_opts_fd(appsrv_server_t *srv, int fd, const appsrv_listen_opts_t *opts)
+{
+    return listen_with_opts(srv, opts, true, NULL, 0, fd);
 }
 
 /* ---------------------------------------------------------------- accept */

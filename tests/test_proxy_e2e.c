@@ -21,6 +21,7 @@
 
 #include "client.h"
 #include "e2e.h"
+#include "proxy_hdr.h"
 #include "trust.h"
 
 /* GET /who: "client=ADDR peer=ADDR scheme=S" */
@@ -146,32 +147,11 @@ Test(proxy_e2e, v1_tcp6_byte_by_byte)
     stop();
 }
 
-static size_t v2_tcp4(unsigned char *h, const char *src, int sport, bool tlv)
-{
-    static const unsigned char sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
-                                          0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
-    memcpy(h, sig, 12);
-    h[12] = 0x21;
-    h[13] = 0x11;
-    size_t len = 12 + (tlv ? 7 : 0);
-    h[14] = 0;
-    h[15] = (unsigned char)len;
-    inet_pton(AF_INET, src, h + 16);
-    inet_pton(AF_INET, "127.0.0.1", h + 20);
-    h[24] = (unsigned char)(sport >> 8);
-    h[25] = (unsigned char)sport;
-    h[26] = 0;
-    h[27] = 80;
-    if (tlv)
-        memcpy(h + 28, "\x01\x00\x04http", 7); /* ALPN, skipped */
-    return 16 + len;
-}
-
 Test(proxy_e2e, v2_every_piece_size)
 {
     start(true, NULL);
     unsigned char h[64];
-    size_t n = v2_tcp4(h, "198.51.100.20", 61000, true);
+    size_t n = proxy_v2_tcp4(h, "198.51.100.20", 61000, true);
     for (size_t piece = 1; piece <= n; piece += 4) {
         e2e_conn_t c;
         cr_assert_eq(e2e_conn_open(&c, sa.port), 0);
