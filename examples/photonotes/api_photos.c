@@ -269,10 +269,14 @@ static int on_body(appsrv_req_t *req, const void *data, size_t len, int end, voi
     (void)req;
     upload_t *u = ud;
     if (end != 0) {
-        if (end == -EMSGSIZE)
+        if (end == -EMSGSIZE) {
             fail(u, 413, "too_large", "a photo is at most 25 MiB");
-        else if (end < 0)
+        } else if (end == -ESHUTDOWN) { /* the server is stopping: retry elsewhere */
+            appsrv_res_add_header(u->res, "Retry-After", "1");
+            fail(u, 503, "shutting_down", "the server is restarting; retry the upload");
+        } else if (end < 0) {
             fail(u, 400, "bad_body", "the body ended badly");
+        }
         if (end > 0 && u->status == 0)
             body_complete(u);
         else

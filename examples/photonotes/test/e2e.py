@@ -302,7 +302,30 @@ def scenario(binary, certs, db, tmp):
         cl.expect(204, "logout A", "POST", "/v1/auth/logout", token=a)
         cl.expect(401, "A's token after logout", "GET", "/v1/notes", token=a)
         ev.close()
+
+        # An upload in flight when the server stops: the library ends its
+        # body (-ESHUTDOWN), the answer is 503 + Retry-After before the
+        # process exits, and no temp file stays behind.
+        STEP[0] = "an upload in flight at SIGTERM"
+        boundary = "stop%d" % os.getpid()
+        head = ('--%s\r\nContent-Disposition: form-data; name="photo"; filename="s.jpg"\r\n'
+                'Content-Type: image/jpeg\r\n\r\n' % boundary).encode()
+        c = cl.conn(timeout=20)
+        c.putrequest("POST", "/v1/notes/%d/photos" % nid)
+        c.putheader("Authorization", "Bearer " + b)
+        c.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
+        c.putheader("Content-Length", str(len(head) + 1024 * 1024 + 64))
+        c.endheaders()
+        c.send(head + b"\xff\xd8\xff\xe0" + os.urandom(65536))
+        time.sleep(0.3)  # the handler has the body by now
+        srv.proc.send_signal(signal.SIGTERM)
+        r = c.getresponse()
+        check(r.status == 503 and r.getheader("Retry-After") == "1",
+              "upload at SIGTERM: %d %r" % (r.status, r.read()[:200]))
+        c.close()
         srv.stop()
+        left = [f for f in os.listdir(os.path.join(os.path.dirname(db), "photos")) if f.endswith(".tmp")]
+        check(not left, "temp files left after the stop: %r" % left)
 
         srv = Server(binary, certs, db)
         cl = Client(srv.port, ctx)
