@@ -379,7 +379,8 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("e2e.py: ok (register, login x2, live create/update over SSE, 412, 422, "
-          "CORS, metrics, logout, restart, 5 MB photo + Range resume, gzip, expiry, /ready while draining)")
+          "CORS, metrics, logout, upload at SIGTERM, restart, 5 MB photo + Range resume, gzip, expiry, "
+          "/ready while draining)")
     return 0
 
 
