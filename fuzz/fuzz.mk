@@ -21,6 +21,10 @@ FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -Wall -Wextra -Werror -Iinclude -Ilib $(TLS_CFLAGS)
 
+# The library's objects: coverage instrumentation without libFuzzer's main.
+fuzz_comma     := ,
+FUZZ_OBJ_FLAGS := $(subst -fsanitize=fuzzer$(fuzz_comma),-fsanitize=fuzzer-no-link$(fuzz_comma),$(FUZZ_FLAGS))
+
 FUZZ_DRIVERS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
 FUZZ_PARSER  := $(filter http_parse chunked,$(FUZZ_DRIVERS))
 FUZZ_LIBBED  := $(filter-out $(FUZZ_PARSER),$(FUZZ_DRIVERS))
@@ -43,10 +47,20 @@ $(FUZZ_PARSER:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(PARSE_SRCS) -o $@
 
-$(FUZZ_LIBBED:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/conn_harness.h $(LIB_SRCS) \
-        $(wildcard lib/*.h) include/appsrv.h
+# The library is compiled once for all these drivers, instrumented for
+# coverage (fuzzer-no-link) and the sanitizers; each driver links it.
+FUZZ_OBJ_DIR  := $(BUILD)/fuzz/obj
+FUZZ_LIB_OBJS := $(LIB_SRCS:lib/%.c=$(FUZZ_OBJ_DIR)/%.o)
+
+$(FUZZ_OBJ_DIR)/%.o: lib/%.c $(wildcard lib/*.h) include/appsrv.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@ $(LIBS)
+	$(FUZZ_CC) $(FUZZ_OBJ_FLAGS) \
+	    -c $< -o $@
+
+$(FUZZ_LIBBED:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/conn_harness.h \
+        fuzz/fuzz_check.h $(FUZZ_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_LIB_OBJS) -o $@ $(LIBS)
 
 # Each driver grows its own corpus copy under $(BUILD)/fuzz/corpus/; the
 # seeds and the driver's regression inputs are copied in first. Findings
