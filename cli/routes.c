@@ -105,7 +105,7 @@ static int h_echo_query(appsrv_req_t *req, appsrv_res_t *res, void *user)
     return appsrv_res_set_body_ref(res, buf, (size_t)n, free_cb, NULL);
 }
 
-/* /upload and /stream (issue 16) */
+/* /upload and /stream */
 /*
  * POST /upload: multipart/form-data taken as it arrives (never buffered
  * whole): per part its name, filename (null without one), Content-Type

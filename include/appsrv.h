@@ -218,7 +218,7 @@ typedef struct appsrv_log_entry {
                           framed (0 when no request was parsed) */
     bool aborted;      /* the client left (or the response timed out)
                           before the response was complete */
-    /* Fields below were added after 0.1.0 (issue 19). */
+    /* Fields below were added after 0.1.0. */
     int http_minor;              /* HTTP/1.<minor> of the request line; -1 when it was
                                     not parsed, and for line requests */
     uint64_t bytes_in;           /* request bytes read: head + body as framed */
@@ -357,7 +357,7 @@ typedef struct appsrv_config {
     bool sd_notify;           /* READY=1 at run, STOPPING=1 at stop, to
                                  $NOTIFY_SOCKET (false) */
 
-    /* Fields below were added for issue 18 (behind a load balancer). The
+    /* Fields below were added for deployment behind a load balancer. The
      * client is appsrv_req_client_addr()'s: the PROXY header's address on
      * a proxy_protocol listener; for requests also a trusted
      * X-Forwarded-For. IPv6 clients count by their /64. */
@@ -1261,7 +1261,7 @@ typedef struct appsrv_static_opts {
  */
 APPSRV_API int appsrv_static(appsrv_server_t *srv, const char *prefix, const char *root,
                              const appsrv_static_opts_t *opts);
-/* ------------------------------- routes that decide before the body (issue 16) */
+/* ---------------------------------------- routes that decide before the body */
 /*
  * appsrv_route_ex() registers a route with options:
  *   on_head: runs on the loop thread as soon as the head is complete,
@@ -1562,7 +1562,7 @@ APPSRV_API int appsrv_sd_notify(const char *state);
 APPSRV_API bool appsrv_server_draining(const appsrv_server_t *srv);
 /* ---------------------------------------------- behind a load balancer */
 /*
- * Listener options (issue 18). The PROXY protocol (haproxy's
+ * Listener options. The PROXY protocol (haproxy's
  * proxy-protocol.txt, versions 1 and 2, both accepted on the same
  * listener) lets a load balancer in front tell the server who the client
  * is: a header before the client's first byte, before the TLS ClientHello

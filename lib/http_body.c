@@ -3,7 +3,7 @@
  * http_body.c - request bodies of HTTP/1.1 that do not arrive in place
  * with the head: chunked bodies decoded into one growing allocation
  * within the body limit, the 100-continue answer (RFC 9110 §10.1.1), and
- * appsrv_route_ex() routes (issue 16): heads routed before the body, the
+ * appsrv_route_ex() routes: heads routed before the body, the
  * route's on_head and body limit, bodies streamed to the host in pieces
  * with APPSRV_PAUSE and appsrv_req_body_resume(), and bodies left unread
  * (the close after the answer). Called by http.c; calls http_out.c for
@@ -99,7 +99,7 @@ int appsrv__http_read_chunked(appsrv__conn_t *c)
 }
 
 /* ------------------------------------------ deciding before the body,
- * streamed request bodies (appsrv_route_ex(), issue 16). Everything here
+ * streamed request bodies (appsrv_route_ex()). Everything here
  * runs only when some route was registered with appsrv_route_ex()
  * (w->route_ex): heads are then routed before the body is read. */
 

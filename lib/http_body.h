@@ -2,7 +2,7 @@
 /*
  * http_body.h - request bodies of HTTP/1.1 beyond the in-place
  * Content-Length (http_body.c): chunked decoding, 100-continue, and the
- * appsrv_route_ex() routes (issue 16) whose heads are decided before the
+ * appsrv_route_ex() routes whose heads are decided before the
  * body and whose bodies may be streamed with pause/resume. Used by http.c.
  */
 #ifndef APPSRV_HTTP_BODY_H
@@ -14,7 +14,7 @@
 #include "conn.h"
 #include "http_parse.h"
 
-/* A route registered with appsrv_route_ex() (issue 16): the router's
+/* A route registered with appsrv_route_ex(): the router's
  * handler is appsrv__route_ex_call and its user this record, so
  * http_body.c recognises such routes by their handler. Owned by the
  * server. */

@@ -63,7 +63,7 @@ static inline void appsrv__http_log_once(appsrv__conn_t *c, const appsrv_req_t *
 
 /* appsrv__http_respond() (http_out.h) is on every request's path and, with
  * a second (cold) caller, no longer called once: keep it inlined into
- * dispatch() (http.c). The issue 16 code (http_body.c) is kept out of
+ * dispatch() (http.c). The appsrv_route_ex() code (http_body.c) is kept out of
  * line. */
 #if defined(__GNUC__)
 #define APPSRV__HTTP_INLINE inline __attribute__((always_inline))

@@ -177,7 +177,7 @@ int appsrv_listen_opts(appsrv_server_t *srv, const char *host, int port,
     return listen_with_opts(srv, opts, false, host, port, -1);
 }
 
-/* ------------------------------------------------- deployment (issue 18) */
+/* ------------------------------------------------------------ deployment */
 
 /* An adopted socket must be a listening stream socket; it becomes
  * non-blocking and close-on-exec. */

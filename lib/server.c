@@ -389,7 +389,7 @@ int64_t appsrv__server_start_time(const appsrv_server_t *srv)
     return srv->start_time_s;
 }
 
-/* ------------------------------------------- middleware, loops (issue 17) */
+/* ------------------------------------------------------ middleware, loops */
 
 int appsrv__server_use(appsrv_server_t *srv, appsrv_before_cb before, appsrv_after_cb after,
                        void *user, void (*free_user)(void *user))
