@@ -513,16 +513,21 @@ Test(ws_life, silent_peer_closed_after_a_ping, TMO)
 {
     keeper_t k = {0};
     appsrv_config_t cfg = quiet_cfg();
-    cfg.ws_ping_ms = 100;
+    /* A ping after one period of silence, the close after a second one:
+     * two periods from the server's clock, which started at the upgrade,
+     * before this thread's t0 by as long as the 101 took to reach it
+     * (70 ms and more under valgrind). One period is the lower bound. */
+    const int ping = SCALE(100, 500);
+    cfg.ws_ping_ms = ping;
     e2e_server_t s;
     e2e_conn_t c;
     keeper_open(&s, &k, &cfg, &c);
     int64_t t0 = e2e_now_ms();
     wsc_trace_t t = {0};
-    cr_assert_eq(wsc_collect(&c, &t, NULL, 0, 5000), 0);
+    cr_assert_eq(wsc_collect(&c, &t, NULL, 0, 5000 + 4 * ping), 0);
     int64_t took = e2e_now_ms() - t0;
     cr_assert_str_eq(wsc_trace_str(&t), "P:617070737276 X ");
-    cr_assert(took >= 150 && took < 2000, "closed after %lld ms", (long long)took);
+    cr_assert(took >= ping && took < 2000 + 4 * ping, "closed after %lld ms", (long long)took);
     keeper_closed(&k, 1006);
     wsc_trace_free(&t);
     e2e_conn_close(&c);
