@@ -327,17 +327,24 @@ static int run_delete(store_conn_t *c, job_t *j)
 {
     photo_t photos[MAX_PHOTOS_PER_NOTE];
     size_t nphotos = 0;
-    int rc = g_app.vt->photo_list(c, j->user, j->id, photos, MAX_PHOTOS_PER_NOTE, &nphotos);
+    /* Under the note lock, no photo of this note commits between the list
+     * and the delete (its file would be left behind). */
+    int rc = g_app.vt->note_lock(c, j->id);
+    if (rc < 0)
+        return rc;
+    rc = g_app.vt->photo_list(c, j->user, j->id, photos, MAX_PHOTOS_PER_NOTE, &nphotos);
     if (rc == 0)
         rc = g_app.vt->note_delete(c, j->user, j->id, j->if_version);
+    if (rc == 0)
+        for (size_t i = 0; i < nphotos; i++) /* their rows went with the note */
+            photo_unlink(photos[i].id);
+    g_app.vt->note_unlock(c, j->id);
     if (rc == -ENOENT)
         return reply_error(j->res, 404, "not_found", "no such note");
     if (rc == -ESTALE)
         return reply_stale(j->res);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; i < nphotos; i++) /* their rows went with the note */
-        photo_unlink(photos[i].id);
     live_note_event(c, j->user, "note.deleted", NULL, j->id, j->device);
     return appsrv_res_set_status(j->res, 204);
 }

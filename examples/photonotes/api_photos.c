@@ -200,7 +200,22 @@ static void upload_commit(store_conn_t *c, upload_t *u)
     char path[4096];
     photo_t have[MAX_PHOTOS_PER_NOTE];
     size_t n = 0;
-    int rc = g_app.vt->photo_list(c, u->user, u->note, have, MAX_PHOTOS_PER_NOTE, &n);
+    /* The data reaches the disk before the lock is taken; under the note
+     * lock, the count, the row and the rename happen with no note delete
+     * in between (which would list the photos before this row, or unlink
+     * before this rename, and leave the file behind). */
+    if (fsync(u->fd) != 0) {
+        fail(u, 507, "storage", "cannot store the photo");
+        upload_finish(u);
+        return;
+    }
+    int rc = g_app.vt->note_lock(c, u->note);
+    if (rc < 0) {
+        fail(u, 500, "internal", "the photo could not be recorded");
+        upload_finish(u);
+        return;
+    }
+    rc = g_app.vt->photo_list(c, u->user, u->note, have, MAX_PHOTOS_PER_NOTE, &n);
     if (rc == 0 && n == MAX_PHOTOS_PER_NOTE)
         rc = -ENOSPC;
     if (rc == 0)
@@ -213,7 +228,7 @@ static void upload_commit(store_conn_t *c, upload_t *u)
         fail(u, 500, "internal", "the photo could not be recorded");
     } else {
         photo_path(p.id, path, sizeof(path));
-        if (fsync(u->fd) != 0 || rename(u->tmp, path) != 0) {
+        if (rename(u->tmp, path) != 0) {
             g_app.vt->photo_delete(c, u->user, p.id);
             fail(u, 507, "storage", "cannot store the photo");
         } else {
@@ -225,6 +240,7 @@ static void upload_commit(store_conn_t *c, upload_t *u)
             live_photo_event(c, u->user, "photo.added", &p, u->device);
         }
     }
+    g_app.vt->note_unlock(c, u->note);
     upload_finish(u);
 }
 

@@ -73,6 +73,14 @@ typedef struct store_vt {
                         int64_t *id);
     int (*photo_get)(store_conn_t *c, int64_t user, int64_t id, photo_t *out);
     int (*photo_delete)(store_conn_t *c, int64_t user, int64_t id);
+    /* Serialises the steps that change a note's photo files (attaching:
+     * count, insert the row, rename the file in; deleting the note: list,
+     * delete, unlink) so neither leaves a file without a row. Across this
+     * process's database threads (SQLite) or across every instance sharing
+     * the database and the photo directory (PostgreSQL advisory lock).
+     * note_unlock on the same conn pairs every successful note_lock. */
+    int (*note_lock)(store_conn_t *c, int64_t note);
+    void (*note_unlock)(store_conn_t *c, int64_t note);
     /* The note's photos, oldest first, at most max. */
     int (*photo_list)(store_conn_t *c, int64_t user, int64_t note, photo_t *out, size_t max,
                       size_t *n);

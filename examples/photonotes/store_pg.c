@@ -25,6 +25,7 @@
 
 #define CHANNEL "photonotes"
 #define MIGRATION_LOCK 7210 /* pg_advisory_xact_lock key */
+#define NOTE_LOCK_SPACE "7211" /* first key of the note locks */
 
 static const char *const k_migrations[] = {
     "CREATE TABLE users (id BIGSERIAL PRIMARY KEY, username TEXT NOT NULL UNIQUE,"
@@ -80,6 +81,13 @@ static const struct {
     {"photo_del", "DELETE FROM photos WHERE user_id = $1 AND id = $2", 2},
     {"photo_list", "SELECT " PHOTO_COLS " FROM photos WHERE user_id = $1 AND note_id = $2"
                    " ORDER BY id LIMIT $3", 3},
+    /* Two-key form: a lock space apart from MIGRATION_LOCK's bigint key.
+     * Note ids fold into 31 bits; two notes folding together only wait
+     * for each other. */
+    {"note_lock", "SELECT pg_advisory_lock(" NOTE_LOCK_SPACE ", ($1::bigint % 2147483648)::int)",
+     1},
+    {"note_unlock",
+     "SELECT pg_advisory_unlock(" NOTE_LOCK_SPACE ", ($1::bigint % 2147483648)::int)", 1},
 };
 #define NSTMTS ((int)(sizeof(k_stmts) / sizeof(k_stmts[0])))
 
@@ -452,6 +460,29 @@ static int pg_photo_delete(store_conn_t *c, int64_t user, int64_t id)
     return change(c, "photo_del", 2, v);
 }
 
+/* A session-level advisory lock on this thread's connection. If the
+ * connection is lost in between, the server has released it; the unlock
+ * then fails and is only logged. */
+static int pg_note_lock(store_conn_t *c, int64_t note)
+{
+    char n[24];
+    const char *v[] = {I64(n, note)};
+    PGresult *r;
+    int rc = exec(c, "note_lock", 1, v, &r);
+    if (rc == 0)
+        PQclear(r);
+    return rc;
+}
+
+static void pg_note_unlock(store_conn_t *c, int64_t note)
+{
+    char n[24];
+    const char *v[] = {I64(n, note)};
+    PGresult *r;
+    if (exec(c, "note_unlock", 1, v, &r) == 0)
+        PQclear(r);
+}
+
 static int pg_photo_list(store_conn_t *c, int64_t user, int64_t note, photo_t *out, size_t max,
                          size_t *n)
 {
@@ -558,6 +589,8 @@ const store_vt store_pg_vt = {
     .photo_create = pg_photo_create,
     .photo_get = pg_photo_get,
     .photo_delete = pg_photo_delete,
+    .note_lock = pg_note_lock,
+    .note_unlock = pg_note_unlock,
     .photo_list = pg_photo_list,
     .notify = pg_notify,
     .listen_start = pg_listen_start,

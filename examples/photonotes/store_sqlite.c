@@ -9,7 +9,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -449,6 +451,32 @@ static int sq_photo_delete(store_conn_t *c, int64_t user, int64_t id)
     return change(c, st);
 }
 
+/* One SQLite file has one photonotes process: the note locks are mutexes
+ * here, striped by note id (two notes sharing a stripe only wait for each
+ * other). A thread holds at most one, so they cannot deadlock. */
+#define NOTE_STRIPES 64
+static pthread_mutex_t g_note_mu[NOTE_STRIPES] = {
+#define M4 PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, \
+           PTHREAD_MUTEX_INITIALIZER
+#define M16 M4, M4, M4, M4
+    M16, M16, M16, M16
+#undef M16
+#undef M4
+};
+
+static int sq_note_lock(store_conn_t *c, int64_t note)
+{
+    (void)c;
+    pthread_mutex_lock(&g_note_mu[(uint64_t)note % NOTE_STRIPES]);
+    return 0;
+}
+
+static void sq_note_unlock(store_conn_t *c, int64_t note)
+{
+    (void)c;
+    pthread_mutex_unlock(&g_note_mu[(uint64_t)note % NOTE_STRIPES]);
+}
+
 static int sq_photo_list(store_conn_t *c, int64_t user, int64_t note, photo_t *out, size_t max,
                          size_t *n)
 {
@@ -485,6 +513,8 @@ const store_vt store_sqlite_vt = {
     .photo_create = sq_photo_create,
     .photo_get = sq_photo_get,
     .photo_delete = sq_photo_delete,
+    .note_lock = sq_note_lock,
+    .note_unlock = sq_note_unlock,
     .photo_list = sq_photo_list,
     .notify = NULL,
     .listen_start = NULL,

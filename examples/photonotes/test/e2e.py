@@ -242,6 +242,61 @@ def photos(cl, token, nid):
     c.close()
 
 
+def delete_races(up, dele, token, photo_dir, rounds=16):
+    """Notes deleted while a photo of theirs commits (upload through `up`,
+    delete through `dele`, which may be another instance): each upload
+    answers 201 or 404, never 5xx, and no photo file outlives its note."""
+    STEP[0] = "note deletes racing photo uploads"
+    before = set(os.listdir(photo_dir))
+    boundary = "race%d" % os.getpid()
+    head = ('--%s\r\nContent-Disposition: form-data; name="photo"; filename="r.jpg"\r\n'
+            'Content-Type: image/jpeg\r\n\r\n' % boundary).encode()
+    data = b"\xff\xd8\xff\xe0" + os.urandom(32 * 1024)
+    tail = ("\r\n--%s--\r\n" % boundary).encode()
+    seen = {}
+    for i in range(rounds):
+        _, n = up.expect(201, "a note to race (round %d)" % i, "POST", "/v1/notes", token=token,
+                         body={"title": "race %d" % i, "body": ""})
+        c = up.conn(timeout=20)
+        c.putrequest("POST", "/v1/notes/%d/photos" % n["id"])
+        c.putheader("Authorization", "Bearer " + token)
+        c.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
+        c.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
+        c.endheaders()
+        c.send(head + data)  # all but the closing boundary
+        go, out = threading.Barrier(2), {}
+
+        def finish():
+            go.wait(10)
+            c.send(tail)
+            r = c.getresponse()
+            out["status"], out["body"] = r.status, r.read()
+
+        t = threading.Thread(target=finish)
+        t.start()
+        go.wait(10)
+        time.sleep((i % 8) * 0.002)  # the delete before, during, after the commit
+        st = dele.call("DELETE", "/v1/notes/%d" % n["id"], token=token)[0]
+        t.join(30)
+        c.close()
+        check(not t.is_alive(), "round %d: no answer to the upload within 30 s" % i)
+        check(st == 204, "round %d: DELETE of the note: %d" % (i, st))
+        check(out["status"] in (201, 404), "round %d: upload racing the delete: %d %r"
+              % (i, out["status"], out["body"][:200]))
+        seen[out["status"]] = seen.get(out["status"], 0) + 1
+    STEP[0] = "photo files after the racing deletes"
+    # A refused upload's temp file goes when its last reference does, which
+    # can be just after the answer: a moment's grace for those.
+    end = time.monotonic() + 3
+    while True:
+        left = sorted(set(os.listdir(photo_dir)) - before)
+        if not left or time.monotonic() > end:
+            break
+        time.sleep(0.05)
+    check(not left, "files left after their notes were deleted: %r (answers %r)" % (left, seen))
+    return seen
+
+
 def scenario(binary, certs, db, tmp):
     ctx = ssl.create_default_context(cafile=os.path.join(certs, "dev-ca.pem"))
     srv = Server(binary, certs, db, ["--cors", "https://app.example"])
@@ -336,6 +391,8 @@ def scenario(binary, certs, db, tmp):
         st, _ = upload(cl, a, nid, b"plain text, certainly not a photo" * 64, "a.txt")
         check(st in (401, 415), "a text file with a logged-out token: %d" % st)
         photos(cl, b, nid)
+        seen = delete_races(cl, cl, b, os.path.join(os.path.dirname(db), "photos"))
+        print("e2e.py: note deletes racing uploads: %r" % seen)
         _, got = cl.expect(200, "read after restart", "GET", "/v1/notes/%d" % nid, token=b)
         check(got["body"] == "two dozen" and got["version"] == 2, "after restart %r" % got)
         cl.expect(401, "A's token after restart", "GET", "/v1/notes", token=a)
@@ -379,7 +436,8 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("e2e.py: ok (register, login x2, live create/update over SSE, 412, 422, "
-          "CORS, metrics, logout, upload at SIGTERM, restart, 5 MB photo + Range resume, gzip, expiry, "
+          "CORS, metrics, logout, upload at SIGTERM, restart, 5 MB photo + Range resume, "
+          "note deletes racing uploads, gzip, expiry, "
           "/ready while draining)")
     return 0
 

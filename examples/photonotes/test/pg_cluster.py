@@ -153,6 +153,10 @@ def scenario(binary, tmp, procs):
             and d["photo"]["id"] == ph["id"])
     st, _, _, body = c2.call("GET", ph["url"], token=b)
     check(st == 200 and body == jpeg, "the photo from s2: %d, %d bytes" % (st, len(body)))
+    # Deleting a note on s2 while its photo commits on s1: the note lock
+    # spans instances (a PostgreSQL advisory lock), so no file is left.
+    seen = e2e.delete_races(c1, c2, a, shared)
+    print("pg_cluster.py: note deletes on s2 racing uploads on s1: %r" % seen)
 
     # Logout on s1; s2 had A's token cached and must refuse it now.
     c2.expect(200, "A on s2 (caches the token)", "GET", "/v1/notes", token=a)
