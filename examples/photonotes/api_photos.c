@@ -9,7 +9,9 @@
  * the library's multipart parser straight into a temp file (a piece at a
  * time on the loop thread, never the whole body in memory) while
  * crypto_hash_sha256 runs over them; the type comes from the magic bytes.
- * A database thread then records it and renames the file into place.
+ * A database thread then records it and renames the file into place,
+ * under the note's lock (store.h note_lock) so a note delete cannot
+ * leave the file behind.
  * Downloads are appsrv_res_file_fd (Range, ETag, 304) from a db thread.
  */
 #define _POSIX_C_SOURCE 200809L

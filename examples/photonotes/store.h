@@ -5,7 +5,7 @@
  * (the default, a file) and store_pg.c (PostgreSQL through libpq, for
  * several instances on one database). Each database thread of dbpool.c
  * owns one store_conn_t; nothing here is shared between threads except
- * the vtable. Every call returns 0 or a negative errno: -ENOENT (no such
+ * the vtable and the note locks (note_lock). Every call returns 0 or a negative errno: -ENOENT (no such
  * row), -EEXIST (unique key taken), -ESTALE (version mismatch), -EIO (the
  * database failed: the message went to stderr).
  */

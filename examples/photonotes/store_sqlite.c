@@ -5,7 +5,8 @@
  * wait for the writer), busy_timeout for writers, foreign keys on,
  * statements prepared once per connection. The schema version is
  * PRAGMA user_version; migrate() applies the steps above it in one
- * transaction each. Calls sqlite3 only.
+ * transaction each. The note locks are process-wide mutexes. Calls
+ * sqlite3 and pthreads only.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>

@@ -180,22 +180,35 @@ class Events:
         self.c.close()
 
 
+def photo_part(tag, filename, ctype="application/octet-stream"):
+    """(boundary, head, tail) of a multipart body with one file part
+    named "photo": the file's bytes go between head and tail."""
+    boundary = "%s%d" % (tag, os.getpid())
+    head = ('--%s\r\nContent-Disposition: form-data; name="photo"; filename="%s"\r\n'
+            'Content-Type: %s\r\n\r\n' % (boundary, filename, ctype)).encode()
+    return boundary, head, ("\r\n--%s--\r\n" % boundary).encode()
+
+
+def upload_head(cl, token, nid, boundary, length, headers=None, timeout=60):
+    """A new connection with the head of a photo upload of length bytes
+    sent, the body not yet: the caller sends it and reads the answer."""
+    c = cl.conn(timeout=timeout)
+    c.putrequest("POST", "/v1/notes/%d/photos" % nid)
+    c.putheader("Authorization", "Bearer " + token)
+    c.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
+    c.putheader("Content-Length", str(length))
+    for k, v in (headers or {}).items():
+        c.putheader(k, v)
+    c.endheaders()
+    return c
+
+
 def upload(cl, token, nid, data, filename, headers=None):
     """POST a multipart body in 64 KiB writes (never whole in one buffer
     on the wire); returns (status, json)."""
-    boundary = "pn%d" % os.getpid()
-    head = ('--%s\r\nContent-Disposition: form-data; name="photo"; filename="%s"\r\n'
-            'Content-Type: application/octet-stream\r\n\r\n' % (boundary, filename)).encode()
-    tail = ("\r\n--%s--\r\n" % boundary).encode()
-    c = cl.conn(timeout=60)
+    boundary, head, tail = photo_part("pn", filename)
+    c = upload_head(cl, token, nid, boundary, len(head) + len(data) + len(tail), headers)
     try:
-        c.putrequest("POST", "/v1/notes/%d/photos" % nid)
-        c.putheader("Authorization", "Bearer " + token)
-        c.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
-        c.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
-        for k, v in (headers or {}).items():
-            c.putheader(k, v)
-        c.endheaders()
         c.send(head)
         for i in range(0, len(data), 65536):
             c.send(data[i:i + 65536])
@@ -230,13 +243,8 @@ def photos(cl, token, nid):
     cl.expect(304, "If-None-Match on the photo", "GET", ph["url"], token=token,
               headers={"If-None-Match": etag})
     # Refused on the head alone: 30 MB announced, nothing sent after it.
-    c = cl.conn(timeout=20)
-    c.putrequest("POST", "/v1/notes/%d/photos" % nid)
-    c.putheader("Authorization", "Bearer " + token)
-    c.putheader("Content-Type", "multipart/form-data; boundary=x")
-    c.putheader("Content-Length", str(30 * 1024 * 1024))
-    c.putheader("Expect", "100-continue")
-    c.endheaders()
+    c = upload_head(cl, token, nid, "x", 30 * 1024 * 1024, {"Expect": "100-continue"},
+                    timeout=20)
     r = c.getresponse()
     check(r.status == 413, "30 MB upload: %d" % r.status)
     c.close()
@@ -248,21 +256,14 @@ def delete_races(up, dele, token, photo_dir, rounds=16):
     answers 201 or 404, never 5xx, and no photo file outlives its note."""
     STEP[0] = "note deletes racing photo uploads"
     before = set(os.listdir(photo_dir))
-    boundary = "race%d" % os.getpid()
-    head = ('--%s\r\nContent-Disposition: form-data; name="photo"; filename="r.jpg"\r\n'
-            'Content-Type: image/jpeg\r\n\r\n' % boundary).encode()
+    boundary, head, tail = photo_part("race", "r.jpg", "image/jpeg")
     data = b"\xff\xd8\xff\xe0" + os.urandom(32 * 1024)
-    tail = ("\r\n--%s--\r\n" % boundary).encode()
     seen = {}
     for i in range(rounds):
         _, n = up.expect(201, "a note to race (round %d)" % i, "POST", "/v1/notes", token=token,
                          body={"title": "race %d" % i, "body": ""})
-        c = up.conn(timeout=20)
-        c.putrequest("POST", "/v1/notes/%d/photos" % n["id"])
-        c.putheader("Authorization", "Bearer " + token)
-        c.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
-        c.putheader("Content-Length", str(len(head) + len(data) + len(tail)))
-        c.endheaders()
+        c = upload_head(up, token, n["id"], boundary, len(head) + len(data) + len(tail),
+                        timeout=20)
         c.send(head + data)  # all but the closing boundary
         go, out = threading.Barrier(2), {}
 
@@ -298,6 +299,7 @@ def delete_races(up, dele, token, photo_dir, rounds=16):
 
 
 def scenario(binary, certs, db, tmp):
+    photo_dir = os.path.join(os.path.dirname(db), "photos")  # Server's default
     ctx = ssl.create_default_context(cafile=os.path.join(certs, "dev-ca.pem"))
     srv = Server(binary, certs, db, ["--cors", "https://app.example"])
     try:
@@ -362,15 +364,8 @@ def scenario(binary, certs, db, tmp):
         # body (-ESHUTDOWN), the answer is 503 + Retry-After before the
         # process exits, and no temp file stays behind.
         STEP[0] = "an upload in flight at SIGTERM"
-        boundary = "stop%d" % os.getpid()
-        head = ('--%s\r\nContent-Disposition: form-data; name="photo"; filename="s.jpg"\r\n'
-                'Content-Type: image/jpeg\r\n\r\n' % boundary).encode()
-        c = cl.conn(timeout=20)
-        c.putrequest("POST", "/v1/notes/%d/photos" % nid)
-        c.putheader("Authorization", "Bearer " + b)
-        c.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
-        c.putheader("Content-Length", str(len(head) + 1024 * 1024 + 64))
-        c.endheaders()
+        boundary, head, _ = photo_part("stop", "s.jpg", "image/jpeg")
+        c = upload_head(cl, b, nid, boundary, len(head) + 1024 * 1024 + 64, timeout=20)
         c.send(head + b"\xff\xd8\xff\xe0" + os.urandom(65536))
         time.sleep(0.3)  # the handler has the body by now
         srv.proc.send_signal(signal.SIGTERM)
@@ -379,7 +374,7 @@ def scenario(binary, certs, db, tmp):
               "upload at SIGTERM: %d %r" % (r.status, r.read()[:200]))
         c.close()
         srv.stop()
-        left = [f for f in os.listdir(os.path.join(os.path.dirname(db), "photos")) if f.endswith(".tmp")]
+        left = [f for f in os.listdir(photo_dir) if f.endswith(".tmp")]
         check(not left, "temp files left after the stop: %r" % left)
 
         srv = Server(binary, certs, db)
@@ -391,7 +386,7 @@ def scenario(binary, certs, db, tmp):
         st, _ = upload(cl, a, nid, b"plain text, certainly not a photo" * 64, "a.txt")
         check(st in (401, 415), "a text file with a logged-out token: %d" % st)
         photos(cl, b, nid)
-        seen = delete_races(cl, cl, b, os.path.join(os.path.dirname(db), "photos"))
+        seen = delete_races(cl, cl, b, photo_dir)
         print("e2e.py: note deletes racing uploads: %r" % seen)
         _, got = cl.expect(200, "read after restart", "GET", "/v1/notes/%d" % nid, token=b)
         check(got["body"] == "two dozen" and got["version"] == 2, "after restart %r" % got)
